@@ -1,0 +1,55 @@
+# danescan: two commands on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Debian packages the testbed and the tests need (the commands they provide are checked first).
+DEB_PACKAGES := unbound nsd ldnsutils bind9-dnsutils postfix dnsperf openssl
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= .testbed/demo
+DEMO_DOMAINS ?= 2000
+BENCH_DOMAINS ?= 100000
+
+.PHONY: setup deb venv demo test lint unit integration bench clean
+
+setup: deb venv
+
+# Idempotent: installs only what is missing, so a second run is a no-op.
+deb:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[analysis,dev]'
+	@touch $@
+
+demo: setup
+	$(BIN)/python -m testbed.demo --dir $(DEMO_DIR) --domains $(DEMO_DOMAINS)
+
+lint: setup
+	$(BIN)/ruff check scanner analysis testbed tests benchmarks
+	$(BIN)/ruff format --check scanner analysis testbed tests benchmarks
+	$(BIN)/mypy
+
+unit: setup
+	$(BIN)/pytest -q tests/unit
+
+integration: setup
+	$(BIN)/pytest -q tests/integration
+
+test: lint
+	$(BIN)/pytest -q tests
+
+bench: setup
+	$(BIN)/python -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

@@ -1,0 +1,1 @@
+"""Analysis of danescan datasets: loading, metrics, figures and reports."""

@@ -1,0 +1,1 @@
+"""Ingest stage: reading domain lists (I/O) and normalising names (pure)."""

@@ -1,0 +1,1 @@
+"""Output stage: the Arrow schema and the Parquet dataset writer."""
