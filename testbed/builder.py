@@ -1,0 +1,297 @@
+"""The vocabulary scenarios are written in: domains, zones, mail hosts, chains
+and TLSA records, accumulated into the data of testbed.model.
+
+A scenario (testbed.scenarios) calls these methods to lay out one domain and
+returns what a correct scanner must conclude about it. TLSA data is computed
+here from the certificates themselves (RFC 6698 section 2.1: selector 0 is the
+whole certificate, 1 the SubjectPublicKeyInfo; matching type 0 is the bytes,
+1 SHA-256, 2 SHA-512), independently of the scanner's matcher.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import ipaddress
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from scanner.status import DaneVerdict, DomainVerdict
+from testbed.model import Behavior, DsMode, Listener, Record, Zone
+from testbed.pki import Issued, KeyType, Pki
+
+SIGNED_TLDS = ("example.", "test.")
+UNSIGNED_TLD = "alt."
+TTL = 3600
+IPV6_ADDRESS = "::1"
+
+_WORDS_A = (
+    "amber", "brisk", "cedar", "delta", "ember", "fable", "gala", "harbor", "indigo",
+    "juniper", "kestrel", "lumen", "maple", "nimbus", "onyx", "pixel", "quartz", "rowan",
+    "sierra", "tundra", "umber", "vivid", "willow", "xenon", "yonder", "zephyr",
+)  # fmt: skip
+_WORDS_B = (
+    "works", "labs", "mail", "net", "shop", "media", "group", "systems", "studio",
+    "trade", "cloud", "data", "hub", "point", "line", "craft", "field", "forge",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class HostTruth:
+    host: str
+    verdict: DaneVerdict
+
+
+@dataclass(frozen=True, slots=True)
+class DomainTruth:
+    domain: str
+    scenario: str
+    verdict: DomainVerdict
+    mx_hosts: tuple[HostTruth, ...]
+
+
+@dataclass(slots=True)
+class ZoneDraft:
+    origin: str
+    signed: bool = True
+    parent_ds: DsMode = DsMode.MATCH
+    lame: bool = False
+    expired: bool = False
+    records: list[Record] = field(default_factory=list)
+    corrupt: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, owner: str, rtype: str, rdata: str, ttl: int = TTL) -> None:
+        self.records.append(Record(owner, ttl, rtype, rdata))
+
+    def freeze(self) -> Zone:
+        return Zone(
+            origin=self.origin,
+            records=tuple(self.records),
+            signed=self.signed,
+            parent_ds=self.parent_ds,
+            lame=self.lame,
+            expired=self.expired,
+            corrupt_rrsets=tuple(self.corrupt),
+        )
+
+
+@dataclass(slots=True)
+class _ListenerDraft:
+    behavior: Behavior
+    chains: dict[str, str] = field(default_factory=dict)
+    default_chain: str | None = None
+    hosts: int = 0
+
+
+def tlsa_rdata(usage: int, selector: int, mtype: int, cert: Issued) -> str:
+    """Presentation form "U S M HEX" of the record for ``cert``."""
+    data = cert.der if selector == 0 else cert.spki_der
+    if mtype == 1:
+        data = hashlib.sha256(data).digest()
+    elif mtype == 2:
+        data = hashlib.sha512(data).digest()
+    return f"{usage} {selector} {mtype} {data.hex()}"
+
+
+def flip_last_hex(rdata: str) -> str:
+    """The same record with the last nibble of its data changed: matches nothing."""
+    last = rdata[-1]
+    return rdata[:-1] + ("0" if last != "0" else "1")
+
+
+class Builder:
+    """Accumulates zones, listeners and chains for one testbed."""
+
+    def __init__(self, *, seed: int, net: int, now: dt.datetime) -> None:
+        if not 1 <= net <= 254:
+            raise ValueError("net must be in 1..254 (addresses are 127.<net>.x.y)")
+        self.seed = seed
+        self.net = net
+        self.now = now
+        self.rng = random.Random(seed)
+        self.pki = Pki(seed=seed, now=now)
+        self.zones: dict[str, ZoneDraft] = {}
+        self.chains: dict[str, list[Issued]] = {}
+        self._listeners: dict[str, _ListenerDraft] = {}
+        self._names: set[str] = set()
+        self._addresses = self._address_iter()
+        self._pools: dict[str, str] = {}
+        # Shared infrastructure (providers) laid out once, on first use.
+        self.shared: dict[str, object] = {}
+        # (MX host name, chain id) of the one domain served by the real Postfix.
+        self.postfix: tuple[str, str] | None = None
+        self.zone(".", signed=True)
+        for tld in SIGNED_TLDS:
+            self.zone(tld, signed=True)
+        self.zone(UNSIGNED_TLD, signed=False, parent_ds=DsMode.NONE)
+
+    # -- infrastructure addresses (127.<net>.255.x) -------------------------
+
+    @property
+    def auth_address(self) -> str:
+        return f"127.{self.net}.255.1"
+
+    @property
+    def resolver_address(self) -> str:
+        return f"127.{self.net}.255.2"
+
+    @property
+    def lame_address(self) -> str:
+        return f"127.{self.net}.255.254"
+
+    @property
+    def postfix_address(self) -> str:
+        return f"127.{self.net}.255.25"
+
+    def _address_iter(self) -> Iterator[str]:
+        for a in range(0, 255):
+            for b in range(1, 255):
+                yield f"127.{self.net}.{a}.{b}"
+        raise RuntimeError("address space 127.<net>.0.0/16 exhausted")
+
+    def new_address(self) -> str:
+        return next(self._addresses)
+
+    # -- zones and names ---------------------------------------------------
+
+    def zone(
+        self,
+        origin: str,
+        *,
+        signed: bool = True,
+        parent_ds: DsMode = DsMode.MATCH,
+        lame: bool = False,
+        expired: bool = False,
+    ) -> ZoneDraft:
+        if origin in self.zones:
+            raise ValueError(f"zone {origin} defined twice")
+        draft = ZoneDraft(origin, signed, parent_ds if signed else DsMode.NONE, lame, expired)
+        self.zones[origin] = draft
+        return draft
+
+    def zone_of(self, name: str) -> ZoneDraft:
+        """The zone whose origin is the longest suffix of ``name``."""
+        labels = name.split(".")
+        for i in range(len(labels)):
+            candidate = ".".join(labels[i:]) or "."
+            if candidate in self.zones:
+                return self.zones[candidate]
+        return self.zones["."]
+
+    def add(self, owner: str, rtype: str, rdata: str, ttl: int = TTL) -> None:
+        self.zone_of(owner).add(owner, rtype, rdata, ttl)
+
+    def new_name(self, tld: str) -> str:
+        """A fresh, plausible second-level name under ``tld``."""
+        while True:
+            word = self.rng.choice(_WORDS_A) + self.rng.choice(_WORDS_B)
+            name = f"{word}{self.rng.randrange(1, 100000)}.{tld}"
+            if name not in self._names and name not in self.zones:
+                self._names.add(name)
+                return name
+
+    def signed_tld(self) -> str:
+        return SIGNED_TLDS[0] if self.rng.random() < 0.6 else SIGNED_TLDS[1]
+
+    def signed_domain(
+        self, *, parent_ds: DsMode = DsMode.MATCH, expired: bool = False
+    ) -> tuple[str, ZoneDraft]:
+        """A domain with a zone of its own, signed, delegated from a signed TLD."""
+        name = self.new_name(self.signed_tld())
+        return name, self.zone(name, parent_ds=parent_ds, expired=expired)
+
+    def insecure_domain(self) -> tuple[str, ZoneDraft]:
+        """A domain with an unsigned zone of its own under a signed TLD (no DS)."""
+        name = self.new_name(self.signed_tld())
+        return name, self.zone(name, signed=False)
+
+    def unsigned_domain(self) -> str:
+        """A domain that is a plain name in the unsigned TLD (no zone cut: cheap at scale)."""
+        return self.new_name(UNSIGNED_TLD)
+
+    # -- mail hosts ----------------------------------------------------------
+
+    def _listener(self, address: str, behavior: Behavior) -> _ListenerDraft:
+        draft = self._listeners.get(address)
+        if draft is None:
+            draft = self._listeners[address] = _ListenerDraft(behavior)
+        elif draft.behavior is not behavior:
+            raise ValueError(f"{address} already behaves as {draft.behavior}")
+        return draft
+
+    def serve(
+        self,
+        address: str,
+        names: Sequence[str],
+        chain_id: str | None,
+        behavior: Behavior = Behavior.STARTTLS,
+    ) -> None:
+        """``address`` answers for SNI ``names`` with ``chain_id``."""
+        draft = self._listener(address, behavior)
+        draft.hosts += 1
+        if chain_id is None:
+            return
+        for name in names:
+            draft.chains[name.rstrip(".")] = chain_id
+        if draft.default_chain is None:
+            draft.default_chain = chain_id
+
+    def pooled_address(self, pool: str, per_address: int = 8) -> str:
+        """An address shared by up to ``per_address`` hosts, as at shared hosting."""
+        address = self._pools.get(pool)
+        if address is None or self._listeners[address].hosts >= per_address:
+            address = self.new_address()
+            self._listener(address, Behavior.STARTTLS)
+            self._pools[pool] = address
+        return address
+
+    def chain(self, chain: list[Issued]) -> str:
+        chain_id = f"c{len(self.chains):06d}"
+        self.chains[chain_id] = chain
+        return chain_id
+
+    # -- certificate helpers -------------------------------------------------
+
+    def public_ca(self, kind: KeyType) -> tuple[Issued, Issued]:
+        """A public-CA-like root and its issuing intermediate (as Let's Encrypt's E5/R10)."""
+        tag = "E" if kind is KeyType.ECDSA else "R"
+        root = self.pki.ca(f"Testbed Root {tag}1", kind)
+        intermediate = self.pki.ca(
+            f"Testbed Issuing {tag}5", kind, issuer=root, days_before=200, days_after=900
+        )
+        return root, intermediate
+
+    def leaf(
+        self,
+        names: Sequence[str],
+        kind: KeyType = KeyType.ECDSA,
+        *,
+        key_label: str | None = None,
+        days_after: int = 60,
+        issuer: Issued | None = None,
+    ) -> tuple[Issued, Issued]:
+        """A leaf for ``names`` and its issuer (the public intermediate by default)."""
+        if issuer is None:
+            issuer = self.public_ca(kind)[1]
+        label = key_label if key_label is not None else names[0]
+        leaf = self.pki.leaf(
+            [n.rstrip(".") for n in names], issuer, kind, key_label=label, days_after=days_after
+        )
+        return leaf, issuer
+
+    # -- results ---------------------------------------------------------------
+
+    def listeners(self) -> list[Listener]:
+        return [
+            Listener(address, d.behavior, dict(d.chains), d.default_chain)
+            for address, d in sorted(self._listeners.items(), key=_address_key)
+        ]
+
+    def frozen_zones(self) -> list[Zone]:
+        return [d.freeze() for d in self.zones.values()]
+
+
+def _address_key(item: tuple[str, object]) -> tuple[int, int]:
+    ip = ipaddress.ip_address(item[0])
+    return (ip.version, int(ip))
