@@ -1,0 +1,408 @@
+"""Politeness: single flight, per-address and global limits, pacing, retry, exclusion."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Coroutine
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
+
+import pytest
+
+from scanner.handshake.exclude import parse_exclusions
+from scanner.handshake.polite import Handshaker, PoliteSettings, PoliteStats, should_retry
+from scanner.handshake.session import SessionResult, SessionSettings, client_context
+from scanner.handshake.smtp import Reply, Transcript
+from scanner.status import SmtpStatus
+
+T = TypeVar("T")
+
+SETTINGS = SessionSettings(ehlo_name="scanner.example.net", read_timeout=1.0, quit_timeout=0.2)
+CONTEXT = client_context()
+SNI = "mx.example.org"
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def result(
+    status: SmtpStatus = SmtpStatus.TLS_OK,
+    *,
+    banner: int = 220,
+    ehlo: int | None = 250,
+    starttls: int | None = 220,
+    address: str = "192.0.2.1",
+    sni: str = SNI,
+) -> SessionResult:
+    def reply(code: int | None) -> Reply | None:
+        return None if code is None else Reply(code, ("text",))
+
+    transcript = Transcript(banner=reply(banner), ehlo=reply(ehlo), starttls=reply(starttls))
+    return SessionResult(address=address, port=25, sni=sni, status=status, transcript=transcript)
+
+
+@dataclass
+class FakeTime:
+    """A clock that only moves when someone sleeps on it."""
+
+    now: float = 0.0
+    sleeps: list[float] = field(default_factory=list)
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+@dataclass
+class FakeSession:
+    """Stands in for run_session: answers from a script, records each call."""
+
+    time: FakeTime
+    answers: list[SessionResult] = field(default_factory=list)
+    calls: list[tuple[str, str, float]] = field(default_factory=list)
+    # While set, sessions wait for it to be released: to observe concurrency.
+    gate: asyncio.Event | None = None
+    open_now: dict[str, int] = field(default_factory=dict)
+    most_open: dict[str, int] = field(default_factory=dict)
+    most_open_total: int = 0
+
+    async def __call__(
+        self, address: str, sni: str, settings: SessionSettings, context: ssl.SSLContext
+    ) -> SessionResult:
+        assert (settings, context) == (SETTINGS, CONTEXT)
+        self.calls.append((address, sni, self.time.now))
+        self.open_now[address] = self.open_now.get(address, 0) + 1
+        self.most_open[address] = max(self.most_open.get(address, 0), self.open_now[address])
+        self.most_open_total = max(self.most_open_total, sum(self.open_now.values()))
+        try:
+            if self.gate is not None:
+                await self.gate.wait()
+            else:
+                await asyncio.sleep(0)
+            if self.answers:
+                return replace(self.answers.pop(0), address=address, sni=sni)
+            return result(address=address, sni=sni)
+        finally:
+            self.open_now[address] -= 1
+
+
+UNPACED = PoliteSettings(min_interval=0.0)
+
+
+async def settle() -> None:
+    """Let every runnable task run until it blocks."""
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+def handshaker(
+    polite: PoliteSettings = UNPACED,
+    **kwargs: Any,
+) -> tuple[Handshaker, FakeSession, FakeTime]:
+    time = FakeTime()
+    session = FakeSession(time, **kwargs)
+    shaker = Handshaker(
+        SETTINGS, polite, CONTEXT, session=session, clock=time.clock, sleep=time.sleep
+    )
+    return shaker, session, time
+
+
+def test_concurrent_requests_share_one_session() -> None:
+    async def scenario() -> tuple[list[SessionResult], Handshaker, FakeSession]:
+        shaker, session, _ = handshaker()
+        results = await asyncio.gather(*(shaker.handshake("192.0.2.1", SNI) for _ in range(10)))
+        return results, shaker, session
+
+    results, shaker, session = run(scenario())
+    assert len(session.calls) == 1
+    assert all(r is results[0] for r in results)
+    assert shaker.stats == PoliteStats(sessions=1, joined=9)
+
+
+def test_finished_sessions_are_answered_from_the_cache_by_normalised_key() -> None:
+    async def scenario() -> tuple[Handshaker, FakeSession]:
+        shaker, session, _ = handshaker()
+        first = await shaker.handshake("2001:db8::1", "MX.Example.org.")
+        assert await shaker.handshake("2001:0db8:0::1", "mx.example.org") is first
+        assert first.address == "2001:db8::1"
+        return shaker, session
+
+    shaker, session = run(scenario())
+    assert len(session.calls) == 1
+    assert shaker.stats == PoliteStats(sessions=1, cache_hits=1)
+
+
+def test_the_cache_is_bounded() -> None:
+    async def scenario() -> FakeSession:
+        shaker, session, _ = handshaker(PoliteSettings(min_interval=0.0, cache_size=2))
+        for sni in ("a.example", "b.example", "c.example", "a.example", "c.example"):
+            await shaker.handshake("192.0.2.1", sni)
+        return session
+
+    session = run(scenario())
+    # a was evicted by c; c was still cached.
+    assert [sni for _, sni, _ in session.calls] == [
+        "a.example",
+        "b.example",
+        "c.example",
+        "a.example",
+    ]
+
+
+def test_connections_to_one_address_are_paced() -> None:
+    async def scenario() -> tuple[FakeSession, FakeTime]:
+        shaker, session, time = handshaker(PoliteSettings(min_interval=2.0))
+        await asyncio.gather(
+            *(shaker.handshake("192.0.2.1", f"mx{i}.example") for i in range(3)),
+            shaker.handshake("192.0.2.2", SNI),
+        )
+        return session, time
+
+    session, _ = run(scenario())
+    starts = {(address, sni): start for address, sni, start in session.calls}
+    first_address = sorted(t for (a, _), t in starts.items() if a == "192.0.2.1")
+    assert first_address == [0.0, 2.0, 4.0]
+    # Another address is not held up by the first one's pacing.
+    assert starts[("192.0.2.2", SNI)] == 0.0
+
+
+@pytest.mark.parametrize("per_address", [1, 2, 3])
+def test_at_most_n_connections_per_address(per_address: int) -> None:
+    async def scenario() -> FakeSession:
+        shaker, session, _ = handshaker(
+            PoliteSettings(min_interval=0.0, per_address=per_address), gate=asyncio.Event()
+        )
+        tasks = [
+            asyncio.ensure_future(shaker.handshake("192.0.2.1", f"mx{i}.example")) for i in range(6)
+        ]
+        await settle()
+        assert session.gate is not None
+        session.gate.set()
+        await asyncio.gather(*tasks)
+        return session
+
+    session = run(scenario())
+    assert len(session.calls) == 6
+    assert session.most_open["192.0.2.1"] == per_address
+
+
+def test_the_global_cap_holds_across_addresses() -> None:
+    async def scenario() -> FakeSession:
+        shaker, session, _ = handshaker(
+            PoliteSettings(min_interval=0.0, max_connections=3), gate=asyncio.Event()
+        )
+        tasks = [asyncio.ensure_future(shaker.handshake(f"192.0.2.{i}", SNI)) for i in range(1, 11)]
+        await settle()
+        assert len(session.calls) == 3
+        assert session.gate is not None
+        session.gate.set()
+        await asyncio.gather(*tasks)
+        return session
+
+    session = run(scenario())
+    assert len(session.calls) == 10
+    assert session.most_open_total == 3
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "status", "attempts"),
+    [
+        (
+            result(SmtpStatus.BANNER_ERROR, banner=421, ehlo=None, starttls=None),
+            result(),
+            SmtpStatus.TLS_OK,
+            2,
+        ),
+        (result(SmtpStatus.BANNER_ERROR, ehlo=450, starttls=None), result(), SmtpStatus.TLS_OK, 2),
+        (result(SmtpStatus.STARTTLS_REFUSED, starttls=454), result(), SmtpStatus.TLS_OK, 2),
+        (
+            result(SmtpStatus.BANNER_ERROR, banner=421, ehlo=None, starttls=None),
+            result(SmtpStatus.BANNER_ERROR, banner=421, ehlo=None, starttls=None),
+            SmtpStatus.BANNER_ERROR,
+            2,
+        ),
+        (
+            result(SmtpStatus.BANNER_ERROR, banner=554, ehlo=None, starttls=None),
+            result(),
+            SmtpStatus.BANNER_ERROR,
+            1,
+        ),
+        (
+            result(SmtpStatus.STARTTLS_REFUSED, starttls=554),
+            result(),
+            SmtpStatus.STARTTLS_REFUSED,
+            1,
+        ),
+        (result(SmtpStatus.IO_TIMEOUT), result(), SmtpStatus.IO_TIMEOUT, 1),
+    ],
+)
+def test_one_retry_after_a_transient_refusal(
+    first: SessionResult, second: SessionResult, status: SmtpStatus, attempts: int
+) -> None:
+    async def scenario() -> tuple[SessionResult, Handshaker, FakeSession, FakeTime]:
+        shaker, session, time = handshaker(
+            PoliteSettings(min_interval=1.0, retry_backoff=30.0), answers=[first, second]
+        )
+        return await shaker.handshake("192.0.2.1", SNI), shaker, session, time
+
+    final, shaker, session, time = run(scenario())
+    assert (final.status, final.attempts) == (status, attempts)
+    assert len(session.calls) == attempts
+    assert shaker.stats.retries == attempts - 1
+    if attempts == 2:
+        # The backoff, then no extra pacing: the interval has long passed.
+        assert time.sleeps == [30.0]
+        assert session.calls[1][2] == 30.0
+
+
+@pytest.mark.parametrize(
+    ("outcome", "retry"),
+    [
+        (result(SmtpStatus.BANNER_ERROR, banner=421, ehlo=None, starttls=None), True),
+        (result(SmtpStatus.BANNER_ERROR, banner=554, ehlo=None, starttls=None), False),
+        (result(SmtpStatus.BANNER_ERROR, ehlo=421, starttls=None), True),
+        (result(SmtpStatus.BANNER_ERROR, ehlo=None, starttls=None), False),  # garbage banner
+        (result(SmtpStatus.STARTTLS_REFUSED, starttls=454), True),
+        (result(SmtpStatus.STARTTLS_REFUSED, starttls=502), False),
+        (result(SmtpStatus.NO_STARTTLS, starttls=None), False),
+        (result(SmtpStatus.PROTOCOL_ERROR, ehlo=421), False),
+        (result(SmtpStatus.TLS_OK), False),
+    ],
+)
+def test_should_retry(outcome: SessionResult, retry: bool) -> None:
+    assert should_retry(outcome) is retry
+
+
+def test_excluded_addresses_and_names_are_blocked_without_a_session() -> None:
+    exclusions = parse_exclusions(["192.0.2.0/24", "optout.example"]).exclusions
+
+    async def scenario() -> tuple[list[SessionResult], Handshaker, FakeSession]:
+        time = FakeTime()
+        session = FakeSession(time)
+        shaker = Handshaker(
+            SETTINGS,
+            PoliteSettings(min_interval=0.0),
+            CONTEXT,
+            exclusions=exclusions,
+            session=session,
+            clock=time.clock,
+            sleep=time.sleep,
+        )
+        results = [
+            await shaker.handshake("192.0.2.7", SNI),
+            await shaker.handshake("::ffff:192.0.2.7", SNI),
+            await shaker.handshake("198.51.100.1", "mx.optout.example"),
+            await shaker.handshake("198.51.100.1", SNI, names=("optout.example",)),
+            # The same address for a domain that did not opt out is probed.
+            await shaker.handshake("198.51.100.1", SNI, names=("other.example",)),
+        ]
+        return results, shaker, session
+
+    results, shaker, session = run(scenario())
+    assert [r.status for r in results] == [SmtpStatus.BLOCKED] * 4 + [SmtpStatus.TLS_OK]
+    assert results[0].error == "on the exclusion list"
+    assert results[0].connect_ms is None
+    assert [call[:2] for call in session.calls] == [("198.51.100.1", SNI)]
+    assert shaker.stats == PoliteStats(sessions=1, blocked=4)
+
+
+def test_not_an_address_is_skipped() -> None:
+    shaker, session, _ = handshaker()
+    outcome = run(shaker.handshake("mx.example.org", SNI))
+    assert (outcome.status, outcome.error) == (SmtpStatus.SKIPPED, "not an IP address")
+    assert session.calls == []
+
+
+def test_a_cancelled_caller_does_not_cancel_the_shared_session() -> None:
+    async def scenario() -> tuple[SessionResult, FakeSession]:
+        shaker, session, _ = handshaker(gate=asyncio.Event())
+        impatient = asyncio.ensure_future(shaker.handshake("192.0.2.1", SNI))
+        patient = asyncio.ensure_future(shaker.handshake("192.0.2.1", SNI))
+        await asyncio.sleep(0)
+        impatient.cancel()
+        await asyncio.sleep(0)
+        assert session.gate is not None
+        session.gate.set()
+        with pytest.raises(asyncio.CancelledError):
+            await impatient
+        return await patient, session
+
+    outcome, session = run(scenario())
+    assert outcome.status is SmtpStatus.TLS_OK
+    assert len(session.calls) == 1
+
+
+def test_aclose_cancels_sessions_in_flight() -> None:
+    async def scenario() -> tuple[bool, bool]:
+        shaker, session, _ = handshaker(gate=asyncio.Event())
+        caller = asyncio.ensure_future(shaker.handshake("192.0.2.1", SNI))
+        await settle()
+        assert len(session.calls) == 1
+        await shaker.aclose()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        # Nothing half-done is cached: asking again starts a new session.
+        assert session.gate is not None
+        session.gate.set()
+        again = await shaker.handshake("192.0.2.1", SNI)
+        return again.status is SmtpStatus.TLS_OK, len(session.calls) == 2
+
+    assert run(scenario()) == (True, True)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"per_address": 0},
+        {"max_connections": 0},
+        {"cache_size": 0},
+        {"min_interval": -1.0},
+        {"retry_backoff": -1.0},
+    ],
+)
+def test_polite_settings_are_validated(change: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="must"):
+        replace(PoliteSettings(), **change)
+
+
+def test_retry_against_a_real_server() -> None:
+    """The whole path with run_session: 421 first, then a server without STARTTLS."""
+
+    async def scenario() -> SessionResult:
+        connections = 0
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal connections
+            connections += 1
+            try:
+                if connections == 1:
+                    writer.write(b"421 4.7.0 Too busy, come back later\r\n")
+                else:
+                    writer.write(b"220 mx ESMTP\r\n")
+                    await reader.readline()
+                    writer.write(b"250 mx\r\n")
+                await reader.readline()
+                writer.write(b"221 bye\r\n")
+                await writer.drain()
+            finally:
+                writer.transport.abort()
+
+        server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        async with server:
+            port = server.sockets[0].getsockname()[1]
+            shaker = Handshaker(
+                replace(SETTINGS, port=port),
+                PoliteSettings(min_interval=0.0, retry_backoff=0.0),
+                CONTEXT,
+            )
+            return await shaker.handshake("127.0.0.1", SNI)
+
+    outcome = run(scenario())
+    assert (outcome.status, outcome.attempts) == (SmtpStatus.NO_STARTTLS, 2)
+    assert outcome.banner == Reply(220, ("mx ESMTP",))

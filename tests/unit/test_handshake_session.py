@@ -1,0 +1,610 @@
+"""The asyncio STARTTLS driver against small scripted servers on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import socket
+import ssl
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import pytest
+import uvloop
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from scanner.handshake import session as session_module
+from scanner.handshake.session import (
+    SessionResult,
+    SessionSettings,
+    client_context,
+    peer_chain,
+    run_session,
+)
+from scanner.handshake.smtp import Reply
+from scanner.status import SmtpStatus
+
+T = TypeVar("T")
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+SNI = "mx.example.org"
+FAST = SessionSettings(
+    ehlo_name="scanner.example.net",
+    connect_timeout=2.0,
+    read_timeout=2.0,
+    session_deadline=5.0,
+    quit_timeout=0.5,
+)
+CONTEXT = client_context()
+
+
+@dataclass(frozen=True)
+class Pki:
+    chain_pem: Path
+    key_pem: Path
+    chain_der: tuple[bytes, ...]  # leaf, intermediate, root: as served
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _certificate(
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: str,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    *,
+    ca: bool,
+) -> x509.Certificate:
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(_name(issuer))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if not ca:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(subject)]), critical=False
+        )
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    root_key, inter_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    root = _certificate("Test Root", root_key, "Test Root", root_key, ca=True)
+    inter = _certificate("Test Intermediate", inter_key, "Test Root", root_key, ca=True)
+    leaf = _certificate(SNI, leaf_key, "Test Intermediate", inter_key, ca=False)
+    chain = (leaf, inter, root)
+    folder = tmp_path_factory.mktemp("pki")
+    chain_pem = folder / "chain.pem"
+    key_pem = folder / "key.pem"
+    chain_pem.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain))
+    key_pem.write_bytes(
+        leaf_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return Pki(chain_pem, key_pem, tuple(c.public_bytes(serialization.Encoding.DER) for c in chain))
+
+
+@dataclass
+class Seen:
+    """What the fake server observed."""
+
+    lines: list[bytes] = field(default_factory=list)
+    sni: list[str | None] = field(default_factory=list)
+    after_starttls: bytes | None = None
+
+
+def server_context(pki: Pki, seen: Seen, *, tls10: bool = False) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki.chain_pem, pki.key_pem)
+
+    def record(_sock: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
+        seen.sni.append(name)
+
+    context.sni_callback = record
+    if tls10:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            context.minimum_version = ssl.TLSVersion.TLSv1
+            context.maximum_version = ssl.TLSVersion.TLSv1
+        context.set_ciphers("ALL:@SECLEVEL=0")
+    return context
+
+
+def run(coro: Coroutine[Any, Any, T], *, loop: str = "asyncio") -> T:
+    factory = uvloop.new_event_loop if loop == "uvloop" else None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(coro)
+
+
+@contextlib.asynccontextmanager
+async def serve(handler: Handler, host: str = "127.0.0.1") -> AsyncIterator[int]:
+    """A scripted server on an ephemeral port; its handlers finish before this exits."""
+    tasks: list[asyncio.Task[None]] = []
+
+    async def guarded(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await handler(reader, writer)
+        except (OSError, asyncio.IncompleteReadError):
+            pass  # the client hung up: that is what several tests are about
+        finally:
+            writer.transport.abort()
+
+    def start(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        tasks.append(asyncio.ensure_future(guarded(reader, writer)))
+
+    server = await asyncio.start_server(start, host, 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        await server.wait_closed()
+        for task in tasks:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(task, 5)
+
+
+async def probe(
+    handler: Handler,
+    *,
+    host: str = "127.0.0.1",
+    settings: SessionSettings = FAST,
+    sni: str = SNI,
+) -> SessionResult:
+    async with serve(handler, host) as port:
+        return await run_session(host, sni, replace(settings, port=port), CONTEXT)
+
+
+async def greet(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    seen: Seen,
+    ehlo: bytes = b"250-mx.example.org\r\n250-PIPELINING\r\n250 STARTTLS\r\n",
+) -> None:
+    """Banner and EHLO, as every scripted server starts."""
+    writer.write(b"220 mx.example.org ESMTP test\r\n")
+    seen.lines.append(await reader.readline())
+    writer.write(ehlo)
+
+
+def starttls_server(pki: Pki, seen: Seen, *, tls10: bool = False) -> Handler:
+    context = server_context(pki, seen, tls10=tls10)
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await greet(reader, writer, seen)
+        seen.lines.append(await reader.readline())
+        writer.write(b"220 2.0.0 Ready to start TLS\r\n")
+        await writer.start_tls(context)
+        seen.lines.append(await reader.readline())
+        writer.write(b"250-mx.example.org\r\n250 SIZE 1000\r\n")
+        seen.lines.append(await reader.readline())
+        writer.write(b"221 2.0.0 Bye\r\n")
+        await writer.drain()
+
+    return handler
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_tls_ok_captures_the_served_chain_byte_for_byte(pki: Pki, loop: str) -> None:
+    seen = Seen()
+    result = run(probe(starttls_server(pki, seen)), loop=loop)
+    assert (result.status, result.error) == (SmtpStatus.TLS_OK, "")
+    assert result.chain == pki.chain_der
+    assert result.chain_length == 3
+    assert result.tls_version == "TLSv1.3"
+    assert result.cipher.startswith("TLS_")
+    assert seen.sni == [SNI]
+    assert seen.lines == [
+        b"EHLO scanner.example.net\r\n",
+        b"STARTTLS\r\n",
+        b"EHLO scanner.example.net\r\n",
+        b"QUIT\r\n",
+    ]
+    assert result.banner == Reply(220, ("mx.example.org ESMTP test",))
+    assert result.ehlo_keywords == ("PIPELINING", "STARTTLS")
+    assert result.ehlo_tls_keywords == ("SIZE 1000",)
+    assert result.starttls_reply == Reply(220, ("2.0.0 Ready to start TLS",))
+    assert result.port != 25
+    assert (result.address, result.sni) == ("127.0.0.1", SNI)
+    timings = (result.connect_ms, result.banner_ms, result.tls_ms, result.total_ms)
+    assert all(t is not None and t >= 0 for t in timings)
+    assert result.total_ms is not None
+    assert result.tls_ms is not None
+    assert result.total_ms >= result.tls_ms
+
+
+def test_chain_is_kept_when_ehlo_over_tls_fails(pki: Pki) -> None:
+    seen = Seen()
+    context = server_context(pki, seen)
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await greet(reader, writer, seen)
+        await reader.readline()
+        writer.write(b"220 go\r\n")
+        await writer.start_tls(context)
+        await reader.readline()
+        writer.write(b"554 5.7.1 not you\r\n")
+        await reader.readline()
+
+    result = run(probe(handler))
+    assert result.status is SmtpStatus.PROTOCOL_ERROR
+    assert result.error == "EHLO over TLS answered 554 5.7.1 not you"
+    assert result.chain == pki.chain_der
+    assert result.tls_version == "TLSv1.3"
+
+
+def test_sni_trailing_dot_is_dropped_and_addresses_are_not_sent(pki: Pki) -> None:
+    seen = Seen()
+    run(probe(starttls_server(pki, seen), sni="MX.example.org."))
+    run(probe(starttls_server(pki, seen), sni="192.0.2.1"))
+    run(probe(starttls_server(pki, seen), sni=""))
+    assert seen.sni == ["MX.example.org", None, None]
+
+
+def test_ipv6_loopback(pki: Pki) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 support in this Python")
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+    except OSError as exc:
+        pytest.skip(f"::1 not usable here: {exc}")
+    seen = Seen()
+    result = run(probe(starttls_server(pki, seen), host="::1"))
+    assert result.status is SmtpStatus.TLS_OK
+    assert result.address == "::1"
+    assert result.chain == pki.chain_der
+
+
+def _local_tls10_refusal(server: ssl.SSLContext) -> str | None:
+    """Why this OpenSSL cannot complete a TLS 1.0 handshake at all, or None.
+
+    Decided in memory with a client context of the test's own, so a scanner
+    that wrongly refused TLS 1.0 still fails the test instead of skipping it.
+    """
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client.check_hostname = False
+    client.verify_mode = ssl.CERT_NONE
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            client.minimum_version = ssl.TLSVersion.TLSv1
+            client.maximum_version = ssl.TLSVersion.TLSv1
+        client.set_ciphers("ALL:@SECLEVEL=0")
+    except (ssl.SSLError, ValueError) as exc:
+        return str(exc)
+    bios = [ssl.MemoryBIO() for _ in range(4)]
+    ends = [
+        client.wrap_bio(bios[0], bios[1], server_hostname=SNI),
+        server.wrap_bio(bios[2], bios[3], server_side=True),
+    ]
+    done = [False, False]
+    for _ in range(10):
+        for side, end in enumerate(ends):
+            if not done[side]:
+                try:
+                    end.do_handshake()
+                    done[side] = True
+                except ssl.SSLWantReadError:
+                    pass
+                except ssl.SSLError as exc:
+                    return str(exc)
+        bios[2].write(bios[1].read())
+        bios[0].write(bios[3].read())
+        if all(done):
+            return None
+    return "handshake did not finish"
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_tls_1_0_only_server(pki: Pki, loop: str) -> None:
+    seen = Seen()
+    try:
+        refusal = _local_tls10_refusal(server_context(pki, seen, tls10=True))
+    except ssl.SSLError as exc:
+        refusal = str(exc)
+    if refusal is not None:
+        pytest.skip(f"the local OpenSSL refuses TLS 1.0: {refusal}")
+    seen = Seen()
+    result = run(probe(starttls_server(pki, seen, tls10=True)), loop=loop)
+    assert (result.status, result.error) == (SmtpStatus.TLS_OK, "")
+    assert result.tls_version == "TLSv1"
+    assert result.cipher
+    assert result.chain == pki.chain_der
+
+
+def test_no_starttls_offered(pki: Pki) -> None:
+    seen = Seen()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await greet(reader, writer, seen, ehlo=b"250-mx\r\n250 8BITMIME\r\n")
+        seen.lines.append(await reader.readline())
+        writer.write(b"221 bye\r\n")
+
+    result = run(probe(handler))
+    assert (result.status, result.error) == (SmtpStatus.NO_STARTTLS, "")
+    assert result.ehlo_keywords == ("8BITMIME",)
+    assert (result.chain, result.tls_version, result.tls_ms) == ((), "", None)
+    assert seen.lines[-1] == b"QUIT\r\n"
+
+
+def test_starttls_answered_454(pki: Pki) -> None:
+    seen = Seen()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await greet(reader, writer, seen)
+        seen.lines.append(await reader.readline())
+        writer.write(b"454 4.7.0 TLS not available\r\n")
+        seen.lines.append(await reader.readline())
+        writer.write(b"221 bye\r\n")
+
+    result = run(probe(handler))
+    assert result.status is SmtpStatus.STARTTLS_REFUSED
+    assert result.error == "STARTTLS 454 4.7.0 TLS not available"
+    assert result.starttls_reply == Reply(454, ("4.7.0 TLS not available",))
+    assert seen.lines[-2:] == [b"STARTTLS\r\n", b"QUIT\r\n"]
+
+
+def test_connection_refused() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    # Nothing listens on the port any more.
+    result = run(run_session("127.0.0.1", SNI, replace(FAST, port=port), CONTEXT))
+    assert (result.status, result.error) == (SmtpStatus.CONNECT_REFUSED, "connection refused")
+    assert result.connect_ms is None
+    assert result.total_ms is not None
+
+
+def test_connect_timeout() -> None:
+    # A listener with a full accept queue drops further SYNs: the connect hangs.
+    with socket.socket() as listener, socket.socket() as filler:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        filler.connect(("127.0.0.1", port))
+        settings = replace(FAST, port=port, connect_timeout=0.3)
+        result = run(run_session("127.0.0.1", SNI, settings, CONTEXT))
+    assert result.status is SmtpStatus.CONNECT_TIMEOUT
+    assert result.error == "no connection within 0.3 s"
+
+
+def test_server_that_never_speaks_times_out_on_read() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # until the client gives up
+
+    result = run(probe(handler, settings=replace(FAST, read_timeout=0.3)))
+    assert result.status is SmtpStatus.IO_TIMEOUT
+    assert result.error == "nothing within 0.3 s waiting for the banner"
+    assert result.banner is None
+    assert result.banner_ms is None
+
+
+def test_trickling_server_hits_the_session_deadline() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for byte in b"220-" + b"x" * 1000:
+            writer.write(bytes([byte]))
+            await writer.drain()
+            await asyncio.sleep(0.02)
+
+    settings = replace(FAST, read_timeout=1.0, session_deadline=0.4)
+    result = run(probe(handler, settings=settings))
+    assert result.status is SmtpStatus.IO_TIMEOUT
+    assert result.error == "nothing within the session deadline of 0.4 s waiting for the banner"
+    assert result.total_ms is not None
+    assert 400 <= result.total_ms < 1000
+
+
+def _injector(seen: Seen, pki: Pki) -> Handler:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await greet(reader, writer, seen)
+        seen.lines.append(await reader.readline())
+        writer.write(b"220 go\r\n250 injected\r\n")
+        await writer.drain()
+        # A client that took the bait would start TLS now; a safe one hangs up.
+        seen.after_starttls = await reader.read()
+
+    return handler
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_starttls_injection_in_one_write(pki: Pki, loop: str) -> None:
+    seen = Seen()
+    result = run(probe(_injector(seen, pki)), loop=loop)
+    assert result.status is SmtpStatus.PROTOCOL_ERROR
+    assert result.error == "plaintext after the 220 reply to STARTTLS"
+    assert (result.chain, result.tls_version) == ((), "")
+    assert seen.after_starttls == b""
+
+
+def test_starttls_injection_left_in_the_stream_buffer(
+    pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Reads of exactly len(b"220 go\r\n") leave the injected line in the
+    # StreamReader's buffer, where only the driver can see it.
+    monkeypatch.setattr(session_module, "_READ_CHUNK", 8)
+    seen = Seen()
+    result = run(probe(_injector(seen, pki)))
+    assert result.status is SmtpStatus.PROTOCOL_ERROR
+    assert result.error == ("plaintext after the 220 reply to STARTTLS: b'250 injected\\r\\n'")
+    assert seen.after_starttls == b""
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_server_closes_in_the_middle_of_the_tls_handshake(pki: Pki, loop: str) -> None:
+    seen = Seen()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await greet(reader, writer, seen)
+        seen.lines.append(await reader.readline())
+        writer.write(b"220 go\r\n")
+        seen.after_starttls = await reader.read(5)  # the ClientHello's record header
+
+    result = run(probe(handler), loop=loop)
+    assert seen.after_starttls is not None
+    assert seen.after_starttls[:1] == b"\x16"
+    assert result.status is SmtpStatus.TLS_ERROR
+    assert result.error == "connection lost in the TLS handshake: ConnectionResetError"
+    assert result.chain == ()
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_server_answers_the_client_hello_with_plaintext(pki: Pki, loop: str) -> None:
+    seen = Seen()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await greet(reader, writer, seen)
+        seen.lines.append(await reader.readline())
+        writer.write(b"220 go\r\n")
+        await reader.read(5)
+        writer.write(b"500 what is this\r\n")
+        await writer.drain()
+        await reader.read()
+
+    result = run(probe(handler), loop=loop)
+    assert result.status is SmtpStatus.TLS_ERROR
+    # The source line suffix "(_ssl.c:NNNN)" is stripped: it would split error counts.
+    assert result.error == "[SSL: WRONG_VERSION_NUMBER] wrong version number"
+
+
+def test_tls_handshake_that_stalls_times_out(pki: Pki) -> None:
+    seen = Seen()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await greet(reader, writer, seen)
+        seen.lines.append(await reader.readline())
+        writer.write(b"220 go\r\n")
+        await reader.read()
+
+    result = run(probe(handler, settings=replace(FAST, read_timeout=0.3)))
+    assert result.status is SmtpStatus.IO_TIMEOUT
+    assert result.error == "TLS handshake not done within 0.3 s"
+
+
+def test_reset_while_waiting_for_ehlo(pki: Pki) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 hi\r\n")
+        await reader.readline()
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        writer.transport.abort()
+
+    result = run(probe(handler))
+    assert result.status is SmtpStatus.PROTOCOL_ERROR
+    assert result.error == "connection closed while waiting for the reply to EHLO"
+
+
+def test_not_an_address_is_skipped_without_a_connection() -> None:
+    result = run(run_session("mx.example.org", SNI, FAST, CONTEXT))
+    assert result.status is SmtpStatus.SKIPPED
+    assert result.error == "not an IP address: 'mx.example.org'"
+    assert result.connect_ms is None
+
+
+def test_cancellation_propagates_and_hangs_up() -> None:
+    async def scenario() -> bytes:
+        hung_up: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            hung_up.set_result(await reader.read())
+
+        async with serve(handler) as port:
+            task = asyncio.ensure_future(
+                run_session("127.0.0.1", SNI, replace(FAST, port=port), CONTEXT)
+            )
+            await asyncio.sleep(0.1)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            return await asyncio.wait_for(hung_up, 2)
+
+    assert run(scenario()) == b""
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"ehlo_name": "bad name"}, "EHLO name"),
+        ({"ehlo_name": "x\r\nRCPT"}, "EHLO name"),
+        ({"port": 0}, "port"),
+        ({"port": 65536}, "port"),
+        ({"connect_timeout": 0}, "connect_timeout"),
+        ({"read_timeout": -1}, "read_timeout"),
+        ({"session_deadline": 0}, "session_deadline"),
+        ({"quit_timeout": 0}, "quit_timeout"),
+    ],
+)
+def test_settings_are_validated(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        replace(FAST, **change)
+
+
+def test_client_context_accepts_old_servers() -> None:
+    context = client_context()
+    assert context.verify_mode is ssl.CERT_NONE
+    assert context.check_hostname is False
+    assert context.minimum_version == ssl.TLSVersion.MINIMUM_SUPPORTED or (
+        int(context.minimum_version) <= 0x0301
+    )
+    assert context.options & 0x4  # SSL_OP_LEGACY_SERVER_CONNECT
+    names = {c["name"] for c in context.get_ciphers()}
+    assert "ECDHE-ECDSA-AES128-SHA" in names  # a TLS 1.0 suite
+    assert not any(name.startswith(("ADH-", "AECDH-")) for name in names)
+
+
+class _Der:
+    def __init__(self, der: bytes) -> None:
+        self.der = der
+
+    def public_bytes(self, encoding: int) -> bytes:
+        assert encoding == 2  # ENCODING_DER
+        return self.der
+
+
+class _Public:
+    """Python 3.13 and later: a public method returning DER."""
+
+    def get_unverified_chain(self) -> list[bytes]:
+        return [b"leaf", b"ca"]
+
+
+class _Private:
+    """Python 3.10 to 3.12: only the private object has it, returning certificates."""
+
+    class _Inner:
+        def get_unverified_chain(self) -> list[_Der]:
+            return [_Der(b"leaf"), _Der(b"ca")]
+
+    _sslobj = _Inner()
+
+
+class _Neither:
+    def getpeercert(self, binary_form: bool) -> bytes:
+        assert binary_form
+        return b"leaf"
+
+
+@pytest.mark.parametrize(
+    ("ssl_object", "chain"),
+    [(_Public(), (b"leaf", b"ca")), (_Private(), (b"leaf", b"ca")), (_Neither(), (b"leaf",))],
+)
+def test_peer_chain_compatibility(ssl_object: object, chain: tuple[bytes, ...]) -> None:
+    assert peer_chain(cast(ssl.SSLObject, ssl_object)) == chain
