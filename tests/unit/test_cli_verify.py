@@ -1,0 +1,201 @@
+"""`scan verify`: the offline check, its JSON, its exit codes; and the command dispatch."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.x509.oid import NameOID
+
+from scanner.cli import main
+
+NOW = datetime(2025, 6, 1, tzinfo=UTC)
+
+
+def _cert(
+    cn: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
+) -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer[0].subject if issuer else name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - timedelta(days=10))
+        .not_valid_after(NOW + timedelta(days=10))
+        .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None), critical=True)
+    )
+    if issuer:
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(cn)]), False)
+    return builder.sign(issuer[1] if issuer else key, hashes.SHA256())
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    root_key, leaf_key = (
+        ec.generate_private_key(ec.SECP256R1()),
+        ec.generate_private_key(ec.SECP256R1()),
+    )
+    root = _cert("Root", root_key, None)
+    leaf = _cert("mx.example.com", leaf_key, (root, root_key))
+    folder = tmp_path_factory.mktemp("verify")
+    chain = folder / "chain.pem"
+    chain.write_bytes(
+        b"subject=mx\n" + leaf.public_bytes(Encoding.PEM) + root.public_bytes(Encoding.PEM)
+    )
+    ca = folder / "ca.pem"
+    ca.write_bytes(root.public_bytes(Encoding.PEM))
+    (folder / "empty.pem").write_text("no certificates here\n")
+    spki = leaf.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    root_spki = root.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return {
+        "chain": str(chain),
+        "ca": str(ca),
+        "empty": str(folder / "empty.pem"),
+        "ee": "3 1 1 " + hashlib.sha256(spki).hexdigest(),
+        "ta": "2 1 1 " + hashlib.sha256(root_spki).hexdigest(),
+        "pkix": "1 1 1 " + hashlib.sha256(spki).hexdigest(),
+    }
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _json(
+    capsys: pytest.CaptureFixture[str], files: dict[str, str], *argv: str
+) -> tuple[int, dict[str, object]]:
+    code, out, _ = _run(
+        capsys,
+        "verify",
+        "--chain",
+        files["chain"],
+        "--json",
+        "--now",
+        "2025-06-01T00:00:00Z",
+        *argv,
+    )
+    return code, json.loads(out)
+
+
+def test_pass_json(capsys: pytest.CaptureFixture[str], files: dict[str, str]) -> None:
+    code, out = _json(capsys, files, "--tlsa", files["ee"], "--name", "mx.example.com")
+    assert code == 0
+    assert out["verdict"] == "pass"
+    assert out["match_depth"] == 0
+    assert out["matched"] == files["ee"].upper()
+    assert isinstance(out["reason"], str)
+    assert out["reason"]
+
+
+def test_dane_ta_and_names(capsys: pytest.CaptureFixture[str], files: dict[str, str]) -> None:
+    code, out = _json(capsys, files, "--tlsa", files["ta"], "--name", "mx.example.com")
+    assert (code, out["verdict"], out["match_depth"]) == (0, "pass", 1)
+    code, out = _json(
+        capsys, files, "--tlsa", files["ta"], "--name", "other.example", "--name", "x.test"
+    )
+    assert (code, out["verdict"], out["match_depth"]) == (1, "fail_ta_name", 1)
+    code, out = _json(
+        capsys, files, "--tlsa", files["ee"], "--name", "other.example", "--ee-name-checks"
+    )
+    assert (code, out["verdict"]) == (1, "fail_ta_name")
+
+
+def test_failures_exit_1(capsys: pytest.CaptureFixture[str], files: dict[str, str]) -> None:
+    code, out = _json(capsys, files, "--tlsa", "3 1 1 " + "00" * 32, "--name", "mx.example.com")
+    assert (code, out["verdict"], out["match_depth"], out["matched"]) == (
+        1,
+        "fail_no_match",
+        -1,
+        None,
+    )
+    code, out = _json(capsys, files, "--tlsa", "3 1 1 00", "--name", "mx.example.com")
+    assert (code, out["verdict"]) == (1, "unusable")
+    assert out["unusable"] == [
+        {"record": "3 1 1 00", "problem": "SHA2-256(1) data must be 32 bytes, got 1"}
+    ]
+    code, out = _json(
+        capsys, files, "--tlsa", files["ta"], "--name", "mx.example.com", "--now", "2030-01-01"
+    )
+    assert (code, out["verdict"]) == (1, "fail_ta_expired")
+
+
+def test_pkix_with_ca_file(capsys: pytest.CaptureFixture[str], files: dict[str, str]) -> None:
+    code, out = _json(
+        capsys, files, "--tlsa", files["pkix"], "--name", "mx.example.com", "--ca-file", files["ca"]
+    )
+    assert (code, out["verdict"]) == (1, "unusable")
+    pkix = out["pkix"]
+    assert isinstance(pkix, dict)
+    assert (pkix["verdict"], pkix["openssl_code"], pkix["match_depth"]) == ("pass", 0, 0)
+
+
+def test_text_output(capsys: pytest.CaptureFixture[str], files: dict[str, str]) -> None:
+    code, out, _ = _run(
+        capsys,
+        "verify",
+        "--chain",
+        files["chain"],
+        "--tlsa",
+        files["ee"],
+        "--name",
+        "mx.example.com",
+    )
+    assert code == 0
+    assert out.startswith("verdict: pass\n")
+    assert "matched: 3 1 1" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--tlsa", "3 1 1 zz"], "bad --tlsa '3 1 1 zz': data is not hexadecimal"),
+        (["--tlsa", "3 1"], "bad --tlsa"),
+        (["--now", "yesterday"], "bad --now"),
+    ],
+)
+def test_bad_input_exit_2(
+    capsys: pytest.CaptureFixture[str], files: dict[str, str], args: list[str], message: str
+) -> None:
+    base = ["verify", "--chain", files["chain"], "--name", "mx.example.com", "--tlsa", files["ee"]]
+    code, out, err = _run(capsys, *base, *args)
+    assert code == 2
+    assert out == ""
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("chain", ["empty", "missing"])
+def test_unreadable_pem_exit_2(
+    capsys: pytest.CaptureFixture[str], files: dict[str, str], chain: str
+) -> None:
+    path = files.get(chain, "/nonexistent/chain.pem")
+    code, _, err = _run(capsys, "verify", "--chain", path, "--tlsa", files["ee"], "--name", "x")
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1
+    assert path in err
+
+
+def test_dispatch(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "--help")
+    assert code == 0
+    assert "verify" in out
+    code, _, err = _run(capsys, "frobnicate")
+    assert code == 2
+    assert "unknown command 'frobnicate'" in err
+    assert _run(capsys)[0] == 2
+    code, out, _ = _run(capsys, "verify", "--help")
+    assert code == 0
+    assert "--tlsa" in out
+    assert _run(capsys, "verify", "--name", "x")[0] == 2  # argparse: missing --chain
