@@ -11,7 +11,7 @@ from enum import StrEnum
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """One resource record in presentation format, e.g. ("a.example.", 300, "MX", "10 mx.a.example.")."""
+    """A resource record in presentation format: ("a.example.", 300, "MX", "10 mx.a.example.")."""
 
     owner: str
     ttl: int

@@ -61,10 +61,11 @@ def scenario_counts(n: int, catalogue: Sequence[Scenario] = CATALOGUE) -> dict[s
     return counts
 
 
-def make_plan(*, n: int, seed: int, net: int, now: dt.datetime) -> Plan:
+def make_plan(*, n: int, seed: int, net: int, now: dt.datetime, ipv6: bool = True) -> Plan:
     builder = Builder(seed=seed, net=net, now=now)
-    counts = scenario_counts(n)
-    order = [s for s in CATALOGUE for _ in range(counts[s.name])]
+    catalogue = [s for s in CATALOGUE if ipv6 or not s.ipv6]
+    counts = scenario_counts(n, catalogue)
+    order = [s for s in catalogue for _ in range(counts[s.name])]
     builder.rng.shuffle(order)
     truth = tuple(scenario.build(builder) for scenario in order)
     if builder.postfix is None:
