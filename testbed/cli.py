@@ -1,0 +1,238 @@
+"""`testbed up|status|down`: the simulated internet's command line.
+
+`up` plans the testbed (testbed.plan), writes its certificates, domain list
+and truth, builds and signs the zones, and starts NSD, Unbound, the STARTTLS
+responder and Postfix, each tracked in D/processes.json; any failure stops
+whatever was started. Everything binds to 127.<net>.0.0/16 (and ::1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from testbed import dns, postfix, responder
+from testbed.pki import write_chain
+from testbed.plan import Plan, make_plan
+from testbed.procs import ProcessTable, TestbedError, ensure_free, require_binary
+from testbed.truth import write_truth
+
+STATE_FILE = "testbed.json"
+PROCESS_FILE = "processes.json"
+DEFAULT_NET = 10
+REQUIRED = (
+    ("nsd", "nsd"),
+    ("unbound", "unbound"),
+    ("ldns-signzone", "ldnsutils"),
+    ("postfix", "postfix"),
+)
+
+
+def up(
+    directory: Path,
+    *,
+    domains: int,
+    seed: int,
+    net: int,
+    with_postfix: bool = True,
+    ipv6: bool = True,
+    out: Callable[[str], None] = print,
+) -> dict[str, object]:
+    """Bring the testbed up in ``directory``; return what testbed.json holds."""
+    directory.mkdir(parents=True, exist_ok=True)
+    directory = directory.resolve()
+    table = ProcessTable(directory / PROCESS_FILE)
+    if any(table.running().values()):
+        raise TestbedError(
+            f"a testbed is already running in {directory}: run `testbed down --dir {directory}`"
+        )
+    for command, package in REQUIRED:
+        if command != "postfix" or with_postfix:
+            require_binary(command, package)
+    started = time.monotonic()
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    plan = make_plan(n=domains, seed=seed, net=net, now=now, ipv6=ipv6)
+    for address in (plan.auth_address, plan.resolver_address):
+        ensure_free(address, 53)
+    out(f"planned {domains} domains, {len(plan.zones)} zones, {len(plan.listeners)} mail hosts")
+    paths = _write_data(directory, plan)
+    try:
+        build = dns.build_dns(
+            plan.zones,
+            directory / "dns",
+            auth_address=plan.auth_address,
+            resolver_address=plan.resolver_address,
+            lame_address=plan.lame_address,
+            seed=seed,
+            now=now,
+        )
+        out(f"signed and wrote {len(plan.zones)} zones")
+        dns.start_dns(
+            build,
+            table,
+            auth_address=plan.auth_address,
+            resolver_address=plan.resolver_address,
+        )
+        out(f"NSD on {plan.auth_address}:53, validating Unbound on {plan.resolver_address}:53")
+        _start_responder(directory, plan, table)
+        out(f"STARTTLS responder on {len(plan.listeners)} addresses, port 25")
+        if with_postfix:
+            _start_postfix(directory, plan, table)
+            out(f"Postfix on {plan.postfix.address}:25 as {plan.postfix.hostname}")
+    except BaseException:
+        _stop(directory, table)
+        raise
+    state: dict[str, object] = {
+        "resolver": f"{plan.resolver_address}:53",
+        "trust_anchor": str(build.trust_anchor),
+        "domains_file": str(paths["domains"]),
+        "truth_file": str(paths["truth"]),
+        "auth_server": f"{plan.auth_address}:53",
+        "postfix": (
+            {"address": plan.postfix.address, "host": plan.postfix.hostname.rstrip(".")}
+            if with_postfix
+            else None
+        ),
+        "domains": domains,
+        "seed": seed,
+        "net": net,
+        "mail_addresses": len(plan.listeners),
+        "ipv6": ipv6,
+        "zones": len(plan.zones),
+        "started_at": now.isoformat(),
+        "up_seconds": round(time.monotonic() - started, 1),
+    }
+    (directory / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
+    return state
+
+
+def _write_data(directory: Path, plan: Plan) -> dict[str, Path]:
+    pki_dir = directory / "pki"
+    pki_dir.mkdir(exist_ok=True)
+    for chain_id, chain in plan.chains.items():
+        write_chain(pki_dir, chain_id, chain)
+    domains = directory / "domains.txt"
+    domains.write_text("".join(f"{d}\n" for d in plan.domains))
+    truth = directory / "truth.parquet"
+    write_truth(truth, plan.truth)
+    return {"domains": domains, "truth": truth, "pki": pki_dir}
+
+
+def _start_responder(directory: Path, plan: Plan, table: ProcessTable) -> None:
+    config = directory / "responder.json"
+    ready = directory / "responder.ready"
+    ready.unlink(missing_ok=True)
+    responder.write_config(config, plan.listeners, pki_dir=directory / "pki")
+    table.start(
+        "responder",
+        [sys.executable, "-m", "testbed.responder", str(config), "--ready-file", str(ready)],
+        log=directory / "logs" / "responder.log",
+        ready=ready.exists,
+        timeout=120.0,
+    )
+
+
+def _start_postfix(directory: Path, plan: Plan, table: ProcessTable) -> None:
+    ensure_free(plan.postfix.address, 25)
+    pki = directory / "pki"
+    instance = postfix.configure_postfix(
+        directory / "postfix",
+        address=plan.postfix.address,
+        hostname=plan.postfix.hostname.rstrip("."),
+        chain_pem=pki / f"{plan.postfix.chain_id}.pem",
+        key_pem=pki / f"{plan.postfix.chain_id}.key",
+    )
+    pid = postfix.start_postfix(instance)
+    table.record_external("postfix", pid)
+
+
+def _stop(directory: Path, table: ProcessTable) -> None:
+    """Stop Postfix the orderly way (it forked away from us), then the rest."""
+    instance = postfix.PostfixInstance(directory / "postfix", address="", hostname="")
+    if instance.pid_file.exists():
+        postfix.stop_postfix(instance)
+    table.stop_all()
+
+
+def status(directory: Path) -> tuple[dict[str, object], dict[str, bool]]:
+    state_path = directory / STATE_FILE
+    if not state_path.exists():
+        raise TestbedError(f"no testbed in {directory} (no {STATE_FILE}): run `testbed up` first")
+    state = json.loads(state_path.read_text())
+    return state, ProcessTable(directory / PROCESS_FILE).running()
+
+
+def down(directory: Path) -> list[str]:
+    """Stop every process of the testbed in ``directory``; return their names."""
+    if not (directory / STATE_FILE).exists() and not (directory / PROCESS_FILE).exists():
+        raise TestbedError(f"nothing to stop: {directory} holds no testbed")
+    table = ProcessTable(directory / PROCESS_FILE)
+    names = sorted(table.running())
+    _stop(directory, table)
+    (directory / STATE_FILE).unlink(missing_ok=True)
+    return names
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="testbed",
+        description="A private DNSSEC-signed internet with STARTTLS mail hosts on loopback.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_up = sub.add_parser("up", help="build and start a testbed")
+    p_up.add_argument("--domains", type=int, default=2000, help="number of mail domains")
+    p_up.add_argument("--seed", type=int, default=1, help="the same seed gives the same testbed")
+    p_up.add_argument("--dir", type=Path, required=True, help="folder for its files and state")
+    p_up.add_argument(
+        "--net",
+        type=int,
+        default=DEFAULT_NET,
+        help="addresses are 127.NET.x.y (1-254); two testbeds need two nets",
+    )
+    p_up.add_argument("--no-postfix", action="store_true", help="leave the real Postfix out")
+    p_up.add_argument(
+        "--no-ipv6",
+        action="store_true",
+        help="leave out the scenario on ::1 (port 25 on ::1 is one per machine)",
+    )
+    for name, text in (("status", "show a testbed and its processes"), ("down", "stop it")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--dir", type=Path, required=True)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "up":
+            if not 1 <= args.net <= 254:
+                raise ValueError("--net must be in 1..254: addresses are 127.<net>.x.y")
+            state = up(
+                args.dir,
+                domains=args.domains,
+                seed=args.seed,
+                net=args.net,
+                with_postfix=not args.no_postfix,
+                ipv6=not args.no_ipv6,
+                out=lambda line: print(line, file=sys.stderr),
+            )
+            print(json.dumps(state, indent=2))
+        elif args.command == "status":
+            state, procs = status(args.dir)
+            print(json.dumps({**state, "processes": procs}, indent=2))
+            return 0 if procs and all(procs.values()) else 1
+        else:
+            stopped = down(args.dir)
+            print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+    except TestbedError as exc:
+        print(f"testbed: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"testbed: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
