@@ -1,0 +1,91 @@
+"""The resolve stage's driver: MX, A/AAAA and TLSA queries per domain, in the
+order RFC 7672 section 2.2 gives (the decisions are scanner.resolve.policy's).
+
+Per-host results (addresses and TLSA RRset) do not depend on the domain that
+led to the host, so they are cached with single-flight: domains that share a
+provider cost one set of host lookups.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from scanner.cache import SingleFlightLru
+from scanner.resolve.client import DnsClient
+from scanner.resolve.policy import (
+    AddressDecision,
+    MxDecision,
+    MxKind,
+    TlsaLookup,
+    TlsaState,
+    decide_addresses,
+    decide_mx,
+    tlsa_bases,
+    tlsa_lookup,
+    tlsa_name,
+    try_next_base,
+)
+from scanner.resolve.wire import RdType, normalize_name
+from scanner.status import DnssecStatus
+
+
+@dataclass(frozen=True, slots=True)
+class HostResolution:
+    host: str
+    addresses: AddressDecision
+    tlsa: TlsaLookup
+    tried: tuple[str, ...]  # TLSA base domains queried, in order
+
+
+@dataclass(frozen=True, slots=True)
+class DomainResolution:
+    domain: str  # absolute, with the trailing dot
+    mx: MxDecision
+    mx_ttl: int | None
+    hosts: tuple[HostResolution, ...]  # in the order of mx.targets
+
+
+class Discoverer:
+    """Resolves domains through one DnsClient, caching per MX host."""
+
+    def __init__(self, client: DnsClient, *, max_mx: int = 10, cache_size: int = 100_000) -> None:
+        self._client = client
+        self._max_mx = max_mx
+        self._hosts: SingleFlightLru[str, HostResolution] = SingleFlightLru(cache_size)
+
+    @property
+    def host_cache(self) -> SingleFlightLru[str, HostResolution]:
+        return self._hosts
+
+    async def domain(self, domain: str) -> DomainResolution:
+        name = normalize_name(domain)
+        answer = await self._client.query(name, RdType.MX)
+        mx = decide_mx(name, answer, max_mx=self._max_mx)
+        if mx.kind not in (MxKind.HOSTS, MxKind.IMPLICIT):
+            return DomainResolution(name, mx, answer.ttl, ())
+        hosts = await asyncio.gather(*(self.host(t.host) for t in mx.targets))
+        return DomainResolution(name, mx, answer.ttl, tuple(hosts))
+
+    async def host(self, host: str) -> HostResolution:
+        return await self._hosts.get(host, lambda: self._lookup_host(host))
+
+    async def _lookup_host(self, host: str) -> HostResolution:
+        a, aaaa = await asyncio.gather(
+            self._client.query(host, RdType.A), self._client.query(host, RdType.AAAA)
+        )
+        addresses = decide_addresses(host, a, aaaa)
+        if addresses.dnssec is not DnssecStatus.SECURE:
+            # RFC 7672 section 2.2.2: TLSA of a host with insecure or failed
+            # address records is not used, so it is not looked up either.
+            skipped = TlsaLookup(host, TlsaState.NOT_LOOKED_UP)
+            return HostResolution(host, addresses, skipped, ())
+        tried: list[str] = []
+        lookup = TlsaLookup(host, TlsaState.NOT_LOOKED_UP)
+        for base in tlsa_bases(host, addresses):
+            tried.append(base)
+            answer = await self._client.query(tlsa_name(base), RdType.TLSA)
+            lookup = tlsa_lookup(base, answer)
+            if not try_next_base(lookup.state):
+                break
+        return HostResolution(host, addresses, lookup, tuple(tried))
