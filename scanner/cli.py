@@ -3,9 +3,9 @@
 ``scan <command> ...`` dispatches on the first argument through COMMANDS; each
 command has its own argparse parser (so ``scan verify --help`` works) and hands
 its parsed arguments to the module that does the work. Add a command by writing
-a parser function and a runner and registering both in COMMANDS. A later
-default form (``scan INPUT -o DIR`` when the first argument is not a command)
-goes where ``main`` now reports an unknown command.
+a parser function and a runner and registering both in COMMANDS. When the
+first argument is not a command, it is the input of the main form,
+``scan INPUT -o DIR [options]``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from scanner import __version__
+
+if TYPE_CHECKING:
+    from scanner.config import ScanConfig
 
 __all__ = ["COMMANDS", "main"]
 
@@ -108,17 +112,211 @@ def _run_verify(args: argparse.Namespace) -> int:
     return verify.run(request, sys.stdout, sys.stderr)
 
 
+# --------------------------------------------------------------------------- scan
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    """Resolver, politeness and SMTP options shared by scanning and `check`."""
+    add = parser.add_argument
+    add(
+        "--resolver",
+        action="append",
+        default=[],
+        metavar="ADDR[:PORT]",
+        help="validating resolver (repeatable); default: start a private Unbound",
+    )
+    add(
+        "--trust-anchor",
+        type=Path,
+        metavar="FILE",
+        help="DNSSEC trust anchor for the private Unbound",
+    )
+    add(
+        "--root-hints",
+        type=Path,
+        metavar="FILE",
+        help="root hints for the private Unbound (for a private root such as the testbed)",
+    )
+    add(
+        "--allow-nonvalidating",
+        action="store_true",
+        help="use a resolver even if it fails the DNSSEC probe",
+    )
+    add(
+        "--secure-probe",
+        default=".",
+        metavar="NAME",
+        help="a name whose answer must carry AD (default: the root)",
+    )
+    add(
+        "--bogus-probe",
+        default="dnssec-failed.org",
+        metavar="NAME",
+        help="a name that must fail validation ('' to skip)",
+    )
+    add(
+        "--ehlo-name",
+        default=None,
+        metavar="FQDN",
+        help="this scanner's real FQDN for EHLO (default: the machine's FQDN if it has one)",
+    )
+    add("--exclude", type=Path, metavar="FILE", help="CIDRs and domains never to contact")
+    add(
+        "--starttls",
+        choices=["dane", "all", "none"],
+        default="dane",
+        help="which MX hosts get a STARTTLS handshake (default: dane)",
+    )
+    add("--timeout", type=float, default=30.0, help="SMTP session deadline in seconds")
+    add("--max-mx", type=int, default=10, help="MX hosts per domain, most preferred first")
+    add("--max-addresses", type=int, default=4, help="addresses tried per MX host")
+    add(
+        "--min-interval", type=float, default=1.0, help="seconds between connections to one address"
+    )
+    add("--max-connections", type=int, default=500, help="open SMTP connections in all")
+    add("--now", metavar="ISO8601", help=argparse.SUPPRESS)  # reproducible tests
+
+
+def _scan_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scan",
+        description=(
+            "Survey DANE for SMTP over a list of domains: MX, DNSSEC, TLSA, STARTTLS, "
+            "certificate chains and verdicts, written as a Parquet dataset. Exit status "
+            "0 when the input was scanned to the end, 1 when the scan could not run, "
+            "2 for bad arguments, 130 when interrupted (continue with --resume)."
+        ),
+        epilog="Other commands: " + ", ".join(COMMANDS) + " ('scan <command> --help').",
+    )
+    add = parser.add_argument
+    add(
+        "input",
+        help="domain list: a file (plain, .gz, .bz2, .xz, .zst, Tranco CSV) "
+        "or - for standard input",
+    )
+    add(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="dataset folder (part files and manifest.json)",
+    )
+    add("--rate", type=float, default=100.0, help="domains admitted per second (default 100)")
+    add("--workers", type=int, default=1, help="processes, each scanning its own shard")
+    add("--resume", action="store_true", help="continue the scan in DIR where its parts end")
+    add("--shard", metavar="I/N", help="scan only shard I of N of the input")
+    add("-q", "--quiet", action="store_true", help="no progress display")
+    add("--log-json", type=Path, metavar="FILE", help="also write one JSON line per domain")
+    add("--part-rows", type=int, default=20_000, help=argparse.SUPPRESS)
+    _add_common(parser)
+    return parser  # fmt: skip
+
+
+def _config(args: argparse.Namespace, **fields: object) -> ScanConfig:
+    from scanner.config import ScanConfig, StartTlsMode, default_ehlo_name
+
+    try:
+        return ScanConfig(
+            resolvers=tuple(args.resolver),
+            trust_anchor=args.trust_anchor,
+            root_hints=args.root_hints,
+            allow_nonvalidating=args.allow_nonvalidating,
+            secure_probe=args.secure_probe,
+            bogus_probe=args.bogus_probe or None,
+            ehlo_name=args.ehlo_name if args.ehlo_name is not None else default_ehlo_name(),
+            exclude=args.exclude,
+            starttls=StartTlsMode(args.starttls),
+            timeout=args.timeout,
+            max_mx=args.max_mx,
+            max_addresses=args.max_addresses,
+            min_interval=args.min_interval,
+            max_connections=args.max_connections,
+            now_override=_iso8601(args.now).isoformat() if args.now else None,
+            **fields,  # type: ignore[arg-type]
+        )
+    except ValueError as exc:
+        raise _OneLineError(str(exc)) from None
+
+
+def _run_scan(args: argparse.Namespace) -> int:
+    from scanner.config import Shard
+    from scanner.scan import run_scan
+
+    try:
+        shard = Shard.parse(args.shard) if args.shard else None
+    except ValueError as exc:
+        raise _OneLineError(str(exc)) from None
+    config = _config(
+        args,
+        input=args.input,
+        output=args.output,
+        rate=args.rate,
+        workers=args.workers,
+        resume=args.resume,
+        shard=shard,
+        quiet=args.quiet,
+        log_json=args.log_json,
+        part_rows=args.part_rows,
+    )
+    return run_scan(config)
+
+
+# --------------------------------------------------------------------------- check
+
+
+def _check_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scan check",
+        description=(
+            "Check one domain and explain each step: MX and its DNSSEC status, addresses, "
+            "TLSA, STARTTLS and the certificate chain, which record matched or why none "
+            "did. Exit status 0 dane_valid; 1 DANE fails (partial, invalid, bogus, DNS "
+            "error); 3 no DANE to check; 2 bad input."
+        ),
+    )
+    parser.add_argument("domain", help="the mail domain")
+    _add_common(parser)
+    return parser
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    import uvloop
+
+    from scanner import check
+    from scanner.ingest.normalise import normalise
+    from scanner.resolve.managed import ResolverError
+    from scanner.scan import ScanError, resolver_for
+
+    name = normalise(args.domain)
+    if name.domain is None:
+        raise _OneLineError(f"{args.domain!r} is not a domain name: {name.error}")
+    config = _config(args, input=name.domain, output=Path("."))
+    try:
+        with resolver_for(config) as ready:
+            result = uvloop.run(check.check(ready, name.domain))
+    except (ScanError, ResolverError) as exc:
+        print(f"scan check: {exc}", file=sys.stderr)
+        return 1
+    check.print_explanation(result, sys.stdout)
+    return check.exit_status(result)
+
+
 COMMANDS: dict[str, Command] = {
+    "check": Command("check one domain, explained step by step", _check_parser, _run_check),
     "verify": Command("check one chain against TLSA records, offline", _verify_parser, _run_verify),
 }
+SCAN = Command("scan a list of domains", _scan_parser, _run_scan)
 
 
 def _usage() -> str:
     width = max(len(name) for name in COMMANDS)
     lines = [
-        f"usage: scan <command> [options]   (danescan {__version__})",
+        f"usage: scan INPUT -o DIR [options]   (danescan {__version__})",
+        "       scan <command> [options]",
         "",
-        "Surveys of DANE for SMTP (RFC 6698, 7671, 7672).",
+        "Surveys of DANE for SMTP (RFC 6698, 7671, 7672). 'scan INPUT --help' lists the",
+        "options of a scan.",
         "",
         "commands:",
         *(f"  {name:<{width}}  {command.summary}" for name, command in COMMANDS.items()),
@@ -142,17 +340,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command = COMMANDS.get(first)
     if command is None:
-        known = ", ".join(COMMANDS)
-        print(
-            f"scan: unknown command {first!r} (known: {known}); see 'scan --help'", file=sys.stderr
-        )
-        return 2
+        # The main form: `scan INPUT -o DIR ...`
+        command, first, rest = SCAN, "", args
+    else:
+        rest = args[1:]
     try:
-        return command.run(command.parser().parse_args(args[1:]))
+        return command.run(command.parser().parse_args(rest))
     except SystemExit as exc:  # argparse: --help exits 0, a usage error 2
         return exc.code if isinstance(exc.code, int) else 2
     except _OneLineError as exc:
-        print(f"scan {first}: {exc}", file=sys.stderr)
+        print(f"scan{' ' + first if first else ''}: {exc}", file=sys.stderr)
         return 2
 
 

@@ -79,6 +79,9 @@ class DomainVerdict(StrEnum):
     DANE_INVALID = "dane_invalid"
     NO_DANE = "no_dane"
     DNSSEC_BOGUS = "dnssec_bogus"
+    # The MX lookup failed without a validation error (SERVFAIL without EDE
+    # 6-12, timeout, refused): neither bogus nor anything else can be claimed.
+    DNS_ERROR = "dns_error"
     NULL_MX = "null_mx"
     NO_MX_RECORD = "no_mx_record"  # implicit MX (the domain itself) was used
     NXDOMAIN = "nxdomain"

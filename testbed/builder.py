@@ -25,6 +25,7 @@ SIGNED_TLDS = ("example.", "test.")
 UNSIGNED_TLD = "alt."
 TTL = 3600
 IPV6_ADDRESS = "::1"
+BOGUS_PROBE = "dnssec-failed.test."
 
 _WORDS_A = (
     "amber", "brisk", "cedar", "delta", "ember", "fable", "gala", "harbor", "indigo",
@@ -125,6 +126,9 @@ class Builder:
         for tld in SIGNED_TLDS:
             self.zone(tld, signed=True)
         self.zone(UNSIGNED_TLD, signed=False, parent_ds=DsMode.NONE)
+        # A fixed bogus name, as dnssec-failed.org is on the real internet: a
+        # scanner's resolver check expects it to fail validation.
+        self.zone(BOGUS_PROBE, parent_ds=DsMode.WRONG).add(BOGUS_PROBE, "A", "127.0.0.1")
 
     # -- infrastructure addresses (127.<net>.255.x) -------------------------
 

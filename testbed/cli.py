@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from testbed import dns, postfix, responder
+from testbed.builder import BOGUS_PROBE
 from testbed.pki import write_chain
 from testbed.plan import Plan, make_plan
 from testbed.procs import ProcessTable, TestbedError, ensure_free, require_binary
@@ -90,6 +91,8 @@ def up(
     state: dict[str, object] = {
         "resolver": f"{plan.resolver_address}:53",
         "trust_anchor": str(build.trust_anchor),
+        "root_hints": str(build.workdir / "root.hints"),
+        "bogus_probe": BOGUS_PROBE.rstrip("."),
         "domains_file": str(paths["domains"]),
         "truth_file": str(paths["truth"]),
         "auth_server": f"{plan.auth_address}:53",

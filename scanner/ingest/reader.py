@@ -14,7 +14,7 @@ import gzip
 import io
 import lzma
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
@@ -70,7 +70,7 @@ def _decompressor(kind: str, raw: io.BufferedReader) -> io.BufferedIOBase:
     return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw))
 
 
-def read_names(source: str) -> Iterator[InputName]:
+def read_names(source: str) -> Generator[InputName, None, None]:
     """Every name of ``source`` in order, normalised; never raises for a bad line."""
     with open_input(source) as stream:
         text = io.TextIOWrapper(

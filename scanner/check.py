@@ -1,0 +1,130 @@
+"""`scan check DOMAIN`: one domain, explained step by step in plain language,
+like danecheck or posttls-finger, through the same stages a scan runs.
+
+Exit status by verdict: 0 dane_valid; 1 DANE failed (dane_partial,
+dane_invalid, dnssec_bogus, dns_error); 3 no DANE to check (no_dane, null_mx,
+no_mx_record, nxdomain); 2 bad input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Iterator
+from typing import TextIO
+
+from scanner.conclude import Observation, conclude, match_jobs, tls_targets
+from scanner.config import ScanConfig, StartTlsMode
+from scanner.handshake.polite import Handshaker
+from scanner.handshake.session import client_context
+from scanner.match.batch import match_batch
+from scanner.output.rows import tlsa_text
+from scanner.resolve.client import DnsClient
+from scanner.resolve.discover import Discoverer
+from scanner.resolve.policy import MxKind
+from scanner.results import DomainResult, HostResult
+from scanner.status import DomainVerdict, SmtpStatus
+
+EXIT_BY_VERDICT = {
+    DomainVerdict.DANE_VALID: 0,
+    DomainVerdict.DANE_PARTIAL: 1,
+    DomainVerdict.DANE_INVALID: 1,
+    DomainVerdict.DNSSEC_BOGUS: 1,
+    DomainVerdict.DNS_ERROR: 1,
+}
+EXIT_NO_DANE = 3
+
+
+async def check(config: ScanConfig, domain: str) -> DomainResult:
+    """Resolve, handshake and match one domain exactly as the pipeline does."""
+    now = dt.datetime.now(dt.UTC)
+    obs = Observation(0, domain, time.monotonic(), now)
+    async with DnsClient(config.resolver_settings) as client:
+        obs.resolution = await Discoverer(client, max_mx=config.max_mx).domain(domain)
+    handshaker = Handshaker(config.session_settings, config.polite_settings, client_context())
+    try:
+        targets = tls_targets(obs, config.starttls, config.max_addresses)
+        sessions = await asyncio.gather(
+            *(handshaker.handshake(t.address, t.sni, t.names) for t in targets)
+        )
+    finally:
+        await handshaker.aclose()
+    obs.sessions = {(t.host, t.address): s for t, s in zip(targets, sessions, strict=True)}
+    keyed = match_jobs(obs, config.max_addresses)
+    matches = match_batch([job for _, job in keyed], now)
+    found = {key: match for (key, _), match in zip(keyed, matches, strict=True)}
+    return conclude(
+        obs,
+        found,
+        tested=config.starttls is not StartTlsMode.NONE,
+        max_addresses=config.max_addresses,
+    )
+
+
+def explain(result: DomainResult) -> Iterator[str]:
+    """The result as numbered steps a mail administrator can follow."""
+    mx = result.mx
+    yield f"Domain {result.domain}"
+    if mx is None:
+        yield f"  not checked: {result.error}"
+        return
+    secure = "secure (DNSSEC validated)" if mx.dnssec.value == "secure" else mx.dnssec.value
+    kinds = {
+        MxKind.HOSTS: f"{len(mx.targets)} MX host(s), answer {secure}",
+        MxKind.NULL: f"a null MX (0 .): the domain accepts no mail; answer {secure}",
+        MxKind.IMPLICIT: f"no MX records ({secure}): the domain itself is its mail host",
+        MxKind.NXDOMAIN: f"the domain does not exist ({secure})",
+        MxKind.INVALID: f"every MX target is the root or a TLD ({secure})",
+        MxKind.FAILED: f"the MX lookup failed: {mx.error} ({mx.dnssec.value})",
+    }
+    yield f"1. MX lookup: {kinds[mx.kind]}"
+    if mx.kind in (MxKind.HOSTS, MxKind.IMPLICIT) and not mx.dane_applies:
+        yield "   The MX answer is not DNSSEC-secure, so DANE does not apply (RFC 7672 2.2.1)."
+    for step, host in enumerate(result.hosts, start=2):
+        yield from _explain_host(step, host)
+    verdict = result.verdict.value if result.verdict else "undetermined"
+    yield f"Verdict: {verdict}" + (f" ({result.error})" if result.error else "")
+
+
+def _explain_host(step: int, host: HostResult) -> Iterator[str]:
+    r = host.resolution
+    name = host.host.rstrip(".")
+    alias = f" (alias of {r.addresses.expanded.rstrip('.')})" if r.addresses.expanded else ""
+    addresses = ", ".join(r.addresses.addresses) or "none"
+    yield f"{step}. MX host {name}{alias}, preference {host.preference}"
+    yield f"   addresses: {addresses} ({r.addresses.dnssec.value})"
+    tlsa = r.tlsa
+    where = f"_25._tcp.{tlsa.base.rstrip('.')}"
+    if tlsa.state.value == "records":
+        yield f"   TLSA at {where}: {len(tlsa.records)} record(s), secure"
+        for record in tlsa.records:
+            text = tlsa_text(record)
+            yield f"     {text[:80]}{'...' if len(text) > 80 else ''}"
+    elif tlsa.state.value == "not_looked_up":
+        yield "   TLSA not looked up: the address records are not secure"
+    else:
+        yield f"   TLSA at {where}: {tlsa.state.value}" + (f" ({tlsa.error})" if tlsa.error else "")
+    for a in host.addresses:
+        s = a.session
+        if s.status is SmtpStatus.TLS_OK:
+            chain = f"chain of {len(s.chain)} certificate(s)"
+            yield f"   {s.address}: STARTTLS ok, {s.tls_version}, {s.cipher}, {chain}"
+        else:
+            yield f"   {s.address}: {s.status.value}" + (f" ({s.error})" if s.error else "")
+        if a.verdict is not None:
+            match = f", record {a.matched} at depth {a.depth}" if a.matched else ""
+            yield f"     -> {a.verdict.value}: {a.reason}{match}"
+    verdict = host.verdict.value if host.verdict else "not tested"
+    yield f"   host verdict: {verdict} ({host.reason})"
+
+
+def exit_status(result: DomainResult) -> int:
+    if result.verdict is None:
+        return 1
+    return EXIT_BY_VERDICT.get(result.verdict, EXIT_NO_DANE)
+
+
+def print_explanation(result: DomainResult, out: TextIO) -> None:
+    for line in explain(result):
+        print(line, file=out)

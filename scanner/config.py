@@ -1,0 +1,134 @@
+"""The one frozen ScanConfig: built by the CLI, validated here, passed down.
+
+Defaults are polite for the real internet (RFC 7672 section 8 asks nothing of
+a scanner, but mail operators do): a modest rate, one connection per address
+at a time with a pause between connections, an honest EHLO name.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from scanner.handshake.polite import PoliteSettings
+from scanner.handshake.session import SessionSettings
+from scanner.ingest.normalise import normalise
+from scanner.resolve.client import ResolverSettings, parse_server
+
+
+class StartTlsMode(StrEnum):
+    DANE = "dane"  # only hosts whose secure TLSA RRset needs checking
+    ALL = "all"  # every MX host, for TLS statistics beyond DANE
+    NONE = "none"  # DNS only
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise ValueError(f"shard {self.index}/{self.count}: need 0 <= I < N")
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        index, _, count = text.partition("/")
+        try:
+            return cls(int(index), int(count))
+        except ValueError:
+            raise ValueError(f"--shard {text!r}: expected I/N, e.g. 0/4") from None
+
+
+@dataclass(frozen=True, slots=True)
+class ScanConfig:
+    input: str  # a path, or "-" for standard input
+    output: Path  # the dataset folder (results/<scan-id>)
+    rate: float = 100.0  # domains admitted per second
+    workers: int = 1
+    resolvers: tuple[str, ...] = ()  # empty: start a managed Unbound
+    trust_anchor: Path | None = None
+    root_hints: Path | None = None
+    allow_nonvalidating: bool = False
+    secure_probe: str = "."  # a name whose answer must carry AD
+    bogus_probe: str | None = "dnssec-failed.org."  # a name that must fail validation
+    ehlo_name: str = ""
+    exclude: Path | None = None
+    starttls: StartTlsMode = StartTlsMode.DANE
+    timeout: float = 30.0  # whole SMTP session deadline, seconds
+    max_mx: int = 10
+    max_addresses: int = 4
+    resume: bool = False
+    shard: Shard | None = None
+    quiet: bool = False
+    log_json: Path | None = None
+    # Concurrency caps per stage (DESIGN.md: memory bounded by caps, not input).
+    resolve_tasks: int = 500
+    handshake_tasks: int = 500
+    queue_size: int = 2000
+    match_batch: int = 256
+    part_rows: int = 20_000  # rows per part file
+    part_seconds: float = 60.0  # ... or at most this long between part files
+    dns_in_flight: int = 200
+    per_address: int = 1
+    min_interval: float = 1.0
+    max_connections: int = 500
+    cache_size: int = 200_000
+    ca_file: Path | None = None
+    now_override: str | None = None  # ISO 8601, for reproducible tests
+
+    def __post_init__(self) -> None:
+        if self.rate <= 0:
+            raise ValueError("--rate must be positive")
+        if self.workers < 1:
+            raise ValueError("--workers must be at least 1")
+        if self.timeout <= 0:
+            raise ValueError("--timeout must be positive")
+        if self.max_mx < 1 or self.max_addresses < 1:
+            raise ValueError("--max-mx and --max-addresses must be at least 1")
+        for server in self.resolvers:
+            parse_server(server)
+        if self.starttls is not StartTlsMode.NONE and not is_fqdn(self.ehlo_name):
+            raise ValueError(
+                f"EHLO name {self.ehlo_name!r} is not a fully qualified domain name: "
+                "pass --ehlo-name with a real FQDN of this scanner"
+            )
+        if self.workers > 1 and self.shard is not None:
+            raise ValueError("--workers and --shard cannot be combined")
+
+    @property
+    def resolver_settings(self) -> ResolverSettings:
+        return ResolverSettings(
+            servers=self.resolvers or ("127.0.0.1",), max_in_flight=self.dns_in_flight
+        )
+
+    @property
+    def session_settings(self) -> SessionSettings:
+        return SessionSettings(
+            ehlo_name=self.ehlo_name,
+            connect_timeout=min(10.0, self.timeout),
+            read_timeout=min(30.0, self.timeout),
+            session_deadline=self.timeout,
+        )
+
+    @property
+    def polite_settings(self) -> PoliteSettings:
+        return PoliteSettings(
+            per_address=self.per_address,
+            min_interval=self.min_interval,
+            max_connections=self.max_connections,
+            cache_size=self.cache_size,
+        )
+
+
+def is_fqdn(name: str) -> bool:
+    """A host name of at least two labels, already in normal form (RFC 1123 section 2.1)."""
+    return bool(name) and normalise(name).domain == name.lower().rstrip(".")
+
+
+def default_ehlo_name() -> str:
+    """This machine's FQDN when it has a real one, else "" (then --ehlo-name is required)."""
+    name = socket.getfqdn()
+    return name if is_fqdn(name) and not name.startswith("localhost") else ""

@@ -1,0 +1,355 @@
+"""Wiring of a scan: ingest -> resolve -> handshake -> match -> output.
+
+Stages are connected by bounded asyncio queues and each runs a fixed number
+of tasks, so memory is bounded by the caps, never by the size of the input;
+a token bucket admits domains at ``--rate`` per second. The per-host DNS
+cache (scanner.resolve.discover) and the per-(address, SNI) handshake cache
+(scanner.handshake.polite) make work that many domains share happen once.
+
+Nothing a remote party does raises out of a stage: the stages return outcome
+values, and a bug that does raise is recorded on that domain's row (verdict
+None, the exception text as ``error``) rather than stopping the scan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+import time
+import traceback
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from scanner.conclude import Observation, conclude, match_jobs, tls_targets
+from scanner.config import ScanConfig, Shard, StartTlsMode
+from scanner.handshake.exclude import Exclusions
+from scanner.handshake.polite import Handshaker
+from scanner.handshake.session import SessionResult, client_context
+from scanner.ingest.reader import InputName, read_names
+from scanner.match.batch import CertPool, match_batch
+from scanner.match.tlsa import MatchResult
+from scanner.output.jsonlog import domain_json
+from scanner.output.rows import domain_row
+from scanner.output.writer import PartWriter, Resumed
+from scanner.progress import Snapshot
+from scanner.ratelimit import TokenBucket
+from scanner.resolve.client import DnsClient
+from scanner.resolve.discover import Discoverer
+from scanner.results import DomainResult
+from scanner.status import DomainVerdict
+
+_READ_CHUNK = 2000
+
+
+@dataclass(slots=True)
+class Progress:
+    """Counters the progress display reads; only the pipeline writes them."""
+
+    read: int = 0
+    skipped: int = 0  # duplicates, other shards, already done (resume)
+    admitted: int = 0
+    resolved: int = 0
+    handshaken: int = 0
+    concluded: int = 0
+    written: int = 0
+    sessions: int = 0
+    verdicts: Counter[str] = field(default_factory=Counter)
+    started: float = field(default_factory=time.monotonic)
+    input_done: bool = False
+
+    def snapshot(self, total: int | None = None) -> Snapshot:
+        return Snapshot(
+            self.read, self.skipped, self.admitted, self.resolved, self.handshaken,
+            self.concluded, self.written, self.sessions, Counter(self.verdicts),
+            time.monotonic() - self.started, total,
+        )  # fmt: skip
+
+
+def shard_of(domain: str, count: int) -> int:
+    """Stable across runs and machines (unlike hash()): blake2b of the name."""
+    digest = hashlib.blake2b(domain.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % count
+
+
+def _now(config: ScanConfig) -> dt.datetime:
+    if config.now_override:
+        return dt.datetime.fromisoformat(config.now_override)
+    return dt.datetime.now(dt.UTC)
+
+
+class Pipeline:
+    """One scan in one process (one shard of the input when ``shard`` is set)."""
+
+    def __init__(
+        self,
+        config: ScanConfig,
+        *,
+        worker: int = 0,
+        shard: Shard | None = None,
+        resumed: Resumed | None = None,
+        exclusions: Exclusions | None = None,
+    ) -> None:
+        self.config = config
+        self.worker = worker
+        self.shard = shard if shard is not None else config.shard
+        self.resumed = resumed if resumed is not None else Resumed()
+        self.exclusions = exclusions
+        self.progress = Progress()
+        self._stop = asyncio.Event()
+        self._seen: set[bytes] = set()
+        self._pool = CertPool()
+
+    def stop(self) -> None:
+        """Admit no more domains; what is in flight finishes and is written."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    async def run(self) -> PartWriter:
+        config = self.config
+        writer = PartWriter(
+            config.output, self.worker, first_part=self.resumed.next_part.get(self.worker, 0)
+        )
+        q_resolve: asyncio.Queue[Observation] = asyncio.Queue(config.queue_size)
+        q_handshake: asyncio.Queue[Observation] = asyncio.Queue(config.queue_size)
+        q_match: asyncio.Queue[Observation] = asyncio.Queue(config.queue_size)
+        q_out: asyncio.Queue[DomainResult] = asyncio.Queue(config.queue_size)
+        try:
+            await self._run(writer, q_resolve, q_handshake, q_match, q_out)
+        finally:
+            # Rows in the buffer are finished domains: keep them even when
+            # the scan is cancelled (a second SIGINT).
+            writer.flush()
+            self.progress.written = writer.written
+        return writer
+
+    async def _run(
+        self,
+        writer: PartWriter,
+        q_resolve: asyncio.Queue[Observation],
+        q_handshake: asyncio.Queue[Observation],
+        q_match: asyncio.Queue[Observation],
+        q_out: asyncio.Queue[DomainResult],
+    ) -> None:
+        config = self.config
+        async with (
+            DnsClient(config.resolver_settings) as client,
+            self._handshaker() as handshaker,
+        ):
+            discoverer = Discoverer(client, max_mx=config.max_mx, cache_size=config.cache_size)
+            stages = [
+                (q_resolve, config.resolve_tasks, lambda w: self._resolve(discoverer, w)),
+                (q_handshake, config.handshake_tasks, lambda w: self._handshake(handshaker, w)),
+            ]
+            async with asyncio.TaskGroup() as group:
+                output = group.create_task(self._output(q_out, writer))
+                matcher = group.create_task(self._match(q_match, q_out))
+                workers: list[asyncio.Task[None]] = []
+                nexts = [q_handshake, q_match]
+                for (queue, count, step), downstream in zip(stages, nexts, strict=True):
+                    workers += [
+                        group.create_task(self._stage(queue, downstream, step))
+                        for _ in range(count)
+                    ]
+                await self._ingest(q_resolve, q_out)
+                # Each stage calls task_done only after handing its work on,
+                # so joining the queues in order drains the whole pipeline.
+                await q_resolve.join()
+                await q_handshake.join()
+                await q_match.join()
+                await q_out.join()
+                for task in [*workers, matcher, output]:
+                    task.cancel()
+
+    @contextlib.asynccontextmanager
+    async def _handshaker(self) -> AsyncIterator[Handshaker]:
+        handshaker = Handshaker(
+            self.config.session_settings,
+            self.config.polite_settings,
+            client_context(),
+            exclusions=self.exclusions,
+        )
+        try:
+            yield handshaker
+        finally:
+            await handshaker.aclose()
+
+    # -- ingest ------------------------------------------------------------------
+
+    async def _ingest(
+        self, q_resolve: asyncio.Queue[Observation], q_out: asyncio.Queue[DomainResult]
+    ) -> None:
+        bucket = TokenBucket(self.config.rate)
+        names = read_names(self.config.input)
+        try:
+            while not self._stop.is_set():
+                chunk = await asyncio.to_thread(_take, names, _READ_CHUNK)
+                if not chunk:
+                    break
+                for item in chunk:
+                    self.progress.read += 1
+                    if self._stop.is_set():
+                        break
+                    work = self._admit(item)
+                    if isinstance(work, DomainResult):
+                        await q_out.put(work)
+                    elif work is not None:
+                        await bucket.take()
+                        self.progress.admitted += 1
+                        await q_resolve.put(work)
+        finally:
+            names.close()
+            self.progress.input_done = True
+
+    def _admit(self, item: InputName) -> Observation | DomainResult | None:
+        domain = item.result.domain
+        if domain is None:
+            if item.line in self.resumed.error_lines or not self._mine(item.raw):
+                self.progress.skipped += 1
+                return None
+            return self._input_error(item)
+        key = hashlib.blake2b(domain.encode(), digest_size=12).digest()
+        if key in self._seen or domain in self.resumed.domains or not self._mine(domain):
+            self.progress.skipped += 1
+            return None
+        self._seen.add(key)
+        return Observation(item.line, domain, time.monotonic(), _now(self.config))
+
+    def _mine(self, name: str) -> bool:
+        return self.shard is None or shard_of(name, self.shard.count) == self.shard.index
+
+    def _input_error(self, item: InputName) -> DomainResult:
+        return DomainResult(
+            domain=item.raw[:300],
+            input_line=item.line,
+            verdict=DomainVerdict.INPUT_ERROR,
+            error=item.result.error or "invalid name",
+            mx=None,
+            mx_ttl=None,
+            hosts=(),
+            scanned_at=_now(self.config),
+            duration_ms=0.0,
+        )
+
+    # -- stages ------------------------------------------------------------------
+
+    async def _stage(
+        self,
+        inbox: asyncio.Queue[Observation],
+        outbox: asyncio.Queue[Observation],
+        step: Callable[[Observation], Awaitable[None]],
+    ) -> None:
+        while True:
+            work = await inbox.get()
+            try:
+                await step(work)
+            except Exception as exc:  # a bug, not a remote party: keep it on the row
+                work.error = f"internal error: {exc!r} at {traceback.format_exc(limit=-1)}"
+            await outbox.put(work)
+            inbox.task_done()
+
+    async def _resolve(self, discoverer: Discoverer, work: Observation) -> None:
+        work.resolution = await discoverer.domain(work.domain)
+        self.progress.resolved += 1
+
+    async def _handshake(self, handshaker: Handshaker, work: Observation) -> None:
+        resolution = work.resolution
+        if resolution is None or self.config.starttls is StartTlsMode.NONE:
+            return
+        jobs: dict[tuple[str, str], asyncio.Task[SessionResult]] = {}
+        async with asyncio.TaskGroup() as group:
+            for target in tls_targets(work, self.config.starttls, self.config.max_addresses):
+                jobs[(target.host, target.address)] = group.create_task(
+                    handshaker.handshake(target.address, target.sni, target.names)
+                )
+        work.sessions = {key: task.result() for key, task in jobs.items()}
+        self.progress.sessions += len(jobs)
+        self.progress.handshaken += 1
+
+    # -- match -------------------------------------------------------------------
+
+    async def _match(
+        self, inbox: asyncio.Queue[Observation], q_out: asyncio.Queue[DomainResult]
+    ) -> None:
+        while True:
+            batch = [await inbox.get()]
+            while len(batch) < self.config.match_batch and not inbox.empty():
+                batch.append(inbox.get_nowait())
+            try:
+                results = self._conclude(batch)
+            except Exception as exc:  # a matcher bug must not lose the batch
+                for work in batch:
+                    work.error = f"internal error in matching: {exc!r}"
+                results = [self._finish(obs, {}) for obs in batch]
+            for result in results:
+                await q_out.put(result)
+            for _ in batch:
+                inbox.task_done()
+
+    def _conclude(self, batch: list[Observation]) -> list[DomainResult]:
+        """Match every TLS session of the batch in one pass, then assemble results."""
+        keyed = [(i, key, job) for i, obs in enumerate(batch)
+                 for key, job in match_jobs(obs, self.config.max_addresses)]  # fmt: skip
+        matches = match_batch([job for _, _, job in keyed], _now(self.config), pool=self._pool)
+        per_domain: list[dict[tuple[str, str], MatchResult]] = [{} for _ in batch]
+        for (index, key, _job), match in zip(keyed, matches, strict=True):
+            per_domain[index][key] = match
+        return [self._finish(obs, found) for obs, found in zip(batch, per_domain, strict=True)]
+
+    def _finish(
+        self, obs: Observation, matches: dict[tuple[str, str], MatchResult]
+    ) -> DomainResult:
+        return conclude(
+            obs,
+            matches,
+            tested=self.config.starttls is not StartTlsMode.NONE,
+            max_addresses=self.config.max_addresses,
+        )
+
+    # -- output ------------------------------------------------------------------
+
+    async def _output(self, inbox: asyncio.Queue[DomainResult], writer: PartWriter) -> None:
+        with contextlib.ExitStack() as stack:
+            log = None
+            if self.config.log_json is not None:
+                log = stack.enter_context(
+                    self.config.log_json.open("a", encoding="utf-8", buffering=1)
+                )
+            await self._write(inbox, writer, log)
+
+    async def _write(
+        self, inbox: asyncio.Queue[DomainResult], writer: PartWriter, log: TextIO | None
+    ) -> None:
+        last = time.monotonic()
+        while True:
+            try:
+                result = await asyncio.wait_for(inbox.get(), timeout=1.0)
+            except TimeoutError:
+                result = None
+            if result is not None:
+                writer.add(domain_row(result))
+                if log is not None:
+                    log.write(domain_json(result) + "\n")
+                self.progress.concluded += 1
+                self.progress.verdicts[result.verdict.value if result.verdict else "unknown"] += 1
+                inbox.task_done()
+            due = time.monotonic() - last >= self.config.part_seconds
+            if len(writer) >= self.config.part_rows or (due and len(writer)):
+                await asyncio.to_thread(writer.flush)
+                last = time.monotonic()
+                self.progress.written = writer.written
+
+
+def _take(names: Iterator[InputName], count: int) -> list[InputName]:
+    chunk: list[InputName] = []
+    for item in names:
+        chunk.append(item)
+        if len(chunk) >= count:
+            break
+    return chunk

@@ -1,0 +1,55 @@
+"""What a scan concludes about one domain: frozen, typed results assembled from
+the stages (resolve, handshake, match). Conversion to Arrow rows and JSON lives
+in scanner.output only."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from scanner.handshake.session import SessionResult
+from scanner.resolve.discover import HostResolution
+from scanner.resolve.policy import MxDecision
+from scanner.status import DaneVerdict, DomainVerdict
+
+
+@dataclass(frozen=True, slots=True)
+class AddressResult:
+    """One address of an MX host: the session and, after TLS, the DANE check."""
+
+    session: SessionResult
+    verdict: DaneVerdict | None = None  # None: not checked (no TLSA, or not connected)
+    reason: str = ""
+    matched: str | None = None  # the matching record as "U S M HEX"
+    depth: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class HostResult:
+    host: str  # absolute, with the trailing dot
+    preference: int
+    resolution: HostResolution
+    verdict: DaneVerdict | None  # None only when the host was never tested (--starttls none)
+    reason: str
+    addresses: tuple[AddressResult, ...] = ()
+
+    @property
+    def matched(self) -> str | None:
+        return next((a.matched for a in self.addresses if a.matched), None)
+
+    @property
+    def match_depth(self) -> int:
+        return next((a.depth for a in self.addresses if a.matched), -1)
+
+
+@dataclass(frozen=True, slots=True)
+class DomainResult:
+    domain: str  # normalised, without the trailing dot; the raw text for input errors
+    input_line: int
+    verdict: DomainVerdict | None
+    error: str
+    mx: MxDecision | None  # None for input errors
+    mx_ttl: int | None
+    hosts: tuple[HostResult, ...]
+    scanned_at: dt.datetime
+    duration_ms: float
