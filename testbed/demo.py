@@ -1,56 +1,61 @@
-"""`make demo`: bring a testbed up, show some of its domains resolving with their
-DNSSEC status through the scanner's own resolver client, and take it down."""
+"""`make demo`: the main job on the built-in simulated internet.
+
+Brings a testbed up, scans all of its domains with `scan` (the same code a
+survey of the real internet runs), prints the summary and how the dataset
+compares with the testbed's ground truth, and takes the testbed down.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import pyarrow.parquet as pq
+import duckdb
 from rich.console import Console
 from rich.table import Table
 
-from scanner.resolve.client import DnsClient, ResolverSettings
-from scanner.resolve.discover import Discoverer, DomainResolution
+from scanner.config import ScanConfig
+from scanner.scan import run_scan
 from testbed import cli
 from testbed.procs import TestbedError
 
-SHOWN = (
-    "dane_provider_a", "ee_311", "ta_211_intermediate", "cname_tlsa_expanded",
-    "implicit_mx_tlsa", "signed_no_tlsa", "signed_tlsa_nodata", "unsigned_provider",
-    "insecure_delegation_tlsa", "null_mx", "nxdomain", "bogus_mx", "bogus_tlsa", "lame_tlsa",
-    "big_tlsa_rrset",
-)  # fmt: skip
+EHLO_NAME = "scanner.danescan.test"
 
 
-async def resolve_all(resolver: str, domains: Sequence[str]) -> list[DomainResolution]:
-    async with DnsClient(ResolverSettings(servers=(resolver,))) as client:
-        discoverer = Discoverer(client)
-        return list(await asyncio.gather(*(discoverer.domain(d) for d in domains)))
-
-
-def show(console: Console, state: dict[str, object]) -> None:
-    truth = pq.read_table(str(state["truth_file"])).to_pylist()
-    picked: dict[str, dict[str, object]] = {}
-    for row in truth:
-        picked.setdefault(str(row["scenario"]), row)
-    rows = [picked[s] for s in SHOWN if s in picked]
-    results = asyncio.run(resolve_all(str(state["resolver"]), [str(r["domain"]) for r in rows]))
-    table = Table(title=f"{len(rows)} testbed domains through {state['resolver']}")
-    for column in ("domain", "scenario", "MX", "MX DNSSEC", "hosts", "addresses", "TLSA"):
-        table.add_column(column)
-    for row, result in zip(rows, results, strict=True):
-        hosts = "\n".join(h.host for h in result.hosts) or "-"
-        addresses = "\n".join(h.addresses.dnssec.value for h in result.hosts) or "-"
-        tlsa = "\n".join(f"{h.tlsa.state.value} ({len(h.tlsa.records)})" for h in result.hosts)
-        table.add_row(
-            str(row["domain"]), str(row["scenario"]), result.mx.kind.value,
-            result.mx.dnssec.value, hosts, addresses, tlsa or "-",
-        )  # fmt: skip
+def compare(console: Console, results: Path, truth: Path) -> int:
+    """Print per-scenario agreement with the truth; return the number of mismatches."""
+    rows = (
+        duckdb.connect()
+        .execute(
+            f"""
+        WITH got AS (SELECT domain, verdict, [(h.host, h.verdict) FOR h IN mx_hosts] AS hosts
+                     FROM read_parquet('{results}/part-*.parquet')),
+             want AS (SELECT domain, scenario, verdict,
+                      [(h.host, h.verdict) FOR h IN mx_hosts] AS hosts FROM '{truth}')
+        SELECT scenario, any_value(want.verdict), count(*),
+               count(*) FILTER (WHERE want.verdict IS NOT DISTINCT FROM got.verdict
+                                  AND want.hosts IS NOT DISTINCT FROM got.hosts)
+        FROM want LEFT JOIN got USING (domain)
+        GROUP BY scenario ORDER BY count(*) DESC, scenario
+        """
+        )
+        .fetchall()
+    )
+    table = Table(title="scan vs. the testbed's truth, per scenario")
+    for column in ("scenario", "expected verdict", "domains", "as expected"):
+        table.add_column(
+            column, justify="right" if column in ("domains", "as expected") else "left"
+        )
+    wrong = 0
+    for scenario, verdict, total, agree in rows:
+        wrong += total - agree
+        mark = "" if agree == total else " [red]✗"
+        table.add_row(scenario, verdict, f"{total:,}", f"{agree:,}{mark}")
     console.print(table)
+    return wrong
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -59,10 +64,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--domains", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--net", type=int, default=cli.DEFAULT_NET)
+    parser.add_argument("--rate", type=float, default=2000.0)
     args = parser.parse_args(argv)
-    console = Console(stderr=False)
+    console = Console()
+    console.print(f"[bold]1. Bringing up a testbed of {args.domains:,} domains in {args.dir}")
     try:
-        console.print(f"[bold]bringing up a testbed of {args.domains} domains in {args.dir}")
         state = cli.up(
             args.dir, domains=args.domains, seed=args.seed, net=args.net, out=console.print
         )
@@ -70,11 +76,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"demo: {exc}", file=sys.stderr)
         return 1
     try:
-        show(console, state)
+        results = args.dir.resolve() / "results"
+        shutil.rmtree(results, ignore_errors=True)
+        console.print(f"[bold]2. scan {state['domains_file']} --rate {args.rate:g} -o {results}")
+        config = ScanConfig(
+            input=str(state["domains_file"]),
+            output=results,
+            rate=args.rate,
+            resolvers=(str(state["resolver"]),),
+            bogus_probe=str(state["bogus_probe"]),
+            ehlo_name=EHLO_NAME,
+            min_interval=0.0,  # the testbed's hosts are ours: no need to pace them
+            timeout=5.0,
+        )
+        status = run_scan(config)
+        if status != 0:
+            return status
+        console.print("[bold]3. The dataset against the ground truth")
+        wrong = compare(console, results, Path(str(state["truth_file"])))
+        verdict = "every domain as expected" if not wrong else f"{wrong} domains differ"
+        console.print(f"[bold]{verdict}[/]; dataset in {results} (DuckDB, pandas, polars)")
+        return 0 if not wrong else 1
     finally:
         cli.down(args.dir)
-        console.print("testbed stopped")
-    return 0
+        console.print("4. Testbed stopped")
 
 
 if __name__ == "__main__":
