@@ -5,19 +5,25 @@ lookup and one handshake per address (DESIGN.md, "The pipeline")."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
-K = TypeVar("K")
+K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 
 class SingleFlightLru(Generic[K, V]):
     """``await cache.get(key, compute)``: a finished value is reused; a value
     being computed is awaited by every caller; at most ``size`` finished
-    values are kept. ``compute`` must not raise (outcomes are data); if it
-    does, the error reaches every waiter and nothing is cached."""
+    values are kept.
+
+    The computation runs in a task of its own, so a caller that gives up
+    (is cancelled) never cancels the work others wait for. ``compute`` should
+    not raise (outcomes are data); if it does, its callers see the error and
+    nothing is cached.
+    """
 
     def __init__(self, size: int) -> None:
         if size < 1:
@@ -25,38 +31,43 @@ class SingleFlightLru(Generic[K, V]):
         self._size = size
         self._done: OrderedDict[K, V] = OrderedDict()
         self._running: dict[K, asyncio.Future[V]] = {}
-        self.hits = 0
-        self.misses = 0
+        self.hits = 0  # answered from a finished value
+        self.joined = 0  # answered by a computation already under way
+        self.misses = 0  # computations started
 
     def __len__(self) -> int:
         return len(self._done)
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
 
     async def get(self, key: K, compute: Callable[[], Awaitable[V]]) -> V:
         if key in self._done:
             self._done.move_to_end(key)
             self.hits += 1
             return self._done[key]
-        running = self._running.get(key)
-        if running is not None:
-            self.hits += 1
-            return await asyncio.shield(running)
-        self.misses += 1
-        future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
-        self._running[key] = future
-        try:
-            value = await compute()
-        except asyncio.CancelledError:
-            future.cancel()  # only at shutdown: the waiters are being cancelled too
-            raise
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved here, so a lone caller leaves no warning
-            raise
+        future = self._running.get(key)
+        if future is None:
+            self.misses += 1
+            future = asyncio.ensure_future(compute())
+            self._running[key] = future
+            future.add_done_callback(functools.partial(self._settle, key))
         else:
-            future.set_result(value)
-            self._done[key] = value
-            if len(self._done) > self._size:
-                self._done.popitem(last=False)
-            return value
-        finally:
-            del self._running[key]
+            self.joined += 1
+        return await asyncio.shield(future)
+
+    def _settle(self, key: K, future: asyncio.Future[V]) -> None:
+        self._running.pop(key, None)
+        if future.cancelled() or future.exception() is not None:
+            return  # exception() above also marks it retrieved: no stray warning
+        self._done[key] = future.result()
+        if len(self._done) > self._size:
+            self._done.popitem(last=False)
+
+    async def aclose(self) -> None:
+        """Cancel the computations still under way (at the end of a scan)."""
+        futures = list(self._running.values())
+        for future in futures:
+            future.cancel()
+        await asyncio.gather(*futures, return_exceptions=True)

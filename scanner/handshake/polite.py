@@ -29,6 +29,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 
+from scanner.cache import SingleFlightLru
 from scanner.handshake.exclude import Exclusions
 from scanner.handshake.session import SessionResult, SessionSettings, run_session, unattempted
 from scanner.handshake.smtp import Reply
@@ -96,14 +97,13 @@ class Handshaker:
     __slots__ = (
         "_clock",
         "_context",
-        "_done",
         "_exclusions",
         "_gates",
         "_global",
-        "_inflight",
         "_next_start",
         "_polite",
         "_session",
+        "_sessions",
         "_settings",
         "_sleep",
         "_stats",
@@ -133,13 +133,16 @@ class Handshaker:
         # Bounded like the results: an entry evicted after that many newer
         # connection starts is long past its interval.
         self._next_start: OrderedDict[str, float] = OrderedDict()
-        self._inflight: dict[tuple[str, str], asyncio.Task[SessionResult]] = {}
-        self._done: OrderedDict[tuple[str, str], SessionResult] = OrderedDict()
-        self._stats: dict[str, int] = dict.fromkeys(PoliteStats.__dataclass_fields__, 0)
+        self._sessions: SingleFlightLru[tuple[str, str], SessionResult] = SingleFlightLru(
+            polite.cache_size
+        )
+        self._stats: dict[str, int] = dict.fromkeys(("sessions", "retries", "blocked"), 0)
 
     @property
     def stats(self) -> PoliteStats:
-        return PoliteStats(**self._stats)
+        return PoliteStats(
+            cache_hits=self._sessions.hits, joined=self._sessions.joined, **self._stats
+        )
 
     async def handshake(self, address: str, sni: str, names: Iterable[str] = ()) -> SessionResult:
         """The handshake with ``address`` presenting ``sni``: done once per scan.
@@ -156,27 +159,11 @@ class Handshaker:
             self._count("blocked")
             return unattempted(str(ip), sni, port, SmtpStatus.BLOCKED, "on the exclusion list")
         key = (str(ip), sni.lower().rstrip("."))
-        done = self._done.get(key)
-        if done is not None:
-            self._done.move_to_end(key)
-            self._count("cache_hits")
-            return done
-        task = self._inflight.get(key)
-        if task is None:
-            task = asyncio.ensure_future(self._with_retry(key[0], sni))
-            self._inflight[key] = task
-            task.add_done_callback(lambda finished: self._settle(key, finished))
-        else:
-            self._count("joined")
-        # A caller that gives up must not cancel the session others wait for.
-        return await asyncio.shield(task)
+        return await self._sessions.get(key, lambda: self._with_retry(key[0], sni))
 
     async def aclose(self) -> None:
         """Cancel the sessions still in flight (at the end of a scan)."""
-        tasks = list(self._inflight.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._sessions.aclose()
 
     async def _with_retry(self, address: str, sni: str) -> SessionResult:
         result = await self._attempt(address, sni)
@@ -220,14 +207,6 @@ class Handshaker:
             self._next_start.popitem(last=False)
         if start > now:
             await self._sleep(start - now)
-
-    def _settle(self, key: tuple[str, str], task: asyncio.Task[SessionResult]) -> None:
-        self._inflight.pop(key, None)
-        if task.cancelled() or task.exception() is not None:
-            return
-        self._done[key] = task.result()
-        if len(self._done) > self._polite.cache_size:
-            self._done.popitem(last=False)
 
     def _count(self, counter: str) -> None:
         self._stats[counter] += 1
