@@ -242,3 +242,14 @@ def test_bad_arguments_exit_2(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "EHLO name" in proc.stderr
     assert cli("check", "not_a_domain!", "--ehlo-name", EHLO).returncode == 2
+
+
+def test_two_workers_split_the_input_and_agree_with_truth(testbed: Testbed, tmp_path: Path) -> None:
+    output = tmp_path / "workers"
+    proc = run_scan(testbed, output, "--rate", "5000", "--workers", "2")
+    assert proc.returncode == 0, proc.stderr
+    workers = {Path(p).name.split("-")[1] for p in parts(output)}
+    assert workers == {"000", "001"}
+    assert mismatches(testbed, output) == []
+    manifest = json.loads((output / "manifest.json").read_text())
+    assert manifest["counts"]["domains"] == len(testbed.truth)
