@@ -11,13 +11,13 @@ import random
 import socket
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import dns.edns
 import dns.flags
 import dns.message
+import dns.name
 import dns.rcode
-import dns.rdataclass
 import dns.rrset
 import pytest
 import uvloop
@@ -77,7 +77,7 @@ class FakeResolver(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         query = dns.message.from_wire(data)
@@ -93,37 +93,10 @@ class FakeResolver(asyncio.DatagramProtocol):
             self.transport.sendto(reply, addr)
 
 
-@asynccontextmanager
-async def fake_resolver(
-    handler: Handler, host: str = "127.0.0.1"
-) -> AsyncIterator[tuple[str, FakeResolver]]:
-    loop = asyncio.get_running_loop()
-    transport, fake = await loop.create_datagram_endpoint(
-        lambda: FakeResolver(handler), local_addr=(host, 0)
-    )
-    port = transport.get_extra_info("sockname")[1]
-    try:
-        yield (f"[{host}]:{port}" if ":" in host else f"{host}:{port}"), fake
-    finally:
-        transport.close()
+TcpHandler = Callable[[dns.message.Message], bytes]
 
 
-@asynccontextmanager
-async def client_for(
-    handler: Handler, host: str = "127.0.0.1", rng: random.Random | None = None, **overrides: Any
-) -> AsyncIterator[tuple[DnsClient, FakeResolver]]:
-    """A fake resolver and a client of it (the server is settings.servers[0])."""
-    async with (
-        fake_resolver(handler, host) as (server, fake),
-        DnsClient(settings(server, **overrides), rng=rng) as client,
-    ):
-        yield client, fake
-
-
-@asynccontextmanager
-async def fake_tcp(
-    port: int, handler: Callable[[dns.message.Message], bytes]
-) -> AsyncIterator[None]:
+def tcp_service(handler: TcpHandler) -> Callable[..., Coroutine[Any, Any, None]]:
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         size = int.from_bytes(await reader.readexactly(2), "big")
         reply = handler(dns.message.from_wire(await reader.readexactly(size)))
@@ -131,12 +104,53 @@ async def fake_tcp(
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", port)
+    return serve
+
+
+@asynccontextmanager
+async def fake_resolver(
+    handler: Handler, host: str = "127.0.0.1", tcp: TcpHandler | None = None
+) -> AsyncIterator[tuple[str, FakeResolver]]:
+    """UDP on a free port, and with ``tcp`` a TCP listener on the same port."""
+    loop = asyncio.get_running_loop()
+    while True:
+        # The TCP port first: it is the one another process may hold.
+        listener = await asyncio.start_server(tcp_service(tcp), host, 0) if tcp else None
+        port = listener.sockets[0].getsockname()[1] if listener else 0
+        try:
+            transport, fake = await loop.create_datagram_endpoint(
+                lambda: FakeResolver(handler), local_addr=(host, port)
+            )
+            break
+        except OSError:
+            if listener is None:
+                raise
+            listener.close()
+            await listener.wait_closed()
+    port = transport.get_extra_info("sockname")[1]
     try:
-        yield
+        yield (f"[{host}]:{port}" if ":" in host else f"{host}:{port}"), fake
     finally:
-        server.close()
-        await server.wait_closed()
+        transport.close()
+        if listener is not None:
+            listener.close()
+            await listener.wait_closed()
+
+
+@asynccontextmanager
+async def client_for(
+    handler: Handler,
+    tcp: TcpHandler | None = None,
+    rng: random.Random | None = None,
+    host: str = "127.0.0.1",
+    **overrides: Any,
+) -> AsyncIterator[tuple[DnsClient, FakeResolver]]:
+    """A fake resolver and a client of it (the server is settings.servers[0])."""
+    async with (
+        fake_resolver(handler, host, tcp) as (server, fake),
+        DnsClient(settings(server, **overrides), rng=rng) as client,
+    ):
+        yield client, fake
 
 
 def dead_port() -> str:
@@ -327,7 +341,7 @@ def test_unmatched_replies_are_ignored(
     run: Run, garbage: Callable[[dns.message.Message], bytes]
 ) -> None:
     async def main() -> None:
-        async with client_for(always(garbage)) as (client, _):
+        async with client_for(always(garbage), timeout=0.05) as (client, _):
             answer = await client.query("a.example", RdType.MX)
             assert client.pending == 0
             stats = client.stats
@@ -366,11 +380,7 @@ def full_tlsa(query: dns.message.Message) -> bytes:
 
 def test_tcp_after_tc(run: Run) -> None:
     async def main() -> None:
-        async with (
-            fake_resolver(always(truncated)) as (server, _),
-            fake_tcp(parse_server(server)[1], full_tlsa),
-            DnsClient(settings(server)) as client,
-        ):
+        async with client_for(always(truncated), tcp=full_tlsa) as (client, _):
             answer = await client.query("_25._tcp.mx.example", RdType.TLSA)
             assert client.pending == 0
             assert client.stats.tcp == 1
@@ -404,11 +414,7 @@ def test_bad_tcp_reply(
     run: Run, tcp_reply: Callable[[dns.message.Message], bytes], outcome: str, error: str
 ) -> None:
     async def main() -> None:
-        async with (
-            fake_resolver(always(truncated)) as (server, _),
-            fake_tcp(parse_server(server)[1], tcp_reply),
-            DnsClient(settings(server)) as client,
-        ):
+        async with client_for(always(truncated), tcp=tcp_reply) as (client, _):
             answer = await client.query("_25._tcp.mx.example", RdType.TLSA)
             assert client.pending == 0
         assert answer.outcome == outcome
