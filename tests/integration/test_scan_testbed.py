@@ -253,3 +253,15 @@ def test_two_workers_split_the_input_and_agree_with_truth(testbed: Testbed, tmp_
     assert mismatches(testbed, output) == []
     manifest = json.loads((output / "manifest.json").read_text())
     assert manifest["counts"]["domains"] == len(testbed.truth)
+
+
+def test_shards_partition_the_input(testbed: Testbed, tmp_path: Path) -> None:
+    seen: list[str] = []
+    for index in range(2):
+        output = tmp_path / f"shard{index}"
+        proc = run_scan(testbed, output, "--rate", "5000", "--shard", f"{index}/2")
+        assert proc.returncode == 0, proc.stderr
+        shard = pq.read_table(parts(output)).column("domain").to_pylist()
+        assert 0 < len(shard) < len(testbed.truth)
+        seen += shard
+    assert sorted(seen) == sorted(str(r["domain"]) for r in testbed.truth)

@@ -149,3 +149,14 @@ def test_token_bucket_admits_at_the_rate() -> None:
     # 10 from the burst, then 1000 at 100/s: 10 seconds of fake time
     assert now[0] == pytest.approx(10.0, rel=1e-6)
     assert all(s > 0 for s in slept)
+
+
+def test_shard_of_is_stable_and_spreads() -> None:
+    from scanner.pipeline import shard_of
+
+    # Fixed values: a shard must not move between runs, machines or versions.
+    assert [shard_of(d, 4) for d in ("example.com", "example.net", "a.test")] == [2, 0, 3]
+    counts = [0, 0, 0, 0]
+    for i in range(4000):
+        counts[shard_of(f"d{i}.example", 4)] += 1
+    assert all(800 < c < 1200 for c in counts)
