@@ -57,8 +57,28 @@ def load_exclusions(path: Path | None) -> Exclusions | None:
     return parsed.exclusions
 
 
+def check_input(source: str) -> None:
+    """Fail early, before any resolver starts, on an input that cannot be read."""
+    if source == "-":
+        return
+    path = Path(source)
+    if path.is_dir():
+        raise ScanError(f"{source} is a directory, not a domain list")
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise ScanError(f"cannot read {source}: {exc.strerror}") from None
+
+
 def prepare_output(config: ScanConfig) -> Resumed:
-    config.output.mkdir(parents=True, exist_ok=True)
+    try:
+        config.output.mkdir(parents=True, exist_ok=True)
+        probe = config.output / ".danescan-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ScanError(f"cannot write to {config.output}: {exc.strerror or exc}") from None
     existing = part_files(config.output)
     if existing and not config.resume:
         raise ScanError(
@@ -133,6 +153,7 @@ def run_scan(config: ScanConfig) -> int:
     total = count_lines(config.input)
     view = ProgressView(quiet=config.quiet)
     try:
+        check_input(config.input)
         resumed = prepare_output(config)
         exclusions = load_exclusions(config.exclude)
         with resolver_for(config) as config:
@@ -142,13 +163,26 @@ def run_scan(config: ScanConfig) -> int:
                     snap, interrupted = _run_single(config, resumed, exclusions, view, total)
                 else:
                     snap, interrupted = _run_workers(config, resumed, view, total)
-    except (ScanError, ResolverError, InputError) as exc:
-        print(f"scan: {exc}", file=sys.stderr)
+    except (ScanError, ResolverError, InputError, OSError) as exc:
+        print(f"scan: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+    except BaseExceptionGroup as group:  # from the pipeline's task group
+        failures = group.subgroup((ScanError, InputError, OSError))
+        if failures is None or failures.exceptions != group.exceptions:
+            raise
+        print(f"scan: {_one_line(failures.exceptions[0])}", file=sys.stderr)
         return EXIT_FAILED
     status = "interrupted" if interrupted else "complete"
     write_manifest(config.output, _manifest(config, status, started, snap))
     view.summary(snap, f"danescan: {status}, {snap.concluded:,} domains -> {config.output}")
     return EXIT_INTERRUPTED if interrupted else EXIT_OK
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        where = f" {exc.filename}" if exc.filename else ""
+        return f"I/O error{where}: {exc.strerror or exc}"
+    return str(exc)
 
 
 def _run_single(

@@ -31,6 +31,9 @@ _MAGIC = (
 )
 
 
+MAX_LINE = 4096  # characters; longer lines are reported, not read whole
+
+
 class InputError(Exception):
     """The input as a whole cannot be read (missing file, corrupt compression)."""
 
@@ -77,12 +80,22 @@ def read_names(source: str) -> Generator[InputName, None, None]:
             cast(BinaryIO, stream), encoding="utf-8", errors="replace", newline=""
         )
         try:
-            yield from _names(text)
+            yield from _names(_lines(text))
         except (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError) as exc:
             raise InputError(f"cannot read {source}: {exc}") from None
         finally:
             # Detach so that closing the wrapper never closes standard input.
             text.detach()
+
+
+def _lines(text: io.TextIOBase) -> Iterator[str]:
+    """Physical lines, each cut at MAX_LINE characters: a file without newlines
+    (a binary, a runaway export) must not be read into memory whole."""
+    while line := text.readline(MAX_LINE):
+        if len(line) == MAX_LINE and not line.endswith("\n"):
+            while (rest := text.readline(MAX_LINE)) and not rest.endswith("\n"):
+                pass  # skip the remainder of the over-long line
+        yield line
 
 
 def _names(text: Iterable[str]) -> Iterator[InputName]:

@@ -143,3 +143,10 @@ def test_invalid_utf8_is_a_bad_line_not_a_crash(tmp_path: Path) -> None:
     results = [n.result for n in read_names(str(path))]
     assert results[0].domain == "ok.example"
     assert results[1].domain is None
+
+
+def test_an_endless_line_is_cut_not_read_whole(tmp_path: Path) -> None:
+    path = tmp_path / "long.txt"
+    path.write_text("x" * 1_000_000 + "\nok.example\n")
+    results = [(n.line, n.result.domain) for n in read_names(str(path))]
+    assert results == [(1, None), (2, "ok.example")]
