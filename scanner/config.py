@@ -65,17 +65,17 @@ class ScanConfig:
     quiet: bool = False
     log_json: Path | None = None
     # Concurrency caps per stage (DESIGN.md: memory bounded by caps, not input).
-    resolve_tasks: int = 500
+    resolve_tasks: int = 300
     handshake_tasks: int = 500
     queue_size: int = 2000
     match_batch: int = 256
     part_rows: int = 20_000  # rows per part file
     part_seconds: float = 60.0  # ... or at most this long between part files
-    dns_in_flight: int = 200
+    dns_in_flight: int = 400
     per_address: int = 1
     min_interval: float = 1.0
     max_connections: int = 500
-    cache_size: int = 200_000
+    cache_size: int = 50_000  # per cache (MX hosts, handshakes): bounds memory, LRU
     ca_file: Path | None = None
     now_override: str | None = None  # ISO 8601, for reproducible tests
 
