@@ -48,7 +48,15 @@ integration: setup
 test: lint
 	$(BIN)/pytest -q tests
 
-bench: setup
+# sslyze (the handshake benchmark's peer) pins an older cryptography than the
+# project's, so it lives in a virtualenv of its own.
+SSLYZE_VENV := .cache/sslyze-venv
+
+$(SSLYZE_VENV)/bin/sslyze:
+	$(PYTHON) -m venv $(SSLYZE_VENV)
+	$(SSLYZE_VENV)/bin/pip install -q sslyze==6.3.1
+
+bench: setup $(SSLYZE_VENV)/bin/sslyze
 	$(BIN)/python -m benchmarks.run
 
 clean:
