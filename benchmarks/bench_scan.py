@@ -1,0 +1,143 @@
+"""End-to-end benchmark of `scan` against a testbed (issue 6).
+
+Runs the real command line, ``scan DOMAINS -o DIR --workers W --rate R``,
+against a testbed that is already up (``--testbed D``, its testbed.json), and
+measures while it runs:
+
+- domains/s sustained: concluded domains over the wall-clock time from the
+  first to the last part file's rows (the progress counters are per process;
+  the dataset is the ground truth), and over the whole run;
+- peak memory: the largest sum of resident set sizes over the scan's whole
+  process tree (parent and worker processes), sampled every 0.2 s from
+  /proc, so that memory that grows with the input shows;
+- CPU seconds of the scan's processes (user + system, from /proc/<pid>/stat
+  of the live tree plus getrusage of reaped children).
+
+The testbed shares the two cores, as the issue asks. Compare the peak memory
+of a 100,000- and a 1,000,000-domain run: it must not grow with the input.
+
+    .venv/bin/python benchmarks/bench_scan.py --testbed /tmp/tb100k --workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def tree(root: int) -> list[int]:
+    """``root`` and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    found, stack = [], [root]
+    while stack:
+        pid = stack.pop()
+        found.append(pid)
+        stack.extend(children.get(pid, []))
+    return found
+
+
+def rss_and_cpu(pids: list[int]) -> tuple[int, float]:
+    rss, cpu = 0, 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/statm") as handle:
+                rss += int(handle.read().split()[1]) * PAGE
+            with open(f"/proc/{pid}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            cpu += (int(fields[11]) + int(fields[12])) / TICKS
+        except OSError:
+            continue
+    return rss, cpu
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--testbed", type=Path, help="a running testbed's folder")
+    parser.add_argument(
+        "--domains", type=int, default=100_000, help="without --testbed: bring one up of N"
+    )
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--rate", type=float, default=100_000.0)
+    parser.add_argument("--output", type=Path, default=None)
+    args = parser.parse_args()
+    if args.testbed is not None:
+        return measure(args, args.testbed)
+    directory = Path(tempfile.mkdtemp(prefix="danescan-bench-scan-tb-"))
+    up = [sys.executable, "-m", "testbed.cli", "up", "--domains", str(args.domains),
+          "--dir", str(directory), "--net", "93", "--no-ipv6", "--no-postfix"]  # fmt: skip
+    subprocess.run(up, check=True, stdout=subprocess.DEVNULL)
+    try:
+        return measure(args, directory)
+    finally:
+        subprocess.run([sys.executable, "-m", "testbed.cli", "down", "--dir", str(directory)],
+                       check=False, stdout=subprocess.DEVNULL)  # fmt: skip
+
+
+def measure(args: argparse.Namespace, testbed: Path) -> int:
+    state = json.loads((testbed / "testbed.json").read_text())
+    output = args.output or Path(tempfile.mkdtemp(prefix="danescan-bench-scan-")) / "results"
+    argv = [
+        sys.executable, "-m", "scanner.cli", state["domains_file"], "-o", str(output),
+        "--resolver", state["resolver"], "--bogus-probe", state["bogus_probe"],
+        "--ehlo-name", "scanner.danescan.test", "--rate", str(args.rate),
+        "--workers", str(args.workers), "--min-interval", "0", "--timeout", "5", "-q",
+    ]  # fmt: skip
+    started = time.monotonic()
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    peak_rss, last_cpu = 0, 0.0
+    while proc.poll() is None:
+        rss, cpu = rss_and_cpu(tree(proc.pid))
+        peak_rss = max(peak_rss, rss)
+        last_cpu = max(last_cpu, cpu)
+        time.sleep(0.2)
+    elapsed = time.monotonic() - started
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    if proc.returncode != 0:
+        print(err, file=sys.stderr)
+        return proc.returncode
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = children.ru_utime + children.ru_stime
+    first, last, rows = duckdb.connect().execute(
+        f"SELECT min(scanned_at), max(scanned_at), count(*) FROM '{output}/part-*.parquet'"
+    ).fetchone() or (None, None, 0)
+    span = (last - first).total_seconds() if first and last else elapsed
+    result = {
+        "domains": rows,
+        "workers": args.workers,
+        "wall_seconds": round(elapsed, 1),
+        "admission_span_seconds": round(span, 1),
+        "domains_per_second_sustained": round(rows / span) if span else None,
+        "domains_per_second_overall": round(rows / elapsed),
+        "peak_rss_mib_all_processes": round(peak_rss / 2**20, 1),
+        "cpu_seconds_scan_processes": round(cpu, 1),
+        "load_average": os.getloadavg(),
+        "command": " ".join(argv),
+    }
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
