@@ -4,13 +4,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the testbed and the tests need (the commands they provide are checked first).
-DEB_PACKAGES := unbound nsd ldnsutils bind9-dnsutils postfix dnsperf openssl
+DEB_PACKAGES := unbound nsd ldnsutils bind9-dnsutils postfix dnsperf openssl chromium
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= .testbed/demo
 DEMO_DOMAINS ?= 2000
 BENCH_DOMAINS ?= 100000
 
-.PHONY: setup deb venv demo test lint unit integration bench clean
+.PHONY: setup deb venv demo test lint unit integration bench notebooks clean
 
 setup: deb venv
 
@@ -58,6 +58,12 @@ $(SSLYZE_VENV)/bin/sslyze:
 
 bench: setup $(SSLYZE_VENV)/bin/sslyze
 	$(BIN)/python -m benchmarks.run
+
+# Execute the adoption notebook against a dataset: make notebooks RESULTS=results/x [COMPARE=...]
+RESULTS ?= results/latest
+notebooks: setup
+	$(BIN)/python -m analysis.notebook notebooks/adoption.ipynb $(RESULTS) \
+		-o $(RESULTS)/adoption.ipynb $(if $(COMPARE),--compare $(COMPARE))
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -302,8 +303,33 @@ def _run_check(args: argparse.Namespace) -> int:
     return check.exit_status(result)
 
 
+# --------------------------------------------------------------------------- report
+
+
+def _report_parser() -> argparse.ArgumentParser:
+    _require_analysis_extra()
+    from analysis import report
+
+    return report.parser()
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from analysis import report
+
+    return report.run(args)
+
+
+def _require_analysis_extra() -> None:
+    missing = [m for m in ("duckdb", "pandas", "matplotlib") if find_spec(m) is None]
+    if missing:
+        raise _OneLineError(
+            f"needs the analysis extra (pip install 'danescan[analysis]'): no {', '.join(missing)}"
+        )
+
+
 COMMANDS: dict[str, Command] = {
     "check": Command("check one domain, explained step by step", _check_parser, _run_check),
+    "report": Command("an HTML report of a dataset", _report_parser, _run_report),
     "verify": Command("check one chain against TLSA records, offline", _verify_parser, _run_verify),
 }
 SCAN = Command("scan a list of domains", _scan_parser, _run_scan)
