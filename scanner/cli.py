@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.util import find_spec
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from scanner import __version__
 
@@ -214,7 +214,8 @@ def _scan_parser() -> argparse.ArgumentParser:
     return parser  # fmt: skip
 
 
-def _config(args: argparse.Namespace, **fields: object) -> ScanConfig:
+def _config(args: argparse.Namespace, **fields: Any) -> ScanConfig:
+    """The ScanConfig from the options of _add_common plus command-specific ``fields``."""
     from scanner.config import ScanConfig, StartTlsMode, default_ehlo_name
 
     try:
@@ -234,7 +235,7 @@ def _config(args: argparse.Namespace, **fields: object) -> ScanConfig:
             min_interval=args.min_interval,
             max_connections=args.max_connections,
             now_override=_iso8601(args.now).isoformat() if args.now else None,
-            **fields,  # type: ignore[arg-type]
+            **fields,
         )
     except ValueError as exc:
         raise _OneLineError(str(exc)) from None
