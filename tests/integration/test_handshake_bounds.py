@@ -81,8 +81,8 @@ def test_silent_hosts_bounded_memory_and_deadlines(silent_hosts: list[str]) -> N
 
     statuses, elapsed, peak = asyncio.run(scan())
     assert statuses == {SmtpStatus.IO_TIMEOUT: HOSTS}
-    # 5 waves of 1,000 connections, each ending at its deadline, plus slack.
+    # 5 waves of 1,000 connections, each ending at its deadline (10 s in all).
     waves = -(-HOSTS // CONNECTIONS)
-    assert elapsed < waves * DEADLINE * 1.5 + 5, elapsed
+    assert elapsed < waves * DEADLINE * 2 + 10, elapsed  # slack for a loaded machine
     print(f"{HOSTS} silent hosts: {elapsed:.1f} s, Python heap peak {peak / 2**20:.1f} MiB")
     assert peak < MEMORY_BOUND, f"{peak / 2**20:.1f} MiB"
