@@ -65,7 +65,7 @@ class ScanConfig:
     quiet: bool = False
     log_json: Path | None = None
     # Concurrency caps per stage (DESIGN.md: memory bounded by caps, not input).
-    resolve_tasks: int = 300
+    resolve_tasks: int = 150  # domains in flight per process: more costs CPU per query
     handshake_tasks: int = 500
     queue_size: int = 2000
     match_batch: int = 256
