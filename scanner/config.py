@@ -76,7 +76,6 @@ class ScanConfig:
     min_interval: float = 1.0
     max_connections: int = 500
     cache_size: int = 50_000  # per cache (MX hosts, handshakes): bounds memory, LRU
-    ca_file: Path | None = None
     now_override: str | None = None  # ISO 8601, for reproducible tests
 
     def __post_init__(self) -> None:

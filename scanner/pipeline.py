@@ -59,7 +59,6 @@ class Progress:
     sessions: int = 0
     verdicts: Counter[str] = field(default_factory=Counter)
     started: float = field(default_factory=time.monotonic)
-    input_done: bool = False
 
     def snapshot(self, total: int | None = None) -> Snapshot:
         return Snapshot(
@@ -205,7 +204,6 @@ class Pipeline:
                         await q_resolve.put(work)
         finally:
             names.close()
-            self.progress.input_done = True
 
     def _admit(self, item: InputName) -> Observation | DomainResult | None:
         domain = item.result.domain

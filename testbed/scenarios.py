@@ -59,10 +59,7 @@ class Provider:
     hosts: tuple[str, ...]
 
 
-def _truth(
-    b: Builder, domain: str, verdict: D, hosts: Sequence[tuple[str, V]], scenario: str
-) -> DomainTruth:
-    del b
+def _truth(domain: str, verdict: D, hosts: Sequence[tuple[str, V]], scenario: str) -> DomainTruth:
     return DomainTruth(domain, scenario, verdict, tuple(HostTruth(h, v) for h, v in hosts))
 
 
@@ -160,7 +157,7 @@ def unsigned_provider(b: Builder) -> DomainTruth:
     provider = _provider(b, "bulkmail", _bulkmail)
     _mx_to(b, domain, provider)
     hosts = [(h, V.NO_DANE_INSECURE) for h in provider.hosts]
-    return _truth(b, domain, D.NO_DANE, hosts, "unsigned_provider")
+    return _truth(domain, D.NO_DANE, hosts, "unsigned_provider")
 
 
 def unsigned_selfhosted(b: Builder) -> DomainTruth:
@@ -168,7 +165,7 @@ def unsigned_selfhosted(b: Builder) -> DomainTruth:
     host = f"mx.{domain}"
     b.add(domain, "MX", f"10 {host}")
     b.add(host, "A", _shared_host_address(b))
-    return _truth(b, domain, D.NO_DANE, [(host, V.NO_DANE_INSECURE)], "unsigned_selfhosted")
+    return _truth(domain, D.NO_DANE, [(host, V.NO_DANE_INSECURE)], "unsigned_selfhosted")
 
 
 def unsigned_dane_provider(b: Builder) -> DomainTruth:
@@ -177,13 +174,13 @@ def unsigned_dane_provider(b: Builder) -> DomainTruth:
     provider = _provider(b, "provider-a", _dane_provider_a)
     _mx_to(b, domain, provider)
     hosts = [(h, V.NO_DANE_INSECURE) for h in provider.hosts]
-    return _truth(b, domain, D.NO_DANE, hosts, "unsigned_dane_provider")
+    return _truth(domain, D.NO_DANE, hosts, "unsigned_dane_provider")
 
 
 def unsigned_no_mx(b: Builder) -> DomainTruth:
     domain = b.unsigned_domain()
     b.add(domain, "A", _shared_host_address(b))
-    return _truth(b, domain, D.NO_MX_RECORD, [(domain, V.NO_DANE_INSECURE)], "unsigned_no_mx")
+    return _truth(domain, D.NO_MX_RECORD, [(domain, V.NO_DANE_INSECURE)], "unsigned_no_mx")
 
 
 def insecure_delegation_tlsa(b: Builder) -> DomainTruth:
@@ -196,18 +193,18 @@ def insecure_delegation_tlsa(b: Builder) -> DomainTruth:
     zone.add(domain, "MX", f"10 {host}")
     zone.add(host, "A", address)
     zone.add(f"_25._tcp.{host}", "TLSA", tlsa_rdata(3, 1, 1, leaf))
-    return _truth(b, domain, D.NO_DANE, [(host, V.NO_DANE_INSECURE)], "insecure_delegation_tlsa")
+    return _truth(domain, D.NO_DANE, [(host, V.NO_DANE_INSECURE)], "insecure_delegation_tlsa")
 
 
 def nxdomain(b: Builder) -> DomainTruth:
     """A listed name that does not exist (secure NXDOMAIN from a signed TLD)."""
-    return _truth(b, b.new_name(b.signed_tld()), D.NXDOMAIN, [], "nxdomain")
+    return _truth(b.new_name(b.signed_tld()), D.NXDOMAIN, [], "nxdomain")
 
 
 def null_mx(b: Builder) -> DomainTruth:
     domain, zone = b.signed_domain()
     zone.add(domain, "MX", "0 .")
-    return _truth(b, domain, D.NULL_MX, [], "null_mx")
+    return _truth(domain, D.NULL_MX, [], "null_mx")
 
 
 def signed_no_tlsa(b: Builder) -> DomainTruth:
@@ -216,7 +213,7 @@ def signed_no_tlsa(b: Builder) -> DomainTruth:
     host = f"mx.{domain}"
     zone.add(domain, "MX", f"10 {host}")
     zone.add(host, "A", _shared_host_address(b, "signed-hosting"))
-    return _truth(b, domain, D.NO_DANE, [(host, V.NO_DANE_ABSENT)], "signed_no_tlsa")
+    return _truth(domain, D.NO_DANE, [(host, V.NO_DANE_ABSENT)], "signed_no_tlsa")
 
 
 def signed_tlsa_nodata(b: Builder) -> DomainTruth:
@@ -226,7 +223,7 @@ def signed_tlsa_nodata(b: Builder) -> DomainTruth:
     zone.add(domain, "MX", f"10 {host}")
     zone.add(host, "A", _shared_host_address(b, "signed-hosting"))
     zone.add(f"_25._tcp.{host}", "TXT", '"no tlsa here"')
-    return _truth(b, domain, D.NO_DANE, [(host, V.NO_DANE_ABSENT)], "signed_tlsa_nodata")
+    return _truth(domain, D.NO_DANE, [(host, V.NO_DANE_ABSENT)], "signed_tlsa_nodata")
 
 
 def signed_insecure_host(b: Builder) -> DomainTruth:
@@ -236,7 +233,7 @@ def signed_insecure_host(b: Builder) -> DomainTruth:
     for i, host in enumerate(provider.hosts):
         zone.add(domain, "MX", f"{10 * (i + 1)} {host}")
     hosts = [(h, V.NO_DANE_INSECURE) for h in provider.hosts]
-    return _truth(b, domain, D.NO_DANE, hosts, "signed_insecure_host")
+    return _truth(domain, D.NO_DANE, hosts, "signed_insecure_host")
 
 
 # -- scenarios: DANE at providers -------------------------------------------------
@@ -249,7 +246,7 @@ def _provider_scenario(key: str, make: Callable[[Builder], Provider]) -> Callabl
         for i, host in enumerate(provider.hosts):
             zone.add(domain, "MX", f"{10 * (i + 1)} {host}")
         hosts = [(h, V.PASS) for h in provider.hosts]
-        return _truth(b, domain, D.DANE_VALID, hosts, f"dane_{key.replace('-', '_')}")
+        return _truth(domain, D.DANE_VALID, hosts, f"dane_{key.replace('-', '_')}")
 
     return build
 
@@ -276,7 +273,7 @@ def _self_hosted(b: Builder) -> _Host:
 
 def _one_host(name: str, dverdict: D, hverdict: V) -> Callable[[Builder, _Host], DomainTruth]:
     def finish(b: Builder, h: _Host) -> DomainTruth:
-        return _truth(b, h.domain, dverdict, [(h.name, hverdict)], name)
+        return _truth(h.domain, dverdict, [(h.name, hverdict)], name)
 
     return finish
 
@@ -454,7 +451,7 @@ def bogus_mx(b: Builder) -> DomainTruth:
     zone.add(domain, "MX", f"10 {host}")
     zone.add(host, "A", _shared_host_address(b, "signed-hosting"))
     zone.corrupt.append((domain, "MX"))
-    return _truth(b, domain, D.DNSSEC_BOGUS, [], "bogus_mx")
+    return _truth(domain, D.DNSSEC_BOGUS, [], "bogus_mx")
 
 
 def _bogus_zone(
@@ -465,7 +462,7 @@ def _bogus_zone(
         host = f"mx.{domain}"
         zone.add(domain, "MX", f"10 {host}")
         zone.add(host, "A", _shared_host_address(b, "signed-hosting"))
-        return _truth(b, domain, D.DNSSEC_BOGUS, [], name)
+        return _truth(domain, D.DNSSEC_BOGUS, [], name)
 
     return build
 
@@ -494,7 +491,7 @@ def implicit_mx_tlsa(b: Builder) -> DomainTruth:
     zone.add(domain, "A", address)
     zone.add(f"_25._tcp.{domain}", "TLSA", tlsa_rdata(3, 1, 1, leaf))
     b.serve(address, [domain], b.chain([leaf, issuer]))
-    return _truth(b, domain, D.NO_MX_RECORD, [(domain, V.PASS)], "implicit_mx_tlsa")
+    return _truth(domain, D.NO_MX_RECORD, [(domain, V.PASS)], "implicit_mx_tlsa")
 
 
 def _cname(name: str, at_expanded: bool) -> Callable[[Builder], DomainTruth]:
@@ -509,7 +506,7 @@ def _cname(name: str, at_expanded: bool) -> Callable[[Builder], DomainTruth]:
         base = target if at_expanded else alias
         zone.add(f"_25._tcp.{base}", "TLSA", tlsa_rdata(3, 1, 1, leaf))
         b.serve(address, [target, alias], b.chain([leaf, issuer]))
-        return _truth(b, domain, D.DANE_VALID, [(alias, V.PASS)], name)
+        return _truth(domain, D.DANE_VALID, [(alias, V.PASS)], name)
 
     return build
 
@@ -526,7 +523,7 @@ def two_hosts_one_fails(b: Builder) -> DomainTruth:
         zone.add(f"_25._tcp.{host}", "TLSA", rdata if i == 0 else flip_last_hex(rdata))
         b.serve(address, [host], b.chain([leaf, issuer]))
     verdicts = [(hosts[0], V.PASS), (hosts[1], V.FAIL_NO_MATCH)]
-    return _truth(b, domain, D.DANE_PARTIAL, verdicts, "two_hosts_one_fails")
+    return _truth(domain, D.DANE_PARTIAL, verdicts, "two_hosts_one_fails")
 
 
 def two_addresses_one_wrong(b: Builder) -> DomainTruth:
@@ -561,7 +558,7 @@ def postfix_dane(b: Builder) -> DomainTruth:
     zone.add(domain, "MX", f"10 {host}")
     zone.add(host, "A", b.postfix_address)
     zone.add(f"_25._tcp.{host}", "TLSA", tlsa_rdata(3, 1, 1, leaf))
-    return _truth(b, domain, D.DANE_VALID, [(host, V.PASS)], "postfix_dane")
+    return _truth(domain, D.DANE_VALID, [(host, V.PASS)], "postfix_dane")
 
 
 CATALOGUE: tuple[Scenario, ...] = (
