@@ -623,10 +623,11 @@ class RecordingClient(DnsClient):
         super().__init__(settings)
         self.answers: dict[tuple[str, int], DnsAnswer] = {}
 
-    async def query(self, name: str, rdtype: int) -> DnsAnswer:
-        answer = await super().query(name, rdtype)
-        self.answers[normalize_name(name), int(rdtype)] = answer
-        return answer
+    def ask(self, name: str, rdtype: int) -> asyncio.Future[DnsAnswer]:
+        future = super().ask(name, rdtype)
+        key = normalize_name(name), int(rdtype)
+        future.add_done_callback(lambda done: self.answers.__setitem__(key, done.result()))
+        return future
 
 
 class MemoryClient:
@@ -636,9 +637,11 @@ class MemoryClient:
     def __init__(self, answers: dict[tuple[str, int], DnsAnswer]) -> None:
         self._answers = answers
 
-    async def query(self, name: str, rdtype: int) -> DnsAnswer:
-        await asyncio.sleep(0)
-        return self._answers[normalize_name(name), int(rdtype)]
+    def ask(self, name: str, rdtype: int) -> asyncio.Future[DnsAnswer]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[DnsAnswer] = loop.create_future()
+        loop.call_soon(future.set_result, self._answers[normalize_name(name), int(rdtype)])
+        return future
 
 
 def fetch_replies(resolver: str, asked: Sequence[tuple[str, int]]) -> list[bytes]:

@@ -17,7 +17,8 @@ V = TypeVar("V")
 class SingleFlightLru(Generic[K, V]):
     """``await cache.get(key, compute)``: a finished value is reused; a value
     being computed is awaited by every caller; at most ``size`` finished
-    values are kept.
+    values are kept. Values are never None (``peek`` returns None for a
+    value not there).
 
     The computation runs in a task of its own, so a caller that gives up
     (is cancelled) never cancels the work others wait for. ``compute`` should
@@ -47,6 +48,27 @@ class SingleFlightLru(Generic[K, V]):
             self._done.move_to_end(key)
             self.hits += 1
             return self._done[key]
+        return await asyncio.shield(self.start(key, compute))
+
+    def peek(self, key: K) -> V | None:
+        """The finished value (counted as a hit, made most recent), else None.
+
+        For callers that want no coroutine on the hit path: ``peek`` first,
+        then ``await asyncio.shield(cache.start(...))`` on a miss.
+        """
+        value = self._done.get(key)
+        if value is not None:
+            self._done.move_to_end(key)
+            self.hits += 1
+        return value
+
+    def start(self, key: K, compute: Callable[[], Awaitable[V]]) -> asyncio.Future[V]:
+        """The computation for ``key`` under way, started now if it is not.
+
+        Await it through ``asyncio.shield``: cancelling a caller must not
+        cancel what other callers wait for. The finished value is not looked
+        at here (``peek`` or ``get`` do).
+        """
         future = self._running.get(key)
         if future is None:
             self.misses += 1
@@ -55,7 +77,7 @@ class SingleFlightLru(Generic[K, V]):
             future.add_done_callback(functools.partial(self._settle, key))
         else:
             self.joined += 1
-        return await asyncio.shield(future)
+        return future
 
     def _settle(self, key: K, future: asyncio.Future[V]) -> None:
         self._running.pop(key, None)

@@ -22,7 +22,9 @@ module only moves bytes and keeps time.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import functools
 import ipaddress
 import random
 import socket
@@ -38,6 +40,7 @@ from scanner.resolve.wire import (
     Message,
     answer_from_message,
     build_query,
+    is_plain_name,
     normalize_name,
     parse_message,
 )
@@ -132,20 +135,44 @@ class _Counters:
 
 
 class _Query:
-    """One query in flight: what a reply must match and what came back."""
+    """One query from its first send to its answer, driven by callbacks.
 
-    __slots__ = ("closed", "name_wire", "refused", "reply", "socket", "type_class", "waiter")
+    A query is a small state machine rather than a coroutine: the reply
+    callback, the attempt's timer or an ICMP error moves it on, so asking
+    costs no task and the caller awaits one future (RFC 1035 section 4.2.1
+    retransmission, our backoff and resolver rotation in ``_attempt``).
+    """
 
-    def __init__(self, question: bytes) -> None:
+    __slots__ = (
+        "attempt", "first", "future", "held", "name_wire", "plain", "qname", "rdtype",
+        "refused", "refused_why", "slot", "socket", "started", "template", "timeouts",
+        "timer", "type_class", "wait",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        qname: str,
+        rdtype: int,
+        template: bytes,
+        future: asyncio.Future[DnsAnswer],
+        wait: float,
+    ) -> None:
+        self.qname, self.rdtype, self.template, self.future = qname, rdtype, template, future
+        question = template[12:-OPT_RR_SIZE]
         self.name_wire = question[:-4].lower()
         self.type_class = question[-4:]
-        self.reply: bytes | None = None  # the first matching reply wins
-        self.refused = ""  # why the current attempt's socket failed
-        self.closed = False
-        # The socket of the current attempt; once a reply came, the socket
-        # (so the resolver) it came from.
-        self.socket: _UdpSocket | None = None
-        self.waiter: asyncio.Future[None] | None = None  # woken by reply, timer, error
+        self.plain = is_plain_name(qname)
+        self.wait = wait
+        self.started = 0.0
+        self.slot = False  # holds one of the client's max_in_flight slots
+        self.first = 0  # index of the first resolver tried
+        self.attempt = self.timeouts = self.refused = 0
+        self.refused_why = ""  # why the last attempt's socket failed
+        # Every attempt's (socket, ID) stays registered until the query ends:
+        # a slow answer to the first attempt is as good as one to the last.
+        self.held: list[tuple[_UdpSocket, int]] = []
+        self.socket: _UdpSocket | None = None  # of the current attempt, then of the reply
+        self.timer: asyncio.TimerHandle | None = None
 
     def matches(self, data: bytes) -> bool:
         """QR set, one question, and it is ours (RFC 5452 section 3)."""
@@ -158,20 +185,19 @@ class _Query:
             and data[end : end + 4] == self.type_class
         )
 
-    def wake(self) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
+    def parse(self, data: bytes) -> Message | Malformed:
+        return parse_message(data, known_name=self.qname if self.plain else None)
 
 
 class _UdpSocket(asyncio.DatagramProtocol):
     """One connected UDP socket to one resolver, with its pending IDs."""
 
-    def __init__(self, server: str, counters: _Counters) -> None:
+    def __init__(self, server: str, client: DnsClient) -> None:
         self.server = server
         self.pending: dict[int, _Query] = {}
         self.transport: asyncio.DatagramTransport | None = None
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._counters = counters
+        self._client = client
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # The stock loop's UDP transport does not subclass DatagramTransport.
@@ -184,22 +210,19 @@ class _UdpSocket(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Any) -> None:
         query = self.pending.get(int.from_bytes(data[:2], "big")) if len(data) >= 12 else None
         if query is None or not query.matches(data):
-            self._counters.ignored += 1
+            self._client._counters.ignored += 1
             return
-        self._counters.accepted += 1
-        if query.reply is None:
-            query.reply = data
-            query.socket = self
-        query.wake()
+        self._client._reply(query, self, data)
 
     def error_received(self, exc: Exception) -> None:
         # On a connected socket an ICMP error (port unreachable: nothing
         # listens) cannot be tied to one datagram, but all of this socket's
         # traffic goes to the one resolver: end every attempt waiting on it.
-        for query in self.pending.values():
-            if query.socket is self and query.reply is None:
-                query.refused = f"{self.server}: {exc}"
-                query.wake()
+        # A query is here once per attempt sent on this socket; only its
+        # current attempt (the one with a timer running) is ended.
+        for query in list(self.pending.values()):
+            if query.socket is self and query.timer is not None:
+                self._client._refused(query, f"{self.server}: {exc}")
 
     def register(self, query: _Query, rng: random.Random) -> int:
         """A random ID not in use on this socket."""
@@ -219,8 +242,9 @@ class DnsClient:
     """Sends queries to validating resolvers; one DnsAnswer per query.
 
     Use as ``async with DnsClient(settings) as client: await client.query(
-    "example.com", RdType.MX)``; run many queries concurrently with
-    asyncio.gather or a TaskGroup: at most ``max_in_flight`` are outstanding.
+    "example.com", RdType.MX)``; ``ask`` starts a query and returns its
+    future, for concurrent queries without a task each. At most
+    ``max_in_flight`` are outstanding, the rest wait their turn in order.
     ``rng`` chooses query IDs; pass a seeded one to make tests repeatable.
     """
 
@@ -229,16 +253,19 @@ class DnsClient:
         self._rng = rng if rng is not None else random.Random()
         self._counters = _Counters()
         self._servers: list[list[_UdpSocket]] = []
-        self._slots: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._active = 0  # queries sent and not finished
+        self._waiting: collections.deque[_Query] = collections.deque()
+        self._tcp: set[asyncio.Task[None]] = set()
         self._turn = 0
         self._spin = 0
         self._closing = False
 
     async def start(self) -> None:
         """Open ``sockets`` UDP sockets per resolver."""
-        if self._slots is not None:
+        if self._loop is not None:
             raise RuntimeError("DnsClient already started")
-        self._slots = asyncio.Semaphore(self.settings.max_in_flight)
+        self._loop = asyncio.get_running_loop()
         try:
             for host, port in self.settings.addresses:
                 group: list[_UdpSocket] = []
@@ -260,7 +287,7 @@ class DnsClient:
             # reports ICMP errors, so a resolver that is down fails fast.
             sock.connect((host, port))
             _, protocol = await asyncio.get_running_loop().create_datagram_endpoint(
-                lambda: _UdpSocket(label, self._counters), sock=sock
+                lambda: _UdpSocket(label, self), sock=sock
             )
         except BaseException:
             sock.close()
@@ -268,17 +295,20 @@ class DnsClient:
         return protocol
 
     async def close(self) -> None:
-        """End every pending query (TIMEOUT, "client closed"), close sockets."""
+        """End every query (TIMEOUT, "client closed"), close the sockets."""
         self._closing = True
+        while self._waiting:
+            self._no_answer(self._waiting.popleft(), closed=True)
         sockets = [udp for group in self._servers for udp in group]
         for udp in sockets:
-            for query in udp.pending.values():
-                query.closed = True
-                query.wake()
+            for query in list(udp.pending.values()):
+                self._no_answer(query, closed=True)
             udp.pending.clear()
             if udp.transport is not None:
                 udp.transport.close()
-        await asyncio.gather(*(udp.lost for udp in sockets))
+        for task in list(self._tcp):
+            task.cancel()
+        await asyncio.gather(*(udp.lost for udp in sockets), *self._tcp, return_exceptions=True)
         self._servers.clear()
 
     async def __aenter__(self) -> DnsClient:
@@ -310,108 +340,160 @@ class DnsClient:
         octets, non-ASCII) gives MALFORMED without sending anything: such
         names come from remote data, e.g. a very long MX host name.
         """
-        if self._slots is None or self._closing:
+        return await self.ask(name, rdtype)
+
+    def ask(self, name: str, rdtype: int) -> asyncio.Future[DnsAnswer]:
+        """``query`` without the coroutine: the query is on its way when this
+        returns, so ask several, then await them (no task per query).
+        Cancelling the future abandons the query and frees its IDs."""
+        loop = self._loop
+        if loop is None or self._closing:
             raise RuntimeError("DnsClient is not running: use it as an async context manager")
         qname, rdtype = normalize_name(name), int(rdtype)  # a plain int, even for an RdType
+        future: asyncio.Future[DnsAnswer] = loop.create_future()
         try:
             template = build_query(0, qname, rdtype, payload=self.settings.payload)
         except ValueError as exc:
-            return DnsAnswer(qname, rdtype, DnsOutcome.MALFORMED, error=f"cannot query: {exc}")
-        async with self._slots:
-            return await self._resolve(qname, rdtype, template)
+            error = f"cannot query: {exc}"
+            future.set_result(DnsAnswer(qname, rdtype, DnsOutcome.MALFORMED, error=error))
+            return future
+        query = _Query(qname, rdtype, template, future, self.settings.timeout)
+        future.add_done_callback(functools.partial(self._abandoned, query))
+        if self._active < self.settings.max_in_flight:
+            self._begin(query)
+        else:
+            self._waiting.append(query)
+        return future
 
-    async def _resolve(self, qname: str, rdtype: int, template: bytes) -> DnsAnswer:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        settings = self.settings
-        query = _Query(template[12:-OPT_RR_SIZE])
-        first = self._turn
+    # -- the state machine -------------------------------------------------------
+
+    def _begin(self, query: _Query) -> None:
+        assert self._loop is not None
+        self._active += 1
+        query.slot = True
+        query.started = self._loop.time()
+        query.first = self._turn
         self._turn += 1
-        wait = settings.timeout
-        timeouts = refused = attempt = 0
-        held: list[tuple[_UdpSocket, int]] = []
-        try:
-            # Earlier attempts keep their IDs registered until the end: a
-            # slow answer to the first attempt is as good as one to the last.
-            for attempt in range(1, settings.retries + 2):
-                group = self._servers[(first + attempt - 1) % len(self._servers)]
-                udp = group[self._spin % len(group)]
-                self._spin += 1
-                qid = udp.register(query, self._rng)
-                held.append((udp, qid))
-                query.socket, query.refused = udp, ""
-                query.waiter = loop.create_future()
-                assert udp.transport is not None
-                udp.transport.sendto(qid.to_bytes(2, "big") + template[2:])
-                self._counters.sent += 1
-                timer = loop.call_later(wait, query.wake)
-                try:
-                    await query.waiter
-                finally:
-                    timer.cancel()
-                if query.reply is not None or query.closed:
-                    break
-                if query.refused:
-                    refused += 1
-                    self._counters.refused += 1
-                else:
-                    timeouts += 1
-                    self._counters.timeouts += 1
-                    wait *= settings.backoff
-        finally:
-            for udp, qid in held:
-                udp.release(qid, query)
-        elapsed = loop.time() - started
-        if query.reply is None or query.socket is None:
-            return self._no_answer(qname, rdtype, query, attempt, timeouts, refused, elapsed)
-        server = query.socket.server
-        message = parse_message(query.reply)
-        if isinstance(message, Message) and message.tc:
-            return await self._retry_over_tcp(
-                qname, rdtype, template, query, server, attempt, started
-            )
-        return _conclude(message, qname, rdtype, server, False, attempt, elapsed)
+        self._attempt(query)
 
-    def _no_answer(
-        self,
-        qname: str,
-        rdtype: int,
-        query: _Query,
-        attempts: int,
-        timeouts: int,
-        refused: int,
-        elapsed: float,
-    ) -> DnsAnswer:
+    def _attempt(self, query: _Query) -> None:
+        """Send attempt number ``query.attempt + 1``, to the next resolver."""
+        assert self._loop is not None
+        group = self._servers[(query.first + query.attempt) % len(self._servers)]
+        udp = group[self._spin % len(group)]
+        self._spin += 1
+        query.attempt += 1
+        qid = udp.register(query, self._rng)
+        query.held.append((udp, qid))
+        query.socket = udp
+        query.timer = self._loop.call_later(query.wait, self._expired, query)
+        self._counters.sent += 1
+        assert udp.transport is not None
+        # Last: the transport may report an error (error_received) before
+        # sendto returns, which moves the query on from inside this call.
+        udp.transport.sendto(qid.to_bytes(2, "big") + query.template[2:])
+
+    def _expired(self, query: _Query) -> None:
+        query.timer = None
+        query.timeouts += 1
+        self._counters.timeouts += 1
+        query.wait *= self.settings.backoff
+        self._next_or_give_up(query)
+
+    def _refused(self, query: _Query, why: str) -> None:
+        if query.timer is not None:
+            query.timer.cancel()
+            query.timer = None
+        query.refused += 1
+        query.refused_why = why
+        self._counters.refused += 1
+        self._next_or_give_up(query)
+
+    def _next_or_give_up(self, query: _Query) -> None:
+        if query.attempt <= self.settings.retries:
+            self._attempt(query)
+        else:
+            self._no_answer(query, closed=False)
+
+    def _reply(self, query: _Query, udp: _UdpSocket, data: bytes) -> None:
+        """A datagram that matches ``query`` (any of its attempts)."""
+        self._counters.accepted += 1
+        assert self._loop is not None
+        elapsed = self._loop.time() - query.started
+        message = query.parse(data)
+        if isinstance(message, Message) and message.tc:
+            self._release_ids(query)  # the slot stays taken until TCP is done
+            task = self._loop.create_task(self._retry_over_tcp(query, udp.server))
+            self._tcp.add(task)
+            task.add_done_callback(self._tcp.discard)
+            return
+        answer = _conclude(message, query, udp.server, False, elapsed)
+        self._finish(query, answer)
+
+    def _no_answer(self, query: _Query, *, closed: bool) -> None:
         server = query.socket.server if query.socket else ""
-        if query.closed:
+        timeouts, refused, attempts = query.timeouts, query.refused, query.attempt
+        if closed:
             error = "client closed before an answer came"
         elif timeouts:
             error = f"no answer after {attempts} attempts ({timeouts} timed out"
             error += f", {refused} refused)" if refused else ")"
         else:
-            error = f"{attempts} attempts refused, last {query.refused}"
+            error = f"{attempts} attempts refused, last {query.refused_why}"
         # Nothing listening (ICMP port unreachable) on every attempt is a
         # refusal, told apart from an RCODE REFUSED by rcode being None.
-        outcome = DnsOutcome.REFUSED if refused and not timeouts else DnsOutcome.TIMEOUT
-        return DnsAnswer(
-            qname, rdtype, outcome, error=error, server=server, attempts=attempts, elapsed=elapsed
-        )
+        outcome = DnsOutcome.TIMEOUT
+        if refused and not timeouts and not closed:
+            outcome = DnsOutcome.REFUSED
+        elapsed = 0.0
+        if self._loop is not None and query.started:
+            elapsed = self._loop.time() - query.started
+        answer = DnsAnswer(
+            query.qname, query.rdtype, outcome, error=error, server=server,
+            attempts=attempts, elapsed=elapsed,
+        )  # fmt: skip
+        self._finish(query, answer)
 
-    async def _retry_over_tcp(
-        self,
-        qname: str,
-        rdtype: int,
-        template: bytes,
-        query: _Query,
-        server: str,
-        attempts: int,
-        started: float,
-    ) -> DnsAnswer:
+    def _release_ids(self, query: _Query) -> None:
+        """Stop listening for UDP replies to ``query``."""
+        if query.timer is not None:
+            query.timer.cancel()
+            query.timer = None
+        for udp, qid in query.held:
+            udp.release(qid, query)
+        query.held.clear()
+
+    def _release(self, query: _Query) -> None:
+        """Free the query's IDs, timer and in-flight slot (idempotent)."""
+        self._release_ids(query)
+        if query.slot:
+            query.slot = False
+            self._active -= 1
+            self._admit_waiting()
+
+    def _finish(self, query: _Query, answer: DnsAnswer) -> None:
+        self._release(query)
+        if not query.future.done():
+            query.future.set_result(answer)
+
+    def _abandoned(self, query: _Query, future: asyncio.Future[DnsAnswer]) -> None:
+        if future.cancelled():
+            self._release(query)
+
+    def _admit_waiting(self) -> None:
+        while self._waiting and self._active < self.settings.max_in_flight:
+            query = self._waiting.popleft()
+            if not query.future.done():  # not cancelled while it waited
+                self._begin(query)
+
+    async def _retry_over_tcp(self, query: _Query, server: str) -> None:
+        """RFC 7766 section 5: the UDP reply had TC set; ask again over TCP."""
         loop = asyncio.get_running_loop()
         self._counters.tcp += 1
         host, port = parse_server(server)
         qid = self._rng.getrandbits(16)
-        message = qid.to_bytes(2, "big") + template[2:]
+        message = qid.to_bytes(2, "big") + query.template[2:]
+        answer: DnsAnswer | None = None
         try:
             async with asyncio.timeout(self.settings.tcp_timeout):
                 reader, writer = await asyncio.open_connection(host, port)
@@ -426,34 +508,33 @@ class DnsClient:
         except (OSError, asyncio.IncompleteReadError) as exc:  # TimeoutError is an OSError
             reason = f"timed out after {self.settings.tcp_timeout} s"
             error = reason if isinstance(exc, TimeoutError) else repr(exc)
+        except asyncio.CancelledError:  # the client is closing
+            self._no_answer(query, closed=True)
+            raise
         else:
             if int.from_bytes(data[:2], "big") == qid and query.matches(data):
-                elapsed = loop.time() - started
-                parsed = parse_message(data)
-                return _conclude(parsed, qname, rdtype, server, True, attempts, elapsed)
+                elapsed = loop.time() - query.started
+                answer = _conclude(query.parse(data), query, server, True, elapsed)
             error = "the reply does not match the query"
-        return DnsAnswer(
-            qname,
-            rdtype,
-            DnsOutcome.TRUNCATED,
-            error=f"TC over UDP, then TCP {server}: {error}",
-            server=server,
-            tcp=True,
-            attempts=attempts,
-            elapsed=loop.time() - started,
-        )
+        if answer is None:
+            answer = DnsAnswer(
+                query.qname,
+                query.rdtype,
+                DnsOutcome.TRUNCATED,
+                error=f"TC over UDP, then TCP {server}: {error}",
+                server=server,
+                tcp=True,
+                attempts=query.attempt,
+                elapsed=loop.time() - query.started,
+            )
+        self._finish(query, answer)
 
 
 def _conclude(
-    parsed: Message | Malformed,
-    qname: str,
-    rdtype: int,
-    server: str,
-    tcp: bool,
-    attempts: int,
-    elapsed: float,
+    parsed: Message | Malformed, query: _Query, server: str, tcp: bool, elapsed: float
 ) -> DnsAnswer:
     """The answer a reply that matched our query makes, even a broken one."""
+    qname, rdtype, attempts = query.qname, query.rdtype, query.attempt
     if isinstance(parsed, Malformed):
         return DnsAnswer(
             qname,

@@ -60,20 +60,34 @@ class Discoverer:
 
     async def domain(self, domain: str) -> DomainResolution:
         name = normalize_name(domain)
-        answer = await self._client.query(name, RdType.MX)
+        answer = await self._client.ask(name, RdType.MX)
         mx = decide_mx(name, answer, max_mx=self._max_mx)
         if mx.kind not in (MxKind.HOSTS, MxKind.IMPLICIT):
             return DomainResolution(name, mx, answer.ttl, ())
-        hosts = await asyncio.gather(*(self.host(t.host) for t in mx.targets))
+        # Hosts are looked up concurrently; a host already resolved (a
+        # provider's, most often) costs a dict lookup, no coroutine or task.
+        cache = self._hosts
+        found: list[HostResolution | asyncio.Future[HostResolution]] = []
+        for target in mx.targets:
+            done = cache.peek(target.host)
+            found.append(done if done is not None else self._start(target.host))
+        hosts: list[HostResolution] = []
+        for item in found:
+            hosts.append(item if isinstance(item, HostResolution) else await asyncio.shield(item))
         return DomainResolution(name, mx, answer.ttl, tuple(hosts))
 
-    async def host(self, host: str) -> HostResolution:
-        return await self._hosts.get(host, lambda: self._lookup_host(host))
+    def _start(self, host: str) -> asyncio.Future[HostResolution]:
+        return self._hosts.start(host, lambda: self._lookup_host(host))
 
     async def _lookup_host(self, host: str) -> HostResolution:
-        a, aaaa = await asyncio.gather(
-            self._client.query(host, RdType.A), self._client.query(host, RdType.AAAA)
-        )
+        # Both asked before either is awaited: they run concurrently.
+        asked_a = self._client.ask(host, RdType.A)
+        asked_aaaa = self._client.ask(host, RdType.AAAA)
+        try:
+            a, aaaa = await asked_a, await asked_aaaa
+        except asyncio.CancelledError:
+            asked_aaaa.cancel()
+            raise
         addresses = decide_addresses(host, a, aaaa)
         if addresses.dnssec is not DnssecStatus.SECURE:
             # RFC 7672 section 2.2.2: TLSA of a host with insecure or failed
@@ -84,7 +98,7 @@ class Discoverer:
         lookup = TlsaLookup(host, TlsaState.NOT_LOOKED_UP)
         for base in tlsa_bases(host, addresses):
             tried.append(base)
-            answer = await self._client.query(tlsa_name(base), RdType.TLSA)
+            answer = await self._client.ask(tlsa_name(base), RdType.TLSA)
             lookup = tlsa_lookup(base, answer)
             if not try_next_base(lookup.state):
                 break

@@ -497,6 +497,39 @@ def test_in_flight_queries_are_bounded(run: Run) -> None:
     run(main())
 
 
+def test_asked_queries_are_in_flight_together(run: Run) -> None:
+    async def main() -> None:
+        slow = lambda query, nth: [(mx_answer(query), 0.05)]  # noqa: E731
+        async with client_for(slow) as (client, fake):
+            # Both asked before either is awaited: no task, yet concurrent.
+            first, second = client.ask("a.example", RdType.MX), client.ask("b.example", RdType.MX)
+            assert client.pending == 2
+            answers = [await first, await second]
+            assert client.pending == 0
+        assert [a.qname for a in answers] == ["a.example.", "b.example."]
+        assert {a.outcome for a in answers} == {DnsOutcome.ANSWER}
+        assert fake.most_outstanding == 2
+
+    run(main())
+
+
+def test_query_cancelled_while_waiting_for_a_slot_is_never_sent(run: Run) -> None:
+    async def main() -> None:
+        slow = lambda query, nth: [(mx_answer(query), 0.05)]  # noqa: E731
+        async with client_for(slow, max_in_flight=1) as (client, fake):
+            first = client.ask("a.example", RdType.MX)
+            second = client.ask("b.example", RdType.MX)
+            third = client.ask("c.example", RdType.MX)
+            assert client.pending == 1  # the others wait for the one slot
+            second.cancel()
+            assert (await first).outcome is DnsOutcome.ANSWER
+            assert (await third).outcome is DnsOutcome.ANSWER
+            assert client.pending == 0
+        assert [str(q.question[0].name) for q in fake.queries] == ["a.example.", "c.example."]
+
+    run(main())
+
+
 # --- lifecycle ----------------------------------------------------------------
 
 

@@ -218,3 +218,29 @@ def test_single_flight_cache_computes_once_and_evicts() -> None:
 
     asyncio.run(main())
     assert calls == ["a", "b", "c", "a"]
+
+
+def test_single_flight_cache_peek_and_start() -> None:
+    async def main() -> None:
+        cache: SingleFlightLru[str, str] = SingleFlightLru(4)
+        release = asyncio.Event()
+
+        async def compute() -> str:
+            await release.wait()
+            return "value"
+
+        assert cache.peek("k") is None
+        first = cache.start("k", compute)
+        assert cache.start("k", compute) is first  # joined, not started twice
+        waiter = asyncio.ensure_future(asyncio.shield(first))
+        await asyncio.sleep(0)
+        waiter.cancel()  # a caller giving up leaves the computation running
+        await asyncio.sleep(0)
+        assert not first.cancelled()
+        assert cache.peek("k") is None  # not finished yet
+        release.set()
+        assert await first == "value"
+        assert cache.peek("k") == "value"
+        assert (cache.misses, cache.joined, cache.hits, cache.running) == (1, 1, 1, 0)
+
+    asyncio.run(main())
