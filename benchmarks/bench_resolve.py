@@ -89,8 +89,7 @@ from scanner.resolve.wire import (
     parse_message,
 )
 from testbed import cli
-from testbed.dns import probe_dns
-from testbed.procs import ProcessTable, require_binary
+from testbed.procs import require_binary
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 _QTYPE_TEXT = {int(t): t.name for t in RdType}
@@ -248,22 +247,7 @@ class Bed:
         return Path(str(self.state["domains_file"])).read_text().split()
 
     def restart_unbound(self) -> None:
-        """A new Unbound with an empty cache, as testbed.dns.start_dns starts it."""
-        table = ProcessTable(self.table)
-        table.stop("unbound")
-        address = self.resolver.rsplit(":", 1)[0]
-        workdir = self.directory / "dns"
-
-        def ready() -> bool:  # a secure root SOA: validating and serving
-            return probe_dns(address, recursion=True) == (0, True)
-
-        table.start(
-            "unbound",
-            [require_binary("unbound", "unbound"), "-d", "-c", str(workdir / "unbound.conf")],
-            log=workdir / "logs" / "unbound.log",
-            ready=ready,
-            timeout=60.0,
-        )
+        cli.restart_unbound(self.directory)
 
 
 def bring_up(args: argparse.Namespace) -> tuple[Bed, bool]:

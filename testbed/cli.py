@@ -170,6 +170,24 @@ def status(directory: Path) -> tuple[dict[str, object], dict[str, bool]]:
     return state, ProcessTable(directory / PROCESS_FILE).running()
 
 
+def restart_unbound(directory: Path) -> None:
+    """Replace the testbed's Unbound by a new one, whose cache is empty (for
+    benchmarks: a scan of new domains meets a cold resolver)."""
+    state, _ = status(directory)
+    table = ProcessTable(directory / PROCESS_FILE)
+    table.stop("unbound")
+    address = str(state["resolver"]).rsplit(":", 1)[0]
+    workdir = directory / "dns"
+    table.start(
+        "unbound",
+        [require_binary("unbound", "unbound"), "-d", "-c", str(workdir / "unbound.conf")],
+        log=workdir / "logs" / "unbound.log",
+        # A secure root SOA: validating and serving.
+        ready=lambda: dns.probe_dns(address, recursion=True) == (0, True),
+        timeout=60.0,
+    )
+
+
 def down(directory: Path) -> list[str]:
     """Stop every process of the testbed in ``directory``; return their names."""
     if not (directory / STATE_FILE).exists() and not (directory / PROCESS_FILE).exists():
