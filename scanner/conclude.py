@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from scanner.config import StartTlsMode
@@ -36,6 +36,7 @@ class Observation:
     started: float  # time.monotonic() when admitted
     scanned_at: dt.datetime
     resolution: DomainResolution | None = None
+    targets: Sequence[TlsTarget] = ()  # tls_targets(), set by the resolve stage
     sessions: dict[Key, SessionResult] = field(default_factory=dict)
     error: str = ""
 
@@ -131,8 +132,9 @@ def _host_result(
 ) -> HostResult:
     decided = dns_verdict(resolution.mx.dane_applies, host.addresses, host.tlsa)
     addresses: list[AddressResult] = []
-    for address in host.addresses.addresses[:max_addresses]:
-        session = obs.sessions.get((host.host, address))
+    sessions = obs.sessions
+    for address in host.addresses.addresses[:max_addresses] if sessions else ():
+        session = sessions.get((host.host, address))
         if session is None:
             continue
         match = matches.get((host.host, address))

@@ -1,22 +1,29 @@
-"""DomainResult -> a row of scanner.output.schema (plain Python values)."""
+"""DomainResult -> a row of scanner.output.schema (plain Python values).
+
+A row is a tuple whose items are the schema's fields in order, structs nested
+as tuples and lists as lists: pyarrow converts tuples to structs positionally,
+about a third faster than dicts, and building them is cheaper too. This runs
+once per domain, so it avoids per-value function calls and property lookups;
+``ROW_TYPE`` is the schema as one struct, for ``pa.array(rows, type=ROW_TYPE)``.
+Enum members are StrEnums, so ``str(member)`` is their value (a C call, unlike
+``member.value``). tests/unit/test_output.py checks the field order against
+the schema by round-tripping every field.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+import pyarrow as pa
+
 from scanner.handshake.smtp import offers
+from scanner.output.schema import SCHEMA
 from scanner.resolve.wire import Tlsa
 from scanner.results import AddressResult, DomainResult, HostResult
 
-Row = dict[str, Any]
+Row = tuple[Any, ...]
 
-
-def _name(name: str | None) -> str | None:
-    return None if name is None else name.rstrip(".")
-
-
-def _value(enum: object | None) -> str | None:
-    return None if enum is None else str(getattr(enum, "value", enum))
+ROW_TYPE = pa.struct(list(SCHEMA))
 
 
 def tlsa_text(record: Tlsa) -> str:
@@ -25,62 +32,73 @@ def tlsa_text(record: Tlsa) -> str:
 
 def _address(a: AddressResult) -> Row:
     s = a.session
-    return {
-        "address": s.address,
-        "family": 6 if ":" in s.address else 4,
-        "smtp_status": s.status.value,
-        "error": s.error or None,
-        "verdict": _value(a.verdict),
-        "reason": a.reason or None,
-        "banner": s.banner.summary(200) if s.banner else None,
-        "starttls_offered": offers(s.ehlo_keywords, "STARTTLS") if s.transcript.ehlo else None,
-        "tls_version": s.tls_version or None,
-        "cipher": s.cipher or None,
-        "chain": list(s.chain),
-        "connect_ms": s.connect_ms,
-        "tls_ms": s.tls_ms,
-        "total_ms": s.total_ms,
-        "attempts": s.attempts,
-    }
+    address = s.address
+    banner = s.transcript.banner
+    return (
+        address,
+        6 if ":" in address else 4,
+        str(s.status),
+        s.error or None,
+        None if a.verdict is None else str(a.verdict),
+        a.reason or None,
+        None if banner is None else banner.summary(200),
+        offers(s.ehlo_keywords, "STARTTLS") if s.transcript.ehlo else None,
+        s.tls_version or None,
+        s.cipher or None,
+        list(s.chain),
+        s.connect_ms,
+        s.tls_ms,
+        s.total_ms,
+        s.attempts,
+    )
 
 
 def _host(h: HostResult) -> Row:
     r = h.resolution
-    return {
-        "host": _name(h.host),
-        "preference": h.preference,
-        "verdict": _value(h.verdict),
-        "reason": h.reason or None,
-        "address_dnssec": r.addresses.dnssec.value,
-        "cname_target": _name(r.addresses.expanded),
-        "address_ttl": r.addresses.ttl,
-        "address_error": r.addresses.error or None,
-        "tlsa_base": _name(r.tlsa.base),
-        "tlsa_state": r.tlsa.state.value,
-        "tlsa_ttl": r.tlsa.ttl,
-        "tlsa_error": r.tlsa.error or None,
-        "tlsa": [
-            {"usage": t.usage, "selector": t.selector, "mtype": t.mtype, "data": t.data}
-            for t in r.tlsa.records
-        ],
-        "matched": h.matched,
-        "match_depth": h.match_depth,
-        "addresses": [_address(a) for a in h.addresses],
-    }
+    addresses = r.addresses
+    tlsa = r.tlsa
+    expanded = addresses.expanded
+    records = tlsa.records
+    matched, depth = None, -1
+    rows: list[Row] = []
+    if h.addresses:  # most hosts had no session: no loop at all
+        for a in h.addresses:  # HostResult.matched / match_depth, in one pass
+            if matched is None and a.matched:
+                matched, depth = a.matched, a.depth
+            rows.append(_address(a))
+    return (
+        h.host.rstrip("."),
+        h.preference,
+        None if h.verdict is None else str(h.verdict),
+        h.reason or None,
+        str(addresses.dnssec),
+        None if expanded is None else expanded.rstrip("."),
+        addresses.ttl,
+        addresses.error or None,
+        tlsa.base.rstrip("."),
+        str(tlsa.state),
+        tlsa.ttl,
+        tlsa.error or None,
+        [(t.usage, t.selector, t.mtype, t.data) for t in records] if records else [],
+        matched,
+        depth,
+        rows,
+    )
 
 
 def domain_row(result: DomainResult) -> Row:
     mx = result.mx
-    return {
-        "domain": result.domain,
-        "input_line": result.input_line,
-        "verdict": _value(result.verdict),
-        "error": result.error or None,
-        "mx_kind": _value(mx.kind) if mx else None,
-        "mx_dnssec": _value(mx.dnssec) if mx else None,
-        "mx_ttl": result.mx_ttl,
-        "mx_error": (mx.error or None) if mx else None,
-        "mx_hosts": [_host(h) for h in result.hosts],
-        "scanned_at": result.scanned_at,
-        "duration_ms": result.duration_ms,
-    }
+    verdict = result.verdict
+    return (
+        result.domain,
+        result.input_line,
+        None if verdict is None else str(verdict),
+        result.error or None,
+        None if mx is None else str(mx.kind),
+        None if mx is None else str(mx.dnssec),
+        result.mx_ttl,
+        None if mx is None else (mx.error or None),
+        [_host(h) for h in result.hosts],
+        result.scanned_at,
+        result.duration_ms,
+    )

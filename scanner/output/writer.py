@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from scanner.output.rows import Row
+from scanner.ingest.seen import KeySet, name_key
+from scanner.output.rows import ROW_TYPE, Row
 from scanner.output.schema import SCHEMA, SCHEMA_VERSION
 
 MANIFEST = "manifest.json"
@@ -36,9 +38,14 @@ def part_files(directory: Path) -> list[Path]:
 
 @dataclass(slots=True)
 class Resumed:
-    """What the parts already in a folder hold."""
+    """What the parts already in a folder hold.
 
-    domains: set[str] = field(default_factory=set)
+    ``domains`` holds the done domains by ``name_key`` in a compact KeySet
+    (about 9 bytes per domain, not ~100 as a set of names): resuming a scan of
+    a hundred million domains must not need gigabytes per worker.
+    """
+
+    domains: KeySet = field(default_factory=KeySet)
     error_lines: set[int] = field(default_factory=set)  # input errors, by line
     next_part: dict[int, int] = field(default_factory=dict)  # worker -> next part number
     rows: int = 0
@@ -65,33 +72,74 @@ def read_done(directory: Path) -> Resumed:
             if verdict == "input_error":
                 done.error_lines.add(line)
             else:
-                done.domains.add(domain)
+                done.domains.add(name_key(domain))
         done.rows += table.num_rows
     return done
 
 
 class PartWriter:
-    """Buffers rows and writes them as ``part-<worker>-<n>.parquet`` files."""
+    """Buffers rows and writes them as ``part-<worker>-<n>.parquet`` files.
 
-    def __init__(self, directory: Path, worker: int, *, first_part: int = 0) -> None:
+    Rows are converted to an Arrow record batch every ``batch_rows`` rows, so
+    what waits for the next part is Arrow memory (about 400 bytes per domain
+    on the testbed) rather than nested Python objects (about 1.7 kB), and the
+    cyclic garbage collector, which traverses every live container on each
+    full collection, does not see a part's worth of rows.
+    """
+
+    def __init__(
+        self, directory: Path, worker: int, *, first_part: int = 0, batch_rows: int = 1024
+    ) -> None:
         self.directory = directory
         self.worker = worker
+        self.batch_rows = batch_rows
         self._next = first_part
-        self._rows: list[Row] = []
+        self._pending: list[Row] = []
+        self._batches: list[pa.RecordBatch] = []
+        self._batched_rows = 0
+        self._batched_bytes = 0
         self.written = 0
         self.parts: list[Path] = []
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self._rows)
+        """Rows buffered for the next part."""
+        return self._batched_rows + len(self._pending)
+
+    @property
+    def nbytes(self) -> int:
+        """Arrow bytes buffered for the next part (rows not yet batched not counted)."""
+        return self._batched_bytes
 
     def add(self, row: Row) -> None:
-        self._rows.append(row)
+        self._pending.append(row)
+        if len(self._pending) >= self.batch_rows:
+            self._seal()
+
+    def _seal(self) -> None:
+        if not self._pending:
+            return
+        batch = pa.RecordBatch.from_struct_array(pa.array(self._pending, type=ROW_TYPE))
+        self._pending = []
+        self._batches.append(batch)
+        self._batched_rows += batch.num_rows
+        self._batched_bytes += batch.nbytes
 
     def flush(self) -> Path | None:
-        """Write the buffered rows as one part; None when there were none."""
-        if not self._rows:
+        """Write the buffered rows as one part; None when there were none.
+
+        Safe to call from two threads (a part being written in a worker
+        thread when a cancelled scan flushes what is left): the second call
+        waits and writes only rows the first did not.
+        """
+        with self._lock:
+            return self._flush()
+
+    def _flush(self) -> Path | None:
+        self._seal()
+        if not self._batches:
             return None
-        table = pa.Table.from_pylist(self._rows, schema=SCHEMA)
+        table = pa.Table.from_batches(self._batches, schema=SCHEMA)
         path = self.directory / f"part-{self.worker:03d}-{self._next:06d}.parquet"
         tmp = self.directory / f".{path.name}.tmp"
         with tmp.open("wb") as out:
@@ -101,8 +149,9 @@ class PartWriter:
         tmp.replace(path)
         self._fsync_dir()
         self._next += 1
-        self.written += len(self._rows)
-        self._rows = []
+        self.written += table.num_rows
+        self._batches = []
+        self._batched_rows = self._batched_bytes = 0
         self.parts.append(path)
         return path
 

@@ -10,11 +10,14 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from scanner.handshake.session import SessionResult
-from scanner.output.rows import domain_row
+from scanner.handshake.smtp import Reply, Transcript
+from scanner.ingest.seen import name_key
+from scanner.output.rows import ROW_TYPE, domain_row
 from scanner.output.schema import SCHEMA, SCHEMA_VERSION, VERSION_KEY
 from scanner.output.writer import PartWriter, read_done, read_manifest, write_manifest
 from scanner.ratelimit import TokenBucket
@@ -99,10 +102,111 @@ def test_parts_are_numbered_and_resume_reads_them(tmp_path: Path) -> None:
     assert (first.name, second.name) == ("part-003-000000.parquet", "part-003-000001.parquet")
     (tmp_path / ".part-003-000002.parquet.tmp").write_bytes(b"half a part")  # killed mid-write
     done = read_done(tmp_path)
-    assert done.domains == {"a.example", "b.example"}
+    assert sorted(done.domains) == sorted([name_key("a.example"), name_key("b.example")])
+    assert name_key("a.example") in done.domains
+    assert name_key("c.example") not in done.domains
     assert done.error_lines == {3}
     assert done.next_part == {3: 2}
     assert done.rows == 3
+
+
+def every_field_result() -> DomainResult:
+    """A result in which every row field has a value of its own, so that two
+    fields swapped in the positional row would show."""
+    host = "mx.every.example."
+    resolution = HostResolution(
+        host,
+        AddressDecision(("192.0.2.1", "2001:db8::1"), DnssecStatus.SECURE, "alias.example.", 301),
+        TlsaLookup("base.example.", TlsaState.RECORDS, (Tlsa(2, 0, 2, b"\x02" * 64),), 3601, "t"),
+        ("base.example.",),
+    )
+    transcript = Transcript(
+        banner=Reply(220, ("banner.every.example ESMTP",)),
+        ehlo=Reply(250, ("hello", "STARTTLS", "SIZE 100")),
+    )
+    v4 = SessionResult(
+        "192.0.2.1", 25, "base.example", SmtpStatus.TLS_OK, error="e4", transcript=transcript,
+        tls_version="TLSv1.2", cipher="ECDHE", chain=(b"leaf", b"ca"),
+        connect_ms=1.5, tls_ms=2.5, total_ms=3.5, attempts=2,
+    )  # fmt: skip
+    v6 = SessionResult("2001:db8::1", 25, "base.example", SmtpStatus.CONNECT_TIMEOUT, "late")
+    addresses = (
+        AddressResult(v4, DaneVerdict.FAIL_TA_NAME, "why4", "2 0 2 " + "02" * 64, 1),
+        AddressResult(v6, DaneVerdict.FAIL_NO_TLS, "why6"),
+    )
+    mx = MxDecision(MxKind.HOSTS, DnssecStatus.SECURE, (MxTarget(host, 5),), error="mx-e")
+    return DomainResult(
+        "every.example", 77, DomainVerdict.DANE_INVALID, "oops", mx, 3602,
+        (HostResult(host, 5, resolution, DaneVerdict.FAIL_TA_NAME, "host why", addresses),),
+        WHEN, 99.5,
+    )  # fmt: skip
+
+
+def test_every_row_field_lands_in_its_schema_column() -> None:
+    (row,) = pa.array([domain_row(every_field_result())], type=ROW_TYPE).to_pylist()
+    address4 = {
+        "address": "192.0.2.1", "family": 4, "smtp_status": "tls_ok", "error": "e4",
+        "verdict": "fail_ta_name", "reason": "why4",
+        "banner": "220 banner.every.example ESMTP", "starttls_offered": True,
+        "tls_version": "TLSv1.2", "cipher": "ECDHE", "chain": [b"leaf", b"ca"],
+        "connect_ms": 1.5, "tls_ms": 2.5, "total_ms": 3.5, "attempts": 2,
+    }  # fmt: skip
+    address6 = {
+        "address": "2001:db8::1", "family": 6, "smtp_status": "connect_timeout",
+        "error": "late", "verdict": "fail_no_tls", "reason": "why6", "banner": None,
+        "starttls_offered": None, "tls_version": None, "cipher": None, "chain": [],
+        "connect_ms": None, "tls_ms": None, "total_ms": None, "attempts": 1,
+    }  # fmt: skip
+    assert row == {
+        "domain": "every.example",
+        "input_line": 77,
+        "verdict": "dane_invalid",
+        "error": "oops",
+        "mx_kind": "hosts",
+        "mx_dnssec": "secure",
+        "mx_ttl": 3602,
+        "mx_error": "mx-e",
+        "mx_hosts": [
+            {
+                "host": "mx.every.example",
+                "preference": 5,
+                "verdict": "fail_ta_name",
+                "reason": "host why",
+                "address_dnssec": "secure",
+                "cname_target": "alias.example",
+                "address_ttl": 301,
+                "address_error": None,
+                "tlsa_base": "base.example",
+                "tlsa_state": "records",
+                "tlsa_ttl": 3601,
+                "tlsa_error": "t",
+                "tlsa": [{"usage": 2, "selector": 0, "mtype": 2, "data": b"\x02" * 64}],
+                "matched": "2 0 2 " + "02" * 64,
+                "match_depth": 1,
+                "addresses": [address4, address6],
+            }
+        ],
+        "scanned_at": WHEN,
+        "duration_ms": 99.5,
+    }
+
+
+def test_writer_converts_rows_to_arrow_in_batches(tmp_path: Path) -> None:
+    writer = PartWriter(tmp_path, 0, batch_rows=3)
+    for i in range(7):
+        writer.add(domain_row(dane_result(f"d{i}.example", i)))
+        assert len(writer) == i + 1
+    # Two batches of three are Arrow already; the seventh row waits.
+    assert writer.nbytes > 0
+    assert len(writer._batches) == 2
+    assert len(writer._pending) == 1
+    path = writer.flush()
+    assert path is not None
+    assert (len(writer), writer.nbytes, writer.written) == (0, 0, 7)
+    table = pq.read_table(path)
+    assert table.column("domain").to_pylist() == [f"d{i}.example" for i in range(7)]
+    assert table.schema.metadata[VERSION_KEY] == SCHEMA_VERSION.encode()
+    assert writer.flush() is None
 
 
 def test_dataset_is_readable_by_duckdb_pandas_and_polars(tmp_path: Path) -> None:
@@ -160,3 +264,21 @@ def test_shard_of_is_stable_and_spreads() -> None:
     for i in range(4000):
         counts[shard_of(f"d{i}.example", 4)] += 1
     assert all(800 < c < 1200 for c in counts)
+
+
+def test_concurrent_flushes_write_each_row_once(tmp_path: Path) -> None:
+    import threading
+
+    writer = PartWriter(tmp_path, 0, batch_rows=16)
+    for i in range(200):
+        writer.add(domain_row(dane_result(f"d{i}.example", i)))
+    # A part being written in a worker thread while a cancelled scan flushes
+    # what is left from the event loop's thread.
+    other = threading.Thread(target=writer.flush)
+    other.start()
+    writer.flush()
+    other.join()
+    domains = [d for p in writer.parts for d in pq.read_table(p).column("domain").to_pylist()]
+    assert sorted(domains) == sorted(f"d{i}.example" for i in range(200))
+    assert writer.written == 200
+    assert len(writer.parts) == 1
