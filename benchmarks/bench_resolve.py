@@ -49,11 +49,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import platform
 import re
-import resource
 import shutil
 import socket
 import subprocess
@@ -76,6 +74,7 @@ import dns.rdatatype
 import dns.resolver
 import dns.version
 import uvloop
+from procstat import Usage
 
 from scanner.resolve.client import ClientStats, DnsAnswer, DnsClient, ResolverSettings
 from scanner.resolve.discover import Discoverer, DomainResolution
@@ -91,60 +90,10 @@ from scanner.resolve.wire import (
 from testbed import cli
 from testbed.procs import require_binary
 
-_TICKS = os.sysconf("SC_CLK_TCK")
 _QTYPE_TEXT = {int(t): t.name for t in RdType}
 
 
 # -- what a pass measured -----------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    """CPU seconds at one instant: this process, its children, the servers, the machine."""
-
-    wall: float
-    own: float
-    children: float
-    unbound: float
-    nsd: float
-    machine_busy: float  # CPU seconds all cores spent not idle
-    machine_total: float
-
-    @classmethod
-    def now(cls, table: Path) -> Usage:
-        own = resource.getrusage(resource.RUSAGE_SELF)
-        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-        pids = json.loads(table.read_text())
-        busy, total = _machine_ticks()
-        return cls(
-            wall=time.monotonic(),
-            own=own.ru_utime + own.ru_stime,
-            children=kids.ru_utime + kids.ru_stime,
-            unbound=_group_cpu(int(pids["unbound"]["pid"])),
-            nsd=_group_cpu(int(pids["nsd"]["pid"])),
-            machine_busy=busy / _TICKS,
-            machine_total=total / _TICKS,
-        )
-
-
-def _group_cpu(pgid: int) -> float:
-    """CPU seconds of every live process in a process group (NSD forks)."""
-    ticks = 0
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            stat = Path(entry.path, "stat").read_text()
-            fields = stat[stat.rindex(")") + 2 :].split()
-            if int(fields[2]) == pgid:  # field 5, pgrp
-                ticks += int(fields[11]) + int(fields[12])  # fields 14, 15: utime, stime
-    return ticks / _TICKS
-
-
-def _machine_ticks() -> tuple[int, int]:
-    values = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = values[3] + values[4]  # idle, iowait
-    return sum(values) - idle, sum(values)
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+from procstat import Usage
 
 from testbed.cli import restart_unbound
 
@@ -123,14 +124,17 @@ def compare_sizes(args: argparse.Namespace, testbed: Path) -> int:
                     sink.write(line)
             if not args.warm:
                 restart_unbound(testbed)
-            result = run_scan(args, state, head, Path(tmp) / f"out-{size}")
+            result = run_scan(args, testbed, head, Path(tmp) / f"out-{size}")
             if result is None:
                 return 1
             results.append(result)
             print(json.dumps(result, indent=2), flush=True)
     base = results[0]["peak_rss_mib_all_processes"]
-    print("| domains | sustained/s | overall/s | peak MiB | vs smallest | CPU ms/domain |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| domains | sustained/s | overall/s | peak MiB | vs smallest | scan CPU ms/domain "
+        "| Unbound CPU ms/domain | NSD CPU ms/domain | machine busy |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         peak, cpu, domains = (
             r["peak_rss_mib_all_processes"],
@@ -140,7 +144,8 @@ def compare_sizes(args: argparse.Namespace, testbed: Path) -> int:
         print(
             f"| {domains:,} | {r['domains_per_second_sustained']} "
             f"| {r['domains_per_second_overall']} | {peak:.0f} | {peak / base - 1:+.1%} "
-            f"| {cpu / domains * 1e3:.2f} |"
+            f"| {cpu / domains * 1e3:.2f} | {r['cpu_seconds_unbound'] / domains * 1e3:.2f} "
+            f"| {r['cpu_seconds_nsd'] / domains * 1e3:.2f} | {r['machine_busy']:.0%} |"
         )
     return 0
 
@@ -148,7 +153,7 @@ def compare_sizes(args: argparse.Namespace, testbed: Path) -> int:
 def measure(args: argparse.Namespace, testbed: Path) -> int:
     state = json.loads((testbed / "testbed.json").read_text())
     output = args.output or Path(tempfile.mkdtemp(prefix="danescan-bench-scan-")) / "results"
-    result = run_scan(args, state, Path(state["domains_file"]), output)
+    result = run_scan(args, testbed, Path(state["domains_file"]), output)
     if result is None:
         return 1
     print(json.dumps(result, indent=2))
@@ -156,14 +161,16 @@ def measure(args: argparse.Namespace, testbed: Path) -> int:
 
 
 def run_scan(
-    args: argparse.Namespace, state: dict[str, Any], domains: Path, output: Path
+    args: argparse.Namespace, testbed: Path, domains: Path, output: Path
 ) -> dict[str, Any] | None:
+    state = json.loads((testbed / "testbed.json").read_text())
     argv = [
         sys.executable, "-m", "scanner.cli", str(domains), "-o", str(output),
         "--resolver", state["resolver"], "--bogus-probe", state["bogus_probe"],
         "--ehlo-name", "scanner.danescan.test", "--rate", str(args.rate),
         "--workers", str(args.workers), "--min-interval", "0", "--timeout", "5", "-q",
     ]  # fmt: skip
+    usage_before = Usage.now(testbed / "processes.json")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_before = before.ru_utime + before.ru_stime
     started = time.monotonic()
@@ -177,6 +184,7 @@ def run_scan(
     elapsed = time.monotonic() - started
     assert proc.stderr is not None
     err = proc.stderr.read()
+    usage_after = Usage.now(testbed / "processes.json")
     if proc.returncode != 0:
         print(err, file=sys.stderr)
         return None
@@ -196,6 +204,14 @@ def run_scan(
         "domains_per_second_overall": round(rows / elapsed),
         "peak_rss_mib_all_processes": round(peak_rss / 2**20, 1),
         "cpu_seconds_scan_processes": round(cpu, 1),
+        # The testbed's share of the two cores while the scan ran.
+        "cpu_seconds_unbound": round(usage_after.unbound - usage_before.unbound, 1),
+        "cpu_seconds_nsd": round(usage_after.nsd - usage_before.nsd, 1),
+        "machine_busy": round(
+            (usage_after.machine_busy - usage_before.machine_busy)
+            / (usage_after.machine_total - usage_before.machine_total),
+            3,
+        ),
         "load_average": os.getloadavg(),
         "command": " ".join(argv),
     }
