@@ -28,6 +28,7 @@ import functools
 import ipaddress
 import random
 import socket
+import time
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, cast
@@ -371,7 +372,9 @@ class DnsClient:
         assert self._loop is not None
         self._active += 1
         query.slot = True
-        query.started = self._loop.time()
+        # Not loop.time(): uvloop's has millisecond steps, and a loopback
+        # resolver answers well within one.
+        query.started = time.monotonic()
         query.first = self._turn
         self._turn += 1
         self._attempt(query)
@@ -419,7 +422,7 @@ class DnsClient:
         """A datagram that matches ``query`` (any of its attempts)."""
         self._counters.accepted += 1
         assert self._loop is not None
-        elapsed = self._loop.time() - query.started
+        elapsed = time.monotonic() - query.started
         message = query.parse(data)
         if isinstance(message, Message) and message.tc:
             self._release_ids(query)  # the slot stays taken until TCP is done
@@ -446,8 +449,8 @@ class DnsClient:
         if refused and not timeouts and not closed:
             outcome = DnsOutcome.REFUSED
         elapsed = 0.0
-        if self._loop is not None and query.started:
-            elapsed = self._loop.time() - query.started
+        if query.started:
+            elapsed = time.monotonic() - query.started
         answer = DnsAnswer(
             query.qname, query.rdtype, outcome, error=error, server=server,
             attempts=attempts, elapsed=elapsed,
@@ -488,7 +491,6 @@ class DnsClient:
 
     async def _retry_over_tcp(self, query: _Query, server: str) -> None:
         """RFC 7766 section 5: the UDP reply had TC set; ask again over TCP."""
-        loop = asyncio.get_running_loop()
         self._counters.tcp += 1
         host, port = parse_server(server)
         qid = self._rng.getrandbits(16)
@@ -513,7 +515,7 @@ class DnsClient:
             raise
         else:
             if int.from_bytes(data[:2], "big") == qid and query.matches(data):
-                elapsed = loop.time() - query.started
+                elapsed = time.monotonic() - query.started
                 answer = _conclude(query.parse(data), query, server, True, elapsed)
             error = "the reply does not match the query"
         if answer is None:
@@ -525,7 +527,7 @@ class DnsClient:
                 server=server,
                 tcp=True,
                 attempts=query.attempt,
-                elapsed=loop.time() - query.started,
+                elapsed=time.monotonic() - query.started,
             )
         self._finish(query, answer)
 
