@@ -44,10 +44,9 @@ class SingleFlightLru(Generic[K, V]):
         return len(self._running)
 
     async def get(self, key: K, compute: Callable[[], Awaitable[V]]) -> V:
-        if key in self._done:
-            self._done.move_to_end(key)
-            self.hits += 1
-            return self._done[key]
+        value = self.peek(key)
+        if value is not None:
+            return value
         return await asyncio.shield(self.start(key, compute))
 
     def peek(self, key: K) -> V | None:

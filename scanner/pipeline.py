@@ -248,17 +248,12 @@ class Pipeline:
     def _admit(self, item: InputName) -> Observation | DomainResult | None:
         domain = item.result.domain
         if domain is None:
-            if item.line in self.resumed.error_lines or not self._mine(item.raw):
+            if item.line in self.resumed.error_lines or not self._mine(name_key(item.raw)):
                 self.progress.skipped += 1
                 return None
             return self._input_error(item)
         key = name_key(domain)  # one digest gives the shard and the dedupe key
-        shard = self.shard
-        if (
-            (shard is not None and key % shard.count != shard.index)
-            or key in self.resumed.domains
-            or not self._seen.add(key)
-        ):
+        if not self._mine(key) or key in self.resumed.domains or not self._seen.add(key):
             self.progress.skipped += 1
             return None
         return Observation(item.line, domain, time.monotonic(), self._now())
@@ -268,8 +263,10 @@ class Pipeline:
             return self._now_override
         return dt.datetime.now(dt.UTC)
 
-    def _mine(self, name: str) -> bool:
-        return self.shard is None or shard_of(name, self.shard.count) == self.shard.index
+    def _mine(self, key: int) -> bool:
+        """Whether the name with this ``name_key`` is in this worker's shard
+        (the rule of ``shard_of``)."""
+        return self.shard is None or key % self.shard.count == self.shard.index
 
     def _input_error(self, item: InputName) -> DomainResult:
         return DomainResult(

@@ -145,7 +145,7 @@ class _Query:
     """
 
     __slots__ = (
-        "attempt", "first", "future", "held", "name_wire", "plain", "qname", "rdtype",
+        "attempt", "first", "future", "held", "name_wire", "qname", "rdtype",
         "refused", "refused_why", "slot", "socket", "started", "template", "timeouts",
         "timer", "type_class", "wait",
     )  # fmt: skip
@@ -162,7 +162,6 @@ class _Query:
         question = template[12:-OPT_RR_SIZE]
         self.name_wire = question[:-4].lower()
         self.type_class = question[-4:]
-        self.plain = is_plain_name(qname)
         self.wait = wait
         self.started = 0.0
         self.slot = False  # holds one of the client's max_in_flight slots
@@ -187,7 +186,7 @@ class _Query:
         )
 
     def parse(self, data: bytes) -> Message | Malformed:
-        return parse_message(data, known_name=self.qname if self.plain else None)
+        return parse_message(data, known_name=self.qname if is_plain_name(self.qname) else None)
 
 
 class _UdpSocket(asyncio.DatagramProtocol):
@@ -301,10 +300,10 @@ class DnsClient:
         while self._waiting:
             self._no_answer(self._waiting.popleft(), closed=True)
         sockets = [udp for group in self._servers for udp in group]
+        # A query is pending on every socket one of its attempts used: once.
+        for query in dict.fromkeys(q for udp in sockets for q in udp.pending.values()):
+            self._no_answer(query, closed=True)  # frees its IDs
         for udp in sockets:
-            for query in list(udp.pending.values()):
-                self._no_answer(query, closed=True)
-            udp.pending.clear()
             if udp.transport is not None:
                 udp.transport.close()
         for task in list(self._tcp):
@@ -369,7 +368,6 @@ class DnsClient:
     # -- the state machine -------------------------------------------------------
 
     def _begin(self, query: _Query) -> None:
-        assert self._loop is not None
         self._active += 1
         query.slot = True
         # Not loop.time(): uvloop's has millisecond steps, and a loopback

@@ -66,11 +66,7 @@ class Discoverer:
             return DomainResolution(name, mx, answer.ttl, ())
         # Hosts are looked up concurrently; a host already resolved (a
         # provider's, most often) costs a dict lookup, no coroutine or task.
-        cache = self._hosts
-        found: list[HostResolution | asyncio.Future[HostResolution]] = []
-        for target in mx.targets:
-            done = cache.peek(target.host)
-            found.append(done if done is not None else self._start(target.host))
+        found = [self._hosts.peek(t.host) or self._start(t.host) for t in mx.targets]
         hosts: list[HostResolution] = []
         for item in found:
             hosts.append(item if isinstance(item, HostResolution) else await asyncio.shield(item))
