@@ -59,7 +59,7 @@ from scanner.status import SmtpStatus
 from testbed.model import Behavior, Listener
 from testbed.pki import KeyType, Pki, write_chain
 from testbed.procs import TestbedError, ensure_free
-from testbed.responder import write_config
+from testbed.responder import stop_responder, write_config
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SSLYZE_PYTHON = REPO / ".cache" / "sslyze-venv" / "bin" / "python"
@@ -224,12 +224,7 @@ def running_responder(workdir: Path, listeners: Sequence[Listener], port: int) -
             time.sleep(0.02)
         yield proc.pid
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_responder(proc)
 
 
 # -- the three clients ------------------------------------------------------------

@@ -25,6 +25,7 @@ import resource
 import signal
 import socket
 import ssl
+import subprocess
 import sys
 import time
 from collections import OrderedDict
@@ -693,6 +694,16 @@ def _announce_ready(config: ResponderConfig, elapsed: float, ready_file: Path | 
         temporary.write_text(json.dumps(status) + "\n")
         os.replace(temporary, ready_file)
     print(f"ready {json.dumps(status)}", flush=True)
+
+
+def stop_responder(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """Stop a responder started as a subprocess: SIGTERM, then SIGKILL after ``timeout`` s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -54,6 +54,14 @@ SETTINGS = SessionSettings(
     quit_timeout=1.0,
 )
 SILENT_READ_TIMEOUT = 0.5
+# For hosts that never answer: the read timeout ends the session.
+SILENT_SETTINGS = SessionSettings(
+    ehlo_name=EHLO_NAME,
+    connect_timeout=2.0,
+    read_timeout=SILENT_READ_TIMEOUT,
+    session_deadline=5.0,
+    quit_timeout=0.5,
+)
 # Sessions in flight at once when a test probes many listeners.
 CONCURRENCY = 16
 # A name no listener maps: the responder must fall back to the default chain.
@@ -224,15 +232,8 @@ def test_hosts_refusing_starttls(testbed: Testbed) -> None:
 
 
 def test_silent_hosts_time_out(testbed: Testbed) -> None:
-    settings = SessionSettings(
-        ehlo_name=EHLO_NAME,
-        connect_timeout=2.0,
-        read_timeout=SILENT_READ_TIMEOUT,
-        session_deadline=5.0,
-        quit_timeout=0.5,
-    )
     targets = [(listener.address, "") for listener in with_behavior(testbed, "silent")]
-    for result in sessions(targets, settings):
+    for result in sessions(targets, SILENT_SETTINGS):
         assert result.status is SmtpStatus.IO_TIMEOUT, (result.address, result.error)
         assert "banner" in result.error
         # Connected at once, then waited for the banner until the read timeout.
@@ -258,14 +259,7 @@ def test_unreachable_scenarios_through_dns(
     testbed: Testbed, scenario: str, status: SmtpStatus
 ) -> None:
     host, address = address_of(testbed, scenario)
-    settings = SessionSettings(
-        ehlo_name=EHLO_NAME,
-        connect_timeout=2.0,
-        read_timeout=SILENT_READ_TIMEOUT,
-        session_deadline=5.0,
-        quit_timeout=0.5,
-    )
-    [result] = sessions([(address, host)], settings)
+    [result] = sessions([(address, host)], SILENT_SETTINGS)
     assert result.status is status, result.error
     assert result.chain == ()
 

@@ -29,6 +29,7 @@ from testbed.responder import (
     ResponderError,
     is_loopback,
     load_config,
+    stop_responder,
     write_config,
 )
 
@@ -83,15 +84,6 @@ def start_responder(config: Path, workdir: Path) -> subprocess.Popen[bytes]:
     return proc
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 @dataclass(frozen=True, slots=True)
 class RunningResponder:
     pki_dir: Path
@@ -142,7 +134,7 @@ def responder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRespo
     )
     proc = start_responder(config, workdir)
     yield RunningResponder(pki_dir, addresses)
-    stop(proc)
+    stop_responder(proc)
 
 
 def s_client(address: str, sni: str | None, version: str) -> tuple[list[bytes], str]:
@@ -381,6 +373,6 @@ def test_exits_cleanly_on_signal(tmp_path: Path, signum: signal.Signals) -> None
             proc.send_signal(signum)
             assert proc.wait(timeout=10) == 0
     finally:
-        stop(proc)
+        stop_responder(proc)
     ensure_free(address, 25)
     assert "stopped: 1 connections" in (tmp_path / "r.log").read_text()
