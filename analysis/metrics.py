@@ -786,12 +786,13 @@ def ta_exposure(scan: duckdb.DuckDBPyRelation) -> pd.DataFrame:
     observed = _observe(scan)
     classes = _exposures(observed.records)
     total = len(classes)
+    rrsets = [int((classes == e).sum()) for e in _EXPOSURES]
     return pd.DataFrame(
         {
             "exposure": list(_EXPOSURES),
-            "rrsets": [int((classes == e).sum()) for e in _EXPOSURES],
+            "rrsets": rrsets,
             "domains": [observed.domains(classes.index[classes == e]) for e in _EXPOSURES],
-            "share": [float((classes == e).sum()) / total if total else 0.0 for e in _EXPOSURES],
+            "share": [n / total if total else 0.0 for n in rrsets],
         }
     )
 

@@ -469,6 +469,12 @@ def _variants(pki: _Pki) -> tuple[Variant, ...]:
             **kw,
         )
 
+    def signed(
+        name: str, weight: float, row: Mapping[str, Any], flags: str = "MST", **kw: Any
+    ) -> Variant:
+        # flags as for variant(); the domains sit under signed TLDs
+        return variant(name, weight, row, flags, signed_tlds=True, **kw)
+
     unsigned_selfhosted = _row(
         D.NO_DANE, "hosts", S.INSECURE, insecure_hosts([f"mx.{DOMAIN}"], "hoster", "R10")
     )
@@ -540,21 +546,14 @@ def _variants(pki: _Pki) -> tuple[Variant, ...]:
             "M",
         ),
         # -- signed without DANE (about 3%)
-        variant(
-            "signed_no_tlsa",
-            0.015,
-            _row(D.NO_DANE, "hosts", S.SECURE, [signed_self]),
-            "MS",
-            signed_tlds=True,
-        ),
-        variant(
+        signed("signed_no_tlsa", 0.015, _row(D.NO_DANE, "hosts", S.SECURE, [signed_self]), "MS"),
+        signed(
             "signed_tlsa_nodata",
             0.001,
             _row(D.NO_DANE, "hosts", S.SECURE, [{**signed_self, "tlsa_state": "nodata"}]),
             "MS",
-            signed_tlds=True,
         ),
-        variant(
+        signed(
             "signed_insecure_host",
             0.01,
             _row(
@@ -566,146 +565,92 @@ def _variants(pki: _Pki) -> tuple[Variant, ...]:
             "MS",
             pool="bulk",
             pool_size=2000,
-            signed_tlds=True,
         ),
-        variant("null_mx", 0.001, _row(D.NULL_MX, "null", S.SECURE), "", signed_tlds=True),
-        variant("bogus_mx", 0.0009, _row(D.DNSSEC_BOGUS, "failed", S.BOGUS), "", signed_tlds=True),
+        signed("null_mx", 0.001, _row(D.NULL_MX, "null", S.SECURE), ""),
+        signed("bogus_mx", 0.0009, _row(D.DNSSEC_BOGUS, "failed", S.BOGUS), ""),
         # -- DANE at providers (most DANE domains)
-        variant(
+        signed(
             "dane_provider_ee",
             0.005,
             provider([ee_provider], ("provider-ee", "E6"), _TLS13, matched=ee_provider),
-            "MST",
             pool="dane-ee",
             pool_size=150,
-            signed_tlds=True,
         ),
-        variant(
+        signed(
             "dane_provider_eeta",
             0.0015,
             provider(eeta, ("provider-eeta", "private-ca"), _TLS13_CHACHA, matched=eeta[0]),
-            "MST",
             pool="dane-eeta",
             pool_size=30,
-            signed_tlds=True,
         ),
-        variant(
+        signed(
             "dane_provider_rollover",
             0.0008,
             provider(roll, ("provider-roll", "R11"), _TLS12, matched=roll[0], v6=False),
-            "MST",
             pool="dane-roll",
             pool_size=20,
-            signed_tlds=True,
         ),
         # -- self-hosted DANE, right and wrong
-        variant(
-            "ee_311",
-            0.0008,
-            self_ee(V.PASS, [ee_self], self_chain, matched=ee_self, depth=0),
-            "MST",
-            signed_tlds=True,
-        ),
-        variant(
+        signed("ee_311", 0.0008, self_ee(V.PASS, [ee_self], self_chain, matched=ee_self, depth=0)),
+        signed(
             "ee_311_tls12",
             0.0003,
             self_ee(V.PASS, [ee_self], self_chain, matched=ee_self, depth=0, tls=_TLS12),
-            "MST",
-            signed_tlds=True,
         ),
-        variant(
+        signed(
             "ta_211_intermediate",
             0.0003,
             self_ee(V.PASS, [ta_r11], self_chain, matched=ta_r11, depth=1),
-            "MST",
-            signed_tlds=True,
         ),
-        variant(
+        signed(
             "ta_201_root",
             0.0001,
             self_ee(V.PASS, [ta_root], ("self", "R11", "isrg-x1"), matched=ta_root, depth=2),
-            "MST",
-            signed_tlds=True,
         ),
-        variant(
+        signed(
             "ee_and_ta",
             0.0002,
             self_ee(V.PASS, [ee_self, ta_r11], self_chain, matched=ee_self, depth=0),
-            "MST",
-            signed_tlds=True,
         ),
-        variant(
+        signed(
             "rollover_both",
             0.0001,
             self_ee(V.PASS, [ee_old, ee_self], self_chain, matched=ee_self, depth=0),
-            "MST",
-            signed_tlds=True,
         ),
         # The CA moved the leaf to another intermediate; the record still pins the old one.
-        variant(
-            "ta_stale_intermediate",
-            0.0001,
-            self_ee(V.FAIL_NO_MATCH, [ta_r3], self_chain),
-            "MST",
-            signed_tlds=True,
-        ),
-        variant(
-            "stale_after_rollover",
-            0.0001,
-            self_ee(V.FAIL_NO_MATCH, [ee_old], self_chain),
-            "MST",
-            signed_tlds=True,
-        ),
-        variant(
+        signed("ta_stale_intermediate", 0.0001, self_ee(V.FAIL_NO_MATCH, [ta_r3], self_chain)),
+        signed("stale_after_rollover", 0.0001, self_ee(V.FAIL_NO_MATCH, [ee_old], self_chain)),
+        signed(
             "ta_name_mismatch",
             0.00005,
             self_ee(V.FAIL_TA_NAME, [ta_r11], self_chain, matched=ta_r11, depth=1),
-            "MST",
-            signed_tlds=True,
         ),
-        variant(
+        signed(
             "ta_expired",
             0.00005,
             self_ee(V.FAIL_TA_EXPIRED, [ta_r11], self_chain, matched=ta_r11, depth=1),
-            "MST",
-            signed_tlds=True,
         ),
-        variant(
-            "pkix_only",
-            0.00005,
-            self_ee(V.UNUSABLE, pkix, self_chain),
-            "MST",
-            signed_tlds=True,
-        ),
-        variant(
+        signed("pkix_only", 0.00005, self_ee(V.UNUSABLE, pkix, self_chain)),
+        signed(
             "no_starttls",
             0.00005,
             self_ee(V.FAIL_NO_TLS, [ee_self], (), status=SmtpStatus.NO_STARTTLS),
-            "MST",
-            signed_tlds=True,
         ),
-        variant(
+        signed(
             "connect_refused",
             0.00005,
             self_ee(V.FAIL_NO_TLS, [ee_self], (), status=SmtpStatus.CONNECT_REFUSED),
-            "MST",
-            signed_tlds=True,
         ),
-        variant(
-            "bogus_tlsa",
-            0.00005,
-            self_ee(V.FAIL_DNS, [], self_chain, tlsa_state="bogus"),
-            "MS",
-            signed_tlds=True,
+        signed(
+            "bogus_tlsa", 0.00005, self_ee(V.FAIL_DNS, [], self_chain, tlsa_state="bogus"), "MS"
         ),
-        variant(
+        signed(
             "servfail_tlsa",
             0.00005,
             self_ee(V.FAIL_DNS, [], self_chain, tlsa_state="servfail"),
             "MS",
-            signed_tlds=True,
         ),
-        variant(
+        signed(
             "implicit_mx_tlsa",
             0.00005,
             _row(
@@ -723,10 +668,8 @@ def _variants(pki: _Pki) -> tuple[Variant, ...]:
                     )
                 ],
             ),
-            "MST",
-            signed_tlds=True,
         ),
-        variant(
+        signed(
             "two_hosts_one_fails",
             0.00005,
             _row(
@@ -751,11 +694,9 @@ def _variants(pki: _Pki) -> tuple[Variant, ...]:
                     ),
                 ],
             ),
-            "MST",
-            signed_tlds=True,
         ),
         # One MX host with TLSA, a backup without: Lee et al.'s "no TLSA" on part of the MX set.
-        variant(
+        signed(
             "backup_without_tlsa",
             0.00005,
             _row(
@@ -774,8 +715,6 @@ def _variants(pki: _Pki) -> tuple[Variant, ...]:
                     {**signed_self, "host": f"mx2.{DOMAIN}", "tlsa_base": f"mx2.{DOMAIN}"},
                 ],
             ),
-            "MST",
-            signed_tlds=True,
         ),
     )
 
