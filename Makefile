@@ -10,9 +10,9 @@ DEMO_DIR ?= .testbed/demo
 DEMO_DOMAINS ?= 2000
 BENCH_DOMAINS ?= 100000
 
-.PHONY: setup deb venv demo test lint unit integration bench notebooks clean
+.PHONY: setup deb venv native demo test lint unit integration bench notebooks clean
 
-setup: deb venv
+setup: deb venv native
 
 # Idempotent: installs only what is missing, so a second run is a no-op.
 deb:
@@ -29,6 +29,20 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[analysis,dev]'
+	@touch $@
+
+# The DNS codec (scanner/resolve/wire.py) compiled by mypyc: the same source,
+# a third less CPU per message. The extension shadows wire.py on import, so
+# it is rebuilt whenever wire.py changes (and a test fails if it is older).
+NATIVE_STAMP := $(VENV)/.native-wire
+NATIVE_SRC := scanner/resolve/wire.py
+
+native: $(NATIVE_STAMP)
+
+$(NATIVE_STAMP): $(NATIVE_SRC) $(STAMP)
+	@mkdir -p .cache
+	@echo "compiling $(NATIVE_SRC) with mypyc (log: .cache/native-build.log)"
+	@$(BIN)/mypyc $(NATIVE_SRC) >.cache/native-build.log 2>&1 || { tail -n 30 .cache/native-build.log; exit 1; }
 	@touch $@
 
 demo: setup
@@ -66,4 +80,5 @@ notebooks: setup
 		-o $(RESULTS)/adoption.ipynb $(if $(COMPARE),--compare $(COMPARE))
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info build
+	rm -f scanner/resolve/wire*.so

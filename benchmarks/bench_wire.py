@@ -3,7 +3,8 @@
 Both codecs handle the same messages in the same run: realistic answers of a
 validating resolver (DO set, so RRSIGs ride along) built once by dnspython.
 Per message and codec it reports microseconds per query built plus answer
-parsed, best of several repeats (the least disturbed run).
+parsed, best of several repeats (the least disturbed run). Ours runs twice
+where `make native` has compiled it: the mypyc build and wire.py's source.
 
     .venv/bin/python benchmarks/bench_wire.py [--number 2000] [--repeat 5]
 """
@@ -14,6 +15,7 @@ import argparse
 import platform
 import timeit
 from collections.abc import Callable
+from types import ModuleType
 
 import dns.flags
 import dns.message
@@ -22,13 +24,8 @@ import dns.rdatatype
 import dns.rrset
 import dns.version
 
-from scanner.resolve.wire import (
-    DnsAnswer,
-    Message,
-    answer_from_message,
-    build_query,
-    parse_message,
-)
+from scanner.resolve import native, wire
+from scanner.resolve.wire import DnsAnswer
 from scanner.status import DnsOutcome
 
 RRSIG = "{type} 13 3 300 20300101000000 20200101000000 34505 example.com. " + "A" * 88
@@ -95,24 +92,28 @@ MESSAGES = {
 }
 
 
-def ours(name: str, rdtype: int, wire: bytes) -> Callable[[], DnsAnswer]:
+def ours(codec: ModuleType, name: str, rdtype: int, data: bytes) -> Callable[[], DnsAnswer]:
+    build_query, parse_message = codec.build_query, codec.parse_message
+    answer_from_message, message_type = codec.answer_from_message, codec.Message
+
     def run() -> DnsAnswer:
         build_query(0x1234, name, rdtype)
-        message = parse_message(wire)
-        assert isinstance(message, Message)
-        return answer_from_message(message, name, rdtype)
+        message = parse_message(data)
+        assert isinstance(message, message_type)
+        answer: DnsAnswer = answer_from_message(message, name, rdtype)
+        return answer
 
     return run
 
 
-def theirs(name: str, rdtype: int, wire: bytes) -> Callable[[], object]:
+def theirs(name: str, rdtype: int, data: bytes) -> Callable[[], object]:
     kind = dns.rdatatype.RdataType.make(rdtype)
 
     def run() -> object:
         query = dns.message.make_query(name, kind, want_dnssec=True, payload=1232)
         query.flags |= dns.flags.AD
         query.to_wire()
-        return dns.message.from_wire(wire)
+        return dns.message.from_wire(data)
 
     return run
 
@@ -128,14 +129,26 @@ def main() -> None:
     args = parser.parse_args()
     versions = f"Python {platform.python_version()}, dnspython {dns.version.version}"
     print(f"{versions}, {platform.machine()}")
-    print(f"{'message':<22}{'octets':>7}{'ours µs':>10}{'dnspython µs':>14}{'speed-up':>10}")
-    for label, (name, rdtype, wire) in MESSAGES.items():
-        # Same messages, same result: both codecs must read every one of them.
-        assert ours(name, rdtype, wire)().outcome in (DnsOutcome.ANSWER, DnsOutcome.NXDOMAIN)
-        assert isinstance(theirs(name, rdtype, wire)(), dns.message.Message)
-        mine = best_microseconds(ours(name, rdtype, wire), args.number, args.repeat)
-        oracle = best_microseconds(theirs(name, rdtype, wire), args.number // 10, args.repeat)
-        print(f"{label:<22}{len(wire):>7}{mine:>10.1f}{oracle:>14.1f}{oracle / mine:>9.1f}x")
+    codecs = {"ours": wire}
+    if native.compiled():
+        codecs = {"compiled": wire, "source": native.source_codec()}
+    columns = "".join(f"{f'{kind} µs':>13}" for kind in codecs)
+    print(f"{'message':<22}{'octets':>7}{columns}{'dnspython µs':>14}  speed-up")
+    for label, (name, rdtype, data) in MESSAGES.items():
+        # Same messages, same result: every codec must read every one of them.
+        for codec in codecs.values():
+            outcome = ours(codec, name, rdtype, data)().outcome
+            assert outcome in (DnsOutcome.ANSWER, DnsOutcome.NXDOMAIN)
+        assert isinstance(theirs(name, rdtype, data)(), dns.message.Message)
+        # Interleaved per message, so a noisy moment hits every contender.
+        times = [
+            best_microseconds(ours(codec, name, rdtype, data), args.number, args.repeat)
+            for codec in codecs.values()
+        ]
+        oracle = best_microseconds(theirs(name, rdtype, data), args.number // 10, args.repeat)
+        cells = "".join(f"{mine:>13.1f}" for mine in times)
+        ratios = " ".join(f"{oracle / mine:.1f}x" for mine in times)
+        print(f"{label:<22}{len(data):>7}{cells}{oracle:>14.1f}  {ratios}")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 import struct
 from collections import Counter
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import dns.edns
@@ -21,6 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from scanner.resolve import native, wire
 from scanner.resolve.wire import (
     DnsAnswer,
     Malformed,
@@ -671,3 +674,57 @@ def test_damaged_messages_never_raise_and_agree_with_dnspython_deep(
     msg: dns.message.Message, damage: list[tuple[str, int, bytes]]
 ) -> None:
     check_damaged_message(msg, damage)
+
+
+# --- the compiled build (make native) against its own source ----------------
+
+needs_compiled = pytest.mark.skipif(
+    not native.compiled(), reason="wire.py runs from source: no compiled build (make native)"
+)
+
+
+@needs_compiled
+def test_compiled_build_is_not_older_than_its_source() -> None:
+    built = Path(wire.__file__ or "")
+    assert built.stat().st_mtime >= native.SOURCE.stat().st_mtime, (
+        f"{built.name} is older than wire.py and shadows it: run `make native`"
+    )
+
+
+def both_ways(codec: ModuleType, data: bytes) -> tuple[str, str]:
+    """What a codec makes of a reply, as text (the two builds' classes differ)."""
+    parsed = codec.parse_message(data)
+    if isinstance(parsed, codec.Malformed):
+        return repr(parsed), ""
+    question = parsed.question
+    qname, qtype = (question.name, question.rdtype) if question else ("example.", A)
+    return repr(parsed), repr(codec.answer_from_message(parsed, qname, qtype, attempts=2))
+
+
+def check_builds_agree(data: bytes) -> None:
+    source = native.source_codec()
+    assert source is not wire
+    assert both_ways(wire, data) == both_ways(source, data)
+
+
+@needs_compiled
+@oracle
+@given(dns_messages(), edits)
+def test_compiled_build_reads_messages_as_its_source_does(
+    msg: dns.message.Message, damage: list[tuple[str, int, bytes]]
+) -> None:
+    data = msg.to_wire(max_size=65535)
+    check_builds_agree(data)
+    check_builds_agree(data[: damage[0][1] % (len(data) + 1)])
+
+
+@needs_compiled
+@given(st.binary(max_size=600))
+def test_compiled_build_reads_arbitrary_bytes_as_its_source_does(data: bytes) -> None:
+    check_builds_agree(data)
+
+
+@needs_compiled
+@pytest.mark.parametrize("name", ["example.", "_25._tcp.mx.example.", "a\\.b.example", "."])
+def test_compiled_build_writes_queries_as_its_source_does(name: str) -> None:
+    assert wire.build_query(7, name, TLSA) == native.source_codec().build_query(7, name, TLSA)
