@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, cast
@@ -425,6 +426,32 @@ def test_bad_tcp_reply(
 
 
 # --- timing: retries, late and duplicate answers -----------------------------------
+
+
+def test_silent_resolver_times_out_each_attempt_after_its_wait(run: Run) -> None:
+    arrivals: list[float] = []
+
+    def silent(query: dns.message.Message, nth: int) -> Replies:
+        arrivals.append(time.monotonic())
+        return []
+
+    async def main() -> None:
+        # Waits of 0.1, 0.2 and 0.4 s; the sweep runs every 0.005 s.
+        async with client_for(silent, timeout=0.1, backoff=2.0) as (client, _):
+            started = time.monotonic()
+            answer = await client.query("a.example", RdType.MX)
+            ended = time.monotonic()
+            assert client.pending == 0
+            stats = client.stats
+        assert (answer.outcome, answer.attempts, stats.timeouts) == (DnsOutcome.TIMEOUT, 3, 3)
+        assert "no answer after 3 attempts (3 timed out)" in answer.error
+        gaps = [b - a for a, b in zip([started, *arrivals], [*arrivals, ended], strict=True)]
+        # Never early (the loop clock has 1 ms steps); late by a tick and the
+        # loop's own latency at most (generous: the machine is shared).
+        for gap, wait in zip(gaps[1:], [0.1, 0.2, 0.4], strict=True):
+            assert wait - 0.002 <= gap < wait + 0.08
+
+    run(main())
 
 
 def test_late_answer_to_the_first_attempt_completes_the_query(run: Run) -> None:
