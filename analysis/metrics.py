@@ -571,8 +571,14 @@ def _anchor(der: bytes, depth: int) -> _Anchor:
 
 
 @dataclass(frozen=True, slots=True)
-class _Observed:
-    """Secure RRsets checked against the chains their hosts presented."""
+class Observed:
+    """Secure RRsets checked against the chains their hosts presented.
+
+    The costly step behind :func:`tlsa_records`, :func:`rollover_readiness`,
+    :func:`ta_exposure` and :func:`ta_anchors` (two queries and a parse of
+    every certificate presented): make it once with :func:`observe` and pass
+    it to each as ``observed=`` when computing several.
+    """
 
     records: pd.DataFrame  # as returned by tlsa_records
     pairs: pd.DataFrame  # (domain, base): which domains use which RRset
@@ -582,7 +588,8 @@ class _Observed:
         return int(self.pairs.loc[self.pairs["base"].isin(set(bases)), "domain"].nunique())
 
 
-def _observe(scan: duckdb.DuckDBPyRelation) -> _Observed:
+def observe(scan: duckdb.DuckDBPyRelation) -> Observed:
+    """Check every secure TLSA RRset against the chains its hosts presented."""
     # The scanner resolves and connects once per host, so every domain row shows
     # the same RRset and chains for a host: any one row stands for all of them.
     rrsets = _query(
@@ -602,7 +609,7 @@ def _observe(scan: duckdb.DuckDBPyRelation) -> _Observed:
     ).to_arrow_table()
     pairs = _sql(scan, f"WITH {_secure_hosts()} SELECT DISTINCT domain, base FROM secure")
     per_base = pairs.groupby("base")["domain"].nunique().to_dict()
-    return _Observed(_check_records(rrsets.to_pylist(), per_base), pairs)
+    return Observed(_check_records(rrsets.to_pylist(), per_base), pairs)
 
 
 def _lowest_match(
@@ -671,7 +678,9 @@ _RECORD_COLUMNS = (
 )  # fmt: skip
 
 
-def tlsa_records(scan: duckdb.DuckDBPyRelation) -> pd.DataFrame:
+def tlsa_records(
+    scan: duckdb.DuckDBPyRelation, *, observed: Observed | None = None
+) -> pd.DataFrame:
     """Every record of every secure TLSA RRset, checked against what the host presented.
 
     For each record, the certificates of the chains the host's addresses
@@ -684,10 +693,12 @@ def tlsa_records(scan: duckdb.DuckDBPyRelation) -> pd.DataFrame:
     subject CN and O, and leaf, intermediate or root), ``host_verdict``,
     ``domains`` (domains with an MX host using this RRset).
     """
-    return _observe(scan).records
+    return (observe(scan) if observed is None else observed).records
 
 
-def rollover_readiness(scan: duckdb.DuckDBPyRelation) -> pd.DataFrame:
+def rollover_readiness(
+    scan: duckdb.DuckDBPyRelation, *, observed: Observed | None = None
+) -> pd.DataFrame:
     """How secure TLSA RRsets are prepared for a key or certificate change.
 
     Measures, each over distinct RRsets: ``rrsets`` (all); ``single_record``;
@@ -700,7 +711,8 @@ def rollover_readiness(scan: duckdb.DuckDBPyRelation) -> pd.DataFrame:
     ``measure``, ``rrsets``, ``share`` (of ``rrsets``, or of ``with_chain`` for
     the last two), ``domains`` (distinct domains with such an RRset).
     """
-    observed = _observe(scan)
+    if observed is None:
+        observed = observe(scan)
     records = observed.records
     per = (
         records.assign(
@@ -771,7 +783,7 @@ def _exposures(records: pd.DataFrame) -> pd.Series:
     return pd.Series(classes, index=flags.index, dtype="str")
 
 
-def ta_exposure(scan: duckdb.DuckDBPyRelation) -> pd.DataFrame:
+def ta_exposure(scan: duckdb.DuckDBPyRelation, *, observed: Observed | None = None) -> pd.DataFrame:
     """What happens to RRsets with DANE-TA records when the CA changes intermediates.
 
     Every RRset holding a DANE-TA(2) record is put in one class, first match:
@@ -783,7 +795,8 @@ def ta_exposure(scan: duckdb.DuckDBPyRelation) -> pd.DataFrame:
     certificate: a stale pin, or an anchor published only in DNS).
     Columns: ``exposure``, ``rrsets``, ``domains``, ``share`` (of RRsets).
     """
-    observed = _observe(scan)
+    if observed is None:
+        observed = observe(scan)
     classes = _exposures(observed.records)
     total = len(classes)
     rrsets = [int((classes == e).sum()) for e in _EXPOSURES]
@@ -800,7 +813,7 @@ def ta_exposure(scan: duckdb.DuckDBPyRelation) -> pd.DataFrame:
 UNMATCHED_ANCHOR = "(matches no certificate presented)"
 
 
-def ta_anchors(scan: duckdb.DuckDBPyRelation) -> pd.DataFrame:
+def ta_anchors(scan: duckdb.DuckDBPyRelation, *, observed: Observed | None = None) -> pd.DataFrame:
     """Which certificates DANE-TA records pin, and how many RRsets depend on each.
 
     One row per pinned certificate (by subject CN and O, and whether it is a
@@ -814,7 +827,8 @@ def ta_anchors(scan: duckdb.DuckDBPyRelation) -> pd.DataFrame:
     ``anchor_kind``, ``rrsets``, ``domains``, ``at_risk_rrsets``,
     ``at_risk_domains``; most RRsets first.
     """
-    observed = _observe(scan)
+    if observed is None:
+        observed = observe(scan)
     classes = _exposures(observed.records)
     at_risk = set(classes.index[classes == "intermediate_only"])
     ta = observed.records[observed.records["usage"] == 2].fillna(

@@ -155,6 +155,7 @@ def build_html(scan: Scan, old: ScanDomains | None = None) -> str:
     host_verdicts = metrics.host_verdicts(scan.domains)
     triplets = metrics.tlsa_triplets(scan.dane)
     operators = metrics.provider_concentration(scan.dane, top=TOP)
+    observed = metrics.observe(scan.dane)  # shared by the rollover and anchor tables
     hosts = metrics.provider_concentration(scan.dane, by="host", top=TOP)
     tld_wide = by_tld.pivot(index="tld", columns="stage", values="domains")
     tld_wide = tld_wide.reset_index().rename_axis(columns=None)
@@ -232,15 +233,21 @@ def build_html(scan: Scan, old: ScanDomains | None = None) -> str:
             "rollover",
             "Rollover readiness",
             html_table(
-                metrics.rollover_readiness(scan.dane), "rollover-table", "Secure TLSA RRsets"
+                metrics.rollover_readiness(scan.dane, observed=observed),
+                "rollover-table",
+                "Secure TLSA RRsets",
             ),
         ),
         _section(
             "anchors",
             "DANE-TA trust anchors",
-            html_table(metrics.ta_anchors(scan.dane), "anchors-table", "Pinned certificates"),
             html_table(
-                metrics.ta_exposure(scan.dane),
+                metrics.ta_anchors(scan.dane, observed=observed),
+                "anchors-table",
+                "Pinned certificates",
+            ),
+            html_table(
+                metrics.ta_exposure(scan.dane, observed=observed),
                 "exposure-table",
                 "RRsets with DANE-TA records: what an intermediate change does to them",
             ),

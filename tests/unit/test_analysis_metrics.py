@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -671,3 +671,15 @@ def test_scan_diff_of_a_scan_with_itself_is_all_unchanged(
     out = metrics.scan_diff(scan, scan)
     assert set(out["change"]) == {"unchanged"}
     assert out["domains"].sum() == 13
+
+
+@pytest.mark.parametrize(
+    "table",
+    [metrics.tlsa_records, metrics.rollover_readiness, metrics.ta_exposure, metrics.ta_anchors],
+)
+def test_a_shared_observation_gives_the_same_table(
+    table: Callable[..., pd.DataFrame], ta_scan: duckdb.DuckDBPyRelation
+) -> None:
+    alone = table(ta_scan)
+    assert not alone.empty
+    pd.testing.assert_frame_equal(table(ta_scan, observed=metrics.observe(ta_scan)), alone)

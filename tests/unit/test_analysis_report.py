@@ -95,3 +95,20 @@ def test_main_reports_a_missing_dataset(tmp_path: Path, capsys: pytest.CaptureFi
     assert report.main([str(tmp_path / "nowhere"), "-o", str(tmp_path / "r.html")]) == 2
     assert "no such file or folder" in capsys.readouterr().err
     assert not (tmp_path / "r.html").exists()
+
+
+def test_records_are_checked_against_chains_once_per_report(
+    scans: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[object] = []
+    real = metrics.observe
+
+    def counted(scan: duckdb.DuckDBPyRelation) -> metrics.Observed:
+        calls.append(scan)
+        return real(scan)
+
+    monkeypatch.setattr(metrics, "observe", counted)
+    page = report.build_html(load.load(scans[1]))
+    assert 'id="rollover"' in page
+    assert 'id="anchors"' in page
+    assert len(calls) == 1
