@@ -159,7 +159,10 @@ class _Query:
         future: asyncio.Future[DnsAnswer],
         wait: float,
     ) -> None:
-        self.qname, self.rdtype, self.template, self.future = qname, rdtype, template, future
+        self.qname, self.rdtype, self.template = qname, rdtype, template
+        # None once the answer is set: the sweep's FIFOs hold a finished
+        # query until its deadline, and should not hold its answer too.
+        self.future: asyncio.Future[DnsAnswer] | None = future
         question = template[12:-OPT_RR_SIZE]
         self.name_wire = question[:-4].lower()
         self.type_class = question[-4:]
@@ -508,8 +511,9 @@ class DnsClient:
 
     def _finish(self, query: _Query, answer: DnsAnswer) -> None:
         self._release(query)
-        if not query.future.done():
-            query.future.set_result(answer)
+        future, query.future = query.future, None
+        if future is not None and not future.done():
+            future.set_result(answer)
 
     def _abandoned(self, query: _Query, future: asyncio.Future[DnsAnswer]) -> None:
         if future.cancelled():
@@ -518,7 +522,7 @@ class DnsClient:
     def _admit_waiting(self) -> None:
         while self._waiting and self._active < self.settings.max_in_flight:
             query = self._waiting.popleft()
-            if not query.future.done():  # not cancelled while it waited
+            if query.future is not None and not query.future.done():  # not cancelled
                 self._begin(query)
 
     async def _retry_over_tcp(self, query: _Query, server: str) -> None:

@@ -7,9 +7,11 @@ whatever the resolver did.
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import socket
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, cast
@@ -589,6 +591,22 @@ def test_cancelled_query_leaves_nothing_pending(run: Run) -> None:
             with pytest.raises(asyncio.CancelledError):
                 await task
             assert client.pending == 0
+
+    run(main())
+
+
+def test_an_answered_query_does_not_keep_its_answer_alive(run: Run) -> None:
+    async def main() -> None:
+        # The attempt stays in the timeout sweep's FIFO until its deadline
+        # (2 s); what it holds then must not include the answer.
+        async with client_for(always(mx_answer), timeout=2.0) as (client, _):
+            future = client.ask("a.example", RdType.MX)
+            assert (await future).outcome is DnsOutcome.ANSWER
+            gone = weakref.ref(future)
+            del future
+            await asyncio.sleep(0)  # the loop drops the callback that woke us
+            gc.collect()
+            assert gone() is None
 
     run(main())
 
