@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "wire": ["--number", "2000", "--repeat", "3"],
     "match": ["--pairs", "20000", "--repeat", "3"],
     "responder": [],
+    "tls_floor": ["--handshakes", "1000"],
     "handshake": [],
     "testbed_dns": ["--domains", "100000"],
     "resolve": [],
