@@ -691,7 +691,7 @@ def test_compiled_build_is_not_older_than_its_source() -> None:
     )
 
 
-def both_ways(codec: ModuleType, data: bytes) -> tuple[str, str]:
+def reading(codec: ModuleType, data: bytes) -> tuple[str, str]:
     """What a codec makes of a reply, as text (the two builds' classes differ)."""
     parsed = codec.parse_message(data)
     if isinstance(parsed, codec.Malformed):
@@ -704,7 +704,7 @@ def both_ways(codec: ModuleType, data: bytes) -> tuple[str, str]:
 def check_builds_agree(data: bytes) -> None:
     source = native.source_codec()
     assert source is not wire
-    assert both_ways(wire, data) == both_ways(source, data)
+    assert reading(wire, data) == reading(source, data)
 
 
 @needs_compiled
