@@ -272,8 +272,10 @@ class DnsClient:
         # has that deadline.
         self._expiries: dict[float, collections.deque[tuple[float, _Query]]] = {}
         self._sweeper: asyncio.TimerHandle | None = None
-        # A timeout fires at most this late: a twentieth of the first wait.
-        self._tick = settings.timeout / 20
+        # A timeout fires at most this late: a twentieth of the first wait,
+        # and no finer than uvloop's clock (1 ms), so a tiny timeout never
+        # makes the sweep spin.
+        self._tick = max(settings.timeout / 20, 0.001)
         self._turn = 0
         self._spin = 0
         self._closing = False
