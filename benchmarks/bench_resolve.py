@@ -29,7 +29,8 @@ with the contender, as it would in ``make demo``.
 
 Reported per pass: domains/s, queries/s, the contender's CPU time per query
 (process CPU time over queries sent) and the CPU that Unbound and NSD used,
-plus how busy the whole machine was (from /proc/stat).
+plus how busy the whole machine was (from /proc/stat). ``--repeat N`` makes
+N rounds of the scanner and dnsperf, taking turns, and compares medians.
 
 Run as root (the testbed binds port 53), from the repository root::
 
@@ -54,6 +55,7 @@ import platform
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -498,18 +500,27 @@ def contender_passes(
 
 
 def comparison(args: argparse.Namespace, bed: Bed, domains: list[str]) -> list[PassResult]:
-    """The three contenders, each on a restarted Unbound, cold then warm."""
+    """The three contenders, each on a restarted Unbound, cold then warm.
+
+    The scanner and dnsperf take turns for ``--repeat`` rounds (this shared
+    machine's speed drifts by 10-25% within an hour); dnspython, at minutes
+    per pass, runs once.
+    """
     settings = ResolverSettings(
         servers=(bed.resolver,), max_in_flight=args.in_flight, sockets=args.sockets
     )
-    results = contender_passes(
-        "scanner", bed, scanner_contender(domains, settings, args.concurrency), len(domains)
-    )
-    if not args.skip_dnsperf:
-        path = bed.directory / "bench-resolve-queries.txt"
-        write_dnsperf_input(results[0].work.asked, path)
-        run = dnsperf_contender(bed.resolver, path, args.dnsperf_outstanding, args.dnsperf_clients)
-        results += contender_passes("dnsperf", bed, run, len(domains), "children")
+    scanner = scanner_contender(domains, settings, args.concurrency)
+    path = bed.directory / "bench-resolve-queries.txt"
+    results: list[PassResult] = []
+    for _ in range(args.repeat):
+        ours = contender_passes("scanner", bed, scanner, len(domains))
+        results += ours
+        if not args.skip_dnsperf:
+            write_dnsperf_input(ours[0].work.asked, path)
+            run = dnsperf_contender(
+                bed.resolver, path, args.dnsperf_outstanding, args.dnsperf_clients
+            )
+            results += contender_passes("dnsperf", bed, run, len(domains), "children")
     if not args.skip_baseline:
         run = baseline_contender(bed.resolver, domains, args.baseline_concurrency)
         results += contender_passes("dnspython", bed, run, len(domains))
@@ -720,20 +731,26 @@ def report(
     print(HEADER)
     for result in results:
         print(result.row())
-    by = {(r.contender, r.cache): r for r in results}
+    rates: dict[tuple[str, str], list[float]] = {}
+    for r in results:
+        rates.setdefault((r.contender, r.cache), []).append(r.domains / r.wall)
     for cache in ("cold", "warm"):
-        ours = by.get(("scanner", cache))
+        ours = rates.get(("scanner", cache))
         if ours is None:
             continue
-        rate = ours.domains / ours.wall
-        parts = [f"{cache}: scanner {rate:,.0f} domains/s"]
+        rate = statistics.median(ours)
+        spread = (
+            f" (median of {len(ours)}: {min(ours):,.0f}-{max(ours):,.0f})" if len(ours) > 1 else ""
+        )
+        parts = [f"{cache}: scanner {rate:,.0f} domains/s{spread}"]
         for other in ("dnsperf", "dnspython"):
-            theirs = by.get((other, cache))
+            theirs = rates.get((other, cache))
             if theirs is not None:
-                parts.append(f"{rate / (theirs.domains / theirs.wall):.2f}x {other}")
+                parts.append(f"{rate / statistics.median(theirs):.2f}x {other}")
         print("; ".join(parts))
-    scanner = by.get(("scanner", "warm"))
-    baseline = by.get(("dnspython", "warm"))
+    last = {(r.contender, r.cache): r for r in results}
+    scanner = last.get(("scanner", "warm"))
+    baseline = last.get(("dnspython", "warm"))
     if scanner is not None:
         done = sorted(scanner.work.summary.items())
         print(f"\nscanner outcomes: {done}; TCP retries {scanner.work.tcp}")
@@ -756,6 +773,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--baseline-concurrency", type=int, default=200, help="dnspython")
     parser.add_argument("--dnsperf-outstanding", type=int, default=500, help="dnsperf -q")
     parser.add_argument("--dnsperf-clients", type=int, default=4, help="dnsperf -c")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of scanner and dnsperf")
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--skip-dnsperf", action="store_true")
     parser.add_argument("--sweep", action="store_true", help="tune the scanner instead")
