@@ -34,12 +34,13 @@ class HostResult:
     addresses: tuple[AddressResult, ...] = ()
 
     @property
-    def matched(self) -> str | None:
-        return next((a.matched for a in self.addresses if a.matched), None)
-
-    @property
-    def match_depth(self) -> int:
-        return next((a.depth for a in self.addresses if a.matched), -1)
+    def first_match(self) -> tuple[str | None, int]:
+        """The record the first matching address matched and the chain depth
+        of the certificate it matched; (None, -1) when no address matched."""
+        for a in self.addresses:
+            if a.matched:
+                return a.matched, a.depth
+        return None, -1
 
 
 @dataclass(frozen=True, slots=True)

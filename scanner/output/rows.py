@@ -58,14 +58,7 @@ def _host(h: HostResult) -> Row:
     addresses = r.addresses
     tlsa = r.tlsa
     expanded = addresses.expanded
-    records = tlsa.records
-    matched, depth = None, -1
-    rows: list[Row] = []
-    if h.addresses:  # most hosts had no session: no loop at all
-        for a in h.addresses:  # HostResult.matched / match_depth, in one pass
-            if matched is None and a.matched:
-                matched, depth = a.matched, a.depth
-            rows.append(_address(a))
+    matched, depth = h.first_match
     return (
         h.host.rstrip("."),
         h.preference,
@@ -79,10 +72,10 @@ def _host(h: HostResult) -> Row:
         str(tlsa.state),
         tlsa.ttl,
         tlsa.error or None,
-        [(t.usage, t.selector, t.mtype, t.data) for t in records] if records else [],
+        [(t.usage, t.selector, t.mtype, t.data) for t in tlsa.records],
         matched,
         depth,
-        rows,
+        [_address(a) for a in h.addresses],
     )
 
 
