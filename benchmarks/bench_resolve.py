@@ -76,7 +76,7 @@ import dns.rdatatype
 import dns.resolver
 import dns.version
 import uvloop
-from procstat import Usage
+from procstat import Usage, busy_share
 
 from scanner.config import ScanConfig
 from scanner.pipeline import collector_for_scan
@@ -157,9 +157,7 @@ class PassResult:
 
     @property
     def machine_busy(self) -> float:
-        """Share of all cores' time spent busy during the pass."""
-        total = self.after.machine_total - self.before.machine_total
-        return (self.after.machine_busy - self.before.machine_busy) / total if total else 0.0
+        return busy_share(self.before, self.after)
 
     def row(self) -> str:
         q = max(self.queries, 1)
@@ -502,9 +500,9 @@ def contender_passes(
 def comparison(args: argparse.Namespace, bed: Bed, domains: list[str]) -> list[PassResult]:
     """The three contenders, each on a restarted Unbound, cold then warm.
 
-    The scanner and dnsperf take turns for ``--repeat`` rounds (this shared
-    machine's speed drifts by 10-25% within an hour); dnspython, at minutes
-    per pass, runs once.
+    The scanner and dnsperf take turns for ``--repeat`` rounds (on this shared
+    machine even dnsperf's cold rate moved by up to 2x within an hour; see
+    RESULTS.md); dnspython, at minutes per pass, runs once.
     """
     settings = ResolverSettings(
         servers=(bed.resolver,), max_in_flight=args.in_flight, sockets=args.sockets

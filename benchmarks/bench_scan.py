@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-from procstat import Usage
+from procstat import Usage, busy_share
 
 from testbed.cli import restart_unbound
 
@@ -171,8 +170,6 @@ def run_scan(
         "--workers", str(args.workers), "--min-interval", "0", "--timeout", "5", "-q",
     ]  # fmt: skip
     usage_before = Usage.now(testbed / "processes.json")
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu_before = before.ru_utime + before.ru_stime
     started = time.monotonic()
     proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
     peak_rss, last_cpu = 0, 0.0
@@ -188,9 +185,9 @@ def run_scan(
     if proc.returncode != 0:
         print(err, file=sys.stderr)
         return None
-    # Children reaped so far: this scan's and any earlier one's; subtract.
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = children.ru_utime + children.ru_stime - cpu_before
+    # RUSAGE_CHILDREN counts every child reaped so far (an earlier scan's
+    # too): the difference is this scan's processes, reaped by poll() above.
+    cpu = usage_after.children - usage_before.children
     first, last, rows = duckdb.connect().execute(
         f"SELECT min(scanned_at), max(scanned_at), count(*) FROM '{output}/part-*.parquet'"
     ).fetchone() or (None, None, 0)
@@ -207,11 +204,7 @@ def run_scan(
         # The testbed's share of the two cores while the scan ran.
         "cpu_seconds_unbound": round(usage_after.unbound - usage_before.unbound, 1),
         "cpu_seconds_nsd": round(usage_after.nsd - usage_before.nsd, 1),
-        "machine_busy": round(
-            (usage_after.machine_busy - usage_before.machine_busy)
-            / (usage_after.machine_total - usage_before.machine_total),
-            3,
-        ),
+        "machine_busy": round(busy_share(usage_before, usage_after), 3),
         "load_average": os.getloadavg(),
         "command": " ".join(argv),
     }

@@ -44,6 +44,12 @@ class Usage:
         )
 
 
+def busy_share(before: Usage, after: Usage) -> float:
+    """Share of all cores' time spent busy between two instants."""
+    total = after.machine_total - before.machine_total
+    return (after.machine_busy - before.machine_busy) / total if total else 0.0
+
+
 def group_cpu(pgid: int) -> float:
     """CPU seconds of every live process in a process group (NSD forks)."""
     ticks = 0
