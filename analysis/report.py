@@ -155,8 +155,8 @@ def build_html(scan: Scan, old: ScanDomains | None = None) -> str:
     host_verdicts = metrics.host_verdicts(scan.domains)
     triplets = metrics.tlsa_triplets(scan.dane)
     operators = metrics.provider_concentration(scan.dane, top=TOP)
-    observed = metrics.observe(scan.dane)  # shared by the rollover and anchor tables
     hosts = metrics.provider_concentration(scan.dane, by="host", top=TOP)
+    observed = metrics.observe(scan.dane)  # shared by the rollover and anchor tables
     tld_wide = by_tld.pivot(index="tld", columns="stage", values="domains")
     tld_wide = tld_wide.reset_index().rename_axis(columns=None)
     sections = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import threading
 from pathlib import Path
 
 import duckdb
@@ -267,8 +268,6 @@ def test_shard_of_is_stable_and_spreads() -> None:
 
 
 def test_concurrent_flushes_write_each_row_once(tmp_path: Path) -> None:
-    import threading
-
     writer = PartWriter(tmp_path, 0, batch_rows=16)
     for i in range(200):
         writer.add(domain_row(dane_result(f"d{i}.example", i)))

@@ -709,13 +709,13 @@ def check_builds_agree(data: bytes) -> None:
 
 @needs_compiled
 @oracle
-@given(dns_messages(), edits)
+@given(dns_messages(), st.integers(min_value=0))
 def test_compiled_build_reads_messages_as_its_source_does(
-    msg: dns.message.Message, damage: list[tuple[str, int, bytes]]
+    msg: dns.message.Message, cut: int
 ) -> None:
     data = msg.to_wire(max_size=65535)
     check_builds_agree(data)
-    check_builds_agree(data[: damage[0][1] % (len(data) + 1)])
+    check_builds_agree(data[: cut % (len(data) + 1)])  # truncated
 
 
 @needs_compiled
