@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import functools
 import ipaddress
 import random
 import socket
@@ -363,12 +362,20 @@ class DnsClient:
         octets, non-ASCII) gives MALFORMED without sending anything: such
         names come from remote data, e.g. a very long MX host name.
         """
-        return await self.ask(name, rdtype)
+        future = self.ask(name, rdtype)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            self._drop_abandoned()  # at once, not at the next sweep
+            raise
 
     def ask(self, name: str, rdtype: int) -> asyncio.Future[DnsAnswer]:
         """``query`` without the coroutine: the query is on its way when this
         returns, so ask several, then await them (no task per query).
-        Cancelling the future abandons the query and frees its IDs."""
+        Cancelling the future abandons the query: its IDs and in-flight slot
+        are freed by the next sweep, within a tick (a twentieth of the
+        timeout). A done-callback per future would free them at once but
+        cost about 3 us per query, most of what sending it costs."""
         loop = self._loop
         if loop is None or self._closing:
             raise RuntimeError("DnsClient is not running: use it as an async context manager")
@@ -381,7 +388,6 @@ class DnsClient:
             future.set_result(DnsAnswer(qname, rdtype, DnsOutcome.MALFORMED, error=error))
             return future
         query = _Query(qname, rdtype, template, future, self.settings.timeout)
-        future.add_done_callback(functools.partial(self._abandoned, query))
         if self._active < self.settings.max_in_flight:
             self._begin(query)
         else:
@@ -424,9 +430,11 @@ class DnsClient:
         udp.transport.sendto(qid.to_bytes(2, "big") + query.template[2:])
 
     def _sweep(self) -> None:
-        """Time out the attempts whose deadline has passed; again in a tick."""
+        """Time out the attempts whose deadline has passed and free those
+        whose futures were cancelled; again in a tick."""
         assert self._loop is not None
         self._sweeper = None
+        self._drop_abandoned()
         now = self._loop.time()
         # A list: an attempt that expires may start a retry with a new wait.
         for expiries in list(self._expiries.values()):
@@ -517,9 +525,16 @@ class DnsClient:
         if future is not None and not future.done():
             future.set_result(answer)
 
-    def _abandoned(self, query: _Query, future: asyncio.Future[DnsAnswer]) -> None:
-        if future.cancelled():
-            self._release(query)
+    def _drop_abandoned(self) -> None:
+        """Free every sent query whose future was cancelled (its caller left).
+
+        Walks the pending IDs: about a thousand entries at most, a tick
+        apart; queries still waiting for a slot are skipped when admitted."""
+        for udp in [udp for group in self._servers for udp in group]:
+            abandoned = [q for q in udp.pending.values() if q.future and q.future.cancelled()]
+            for query in abandoned:
+                query.future = None
+                self._release(query)
 
     def _admit_waiting(self) -> None:
         while self._waiting and self._active < self.settings.max_in_flight:

@@ -595,6 +595,27 @@ def test_cancelled_query_leaves_nothing_pending(run: Run) -> None:
     run(main())
 
 
+def test_cancelled_future_frees_its_slot_within_a_tick(run: Run) -> None:
+    async def main() -> None:
+        # Nothing answers "a.example"; the tick is 5 s / 20 = 0.25 s.
+        answers = lambda query, nth: (  # noqa: E731
+            [] if str(query.question[0].name) == "a.example." else [(mx_answer(query), 0.0)]
+        )
+        async with client_for(answers, timeout=5.0, max_in_flight=1) as (client, fake):
+            silent = client.ask("a.example", RdType.MX)
+            waiting = client.ask("b.example", RdType.MX)
+            await asyncio.sleep(0.05)
+            silent.cancel()
+            started = asyncio.get_running_loop().time()
+            # The sweep frees the slot, and the query behind it goes out.
+            assert (await waiting).outcome is DnsOutcome.ANSWER
+            assert asyncio.get_running_loop().time() - started < 1.0
+            assert client.pending == 0
+        assert [str(q.question[0].name) for q in fake.queries] == ["a.example.", "b.example."]
+
+    run(main())
+
+
 def test_an_answered_query_does_not_keep_its_answer_alive(run: Run) -> None:
     async def main() -> None:
         # The attempt stays in the timeout sweep's FIFO until its deadline
