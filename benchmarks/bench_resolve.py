@@ -7,8 +7,9 @@ up here on its own loopback net), through the testbed's validating Unbound.
 Three contenders:
 
 - scanner: ``Discoverer`` over ``DnsClient`` (uvloop), ``--concurrency``
-  domains in flight (100: more costs CPU per query and so throughput, see
-  ``--sweep``), at most ``--in-flight`` queries outstanding over
+  domains in flight and at most ``--in-flight`` queries outstanding (by
+  default the pipeline's ``ScanConfig.resolve_tasks`` and ``dns_in_flight``,
+  150 and 400; see ``--sweep`` for the trade-off), over
   ``--sockets`` UDP sockets; the per-host single-flight cache is part of it.
 - dnsperf: the very queries the scanner asked in its cold pass (rebuilt from
   its results, in order, DO bit set) replayed by dnsperf, ``-q`` outstanding:
@@ -95,7 +96,12 @@ from testbed import cli
 from testbed.procs import require_binary
 
 _QTYPE_TEXT = {int(t): t.name for t in RdType}
-HOST_CACHE_SIZE = ScanConfig.__dataclass_fields__["host_cache_size"].default
+# The scanner as the pipeline sets it up: its host cache, domains in flight
+# per process and outstanding queries.
+_PIPELINE = ScanConfig.__dataclass_fields__
+HOST_CACHE_SIZE = _PIPELINE["host_cache_size"].default
+RESOLVE_TASKS = _PIPELINE["resolve_tasks"].default
+DNS_IN_FLIGHT = _PIPELINE["dns_in_flight"].default
 
 
 # -- what a pass measured -----------------------------------------------------------
@@ -765,8 +771,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--reuse", action="store_true", help="measure the testbed already in --dir")
     parser.add_argument("--keep", action="store_true", help="leave the testbed running")
     parser.add_argument("--limit", type=int, default=0, help="only the first N domains")
-    parser.add_argument("--concurrency", type=int, default=100, help="scanner: domains in flight")
-    parser.add_argument("--in-flight", type=int, default=1000, help="scanner: queries at most")
+    parser.add_argument(
+        "--concurrency", type=int, default=RESOLVE_TASKS, help="scanner: domains in flight"
+    )
+    parser.add_argument(
+        "--in-flight", type=int, default=DNS_IN_FLIGHT, help="scanner: queries at most"
+    )
     parser.add_argument("--sockets", type=int, default=4, help="scanner: UDP sockets")
     parser.add_argument("--baseline-concurrency", type=int, default=200, help="dnspython")
     parser.add_argument("--dnsperf-outstanding", type=int, default=500, help="dnsperf -q")
