@@ -31,20 +31,21 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[analysis,dev]'
 	@touch $@
 
-# The DNS codec (scanner/resolve/wire.py) compiled by mypyc: the same source,
-# a third less CPU per message. The extension shadows wire.py on import, so
-# it is rebuilt whenever wire.py changes (and a test fails if it is older).
-NATIVE_STAMP := $(VENV)/.native-wire
-NATIVE_SRC := scanner/resolve/wire.py
+# The resolve stage's hot modules compiled by mypyc (scanner/native.py says
+# which): the same sources, less CPU per query. The extensions shadow the
+# sources on import, so they are rebuilt whenever scanner code changes (mypyc
+# compiles against the types of what they import; a test fails if one is
+# older than its source).
+NATIVE_STAMP := $(VENV)/.native
+NATIVE_DEPS := $(shell find scanner -name '*.py')
 
 native: $(NATIVE_STAMP)
 
-$(NATIVE_STAMP): $(NATIVE_SRC) $(STAMP)
+$(NATIVE_STAMP): $(NATIVE_DEPS) $(STAMP)
 	@mkdir -p .cache
-	@echo "compiling $(NATIVE_SRC) with mypyc (log: .cache/native-build.log)"
-	@$(BIN)/mypyc $(NATIVE_SRC) >.cache/native-build.log 2>&1 || { tail -n 30 .cache/native-build.log; exit 1; }
-	@# setuptools keeps an unchanged shim and copies with the build's times.
-	@touch scanner/resolve/wire*.so $@
+	@echo "compiling the modules of scanner/native.py with mypyc (log: .cache/native-build.log)"
+	@$(BIN)/python -m scanner.native >.cache/native-build.log 2>&1 || { tail -n 30 .cache/native-build.log; exit 1; }
+	@touch $@
 
 demo: setup
 	$(BIN)/python -m testbed.demo --dir $(DEMO_DIR) --domains $(DEMO_DOMAINS)
@@ -82,4 +83,4 @@ notebooks: setup
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info build
-	rm -f scanner/resolve/wire*.so
+	find scanner -name '*.so' -delete

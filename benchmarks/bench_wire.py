@@ -24,7 +24,8 @@ import dns.rdatatype
 import dns.rrset
 import dns.version
 
-from scanner.resolve import native, wire
+from scanner import native
+from scanner.resolve import wire
 from scanner.resolve.wire import DnsAnswer
 from scanner.status import DnsOutcome
 
@@ -131,7 +132,7 @@ def main() -> None:
     print(f"{versions}, {platform.machine()}")
     codecs = {"ours": wire}
     if native.compiled():
-        codecs = {"compiled": wire, "source": native.source_codec()}
+        codecs = {"compiled": wire, "source": native.source_module(wire.__name__)}
     columns = "".join(f"{f'{kind} µs':>13}" for kind in codecs)
     print(f"{'message':<22}{'octets':>7}{columns}{'dnspython µs':>14}  speed-up")
     for label, (name, rdtype, data) in MESSAGES.items():

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from scanner.resolve import native
+from scanner import native
 
 
 def pytest_report_header() -> str:
-    build = "compiled by mypyc" if native.compiled() else "Python source (no `make native`)"
-    return f"DNS codec (scanner/resolve/wire.py): {build}"
+    built = [module for module in native.MODULES if native.compiled(module)]
+    if not built:
+        return "compiled modules: none, all from source (no `make native`)"
+    return f"compiled by mypyc: {', '.join(built)}"
