@@ -131,7 +131,7 @@ def main() -> None:
     versions = f"Python {platform.python_version()}, dnspython {dns.version.version}"
     print(f"{versions}, {platform.machine()}")
     codecs = {"ours": wire}
-    if native.compiled():
+    if native.compiled(wire.__name__):
         codecs = {"compiled": wire, "source": native.source_module(wire.__name__)}
     columns = "".join(f"{f'{kind} µs':>13}" for kind in codecs)
     print(f"{'message':<22}{'octets':>7}{columns}{'dnspython µs':>14}  speed-up")

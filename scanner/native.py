@@ -7,8 +7,8 @@ mypyc into extension modules beside their sources, sharing one library
 a source file of the same name, so importing any of them loads the compiled
 build, with no switch anywhere in the scanner. Each module is one source for
 both builds: only speed differs (benchmarks/RESULTS.md: the DNS codec
-1.2-2.1x; the resolve stage's driver, policy and cache together about a
-third less CPU per domain over an in-memory client).
+1.2-2.1x; the Discoverer with its policy and cache about a quarter less
+CPU per domain over an in-memory client).
 
 Compiled are the resolve stage's per-query and per-domain code: the DNS
 codec, the RFC 7672 policy, the Discoverer and the single-flight cache. Not
@@ -47,7 +47,7 @@ def extension_path(module: str) -> Path:
     return source.with_name(source.stem + importlib.machinery.EXTENSION_SUFFIXES[0])
 
 
-def compiled(module: str = "scanner.resolve.wire") -> bool:
+def compiled(module: str) -> bool:
     """Whether ``module`` is imported from its compiled extension."""
     return Path(importlib.import_module(module).__file__ or "").suffix != ".py"
 
