@@ -15,6 +15,9 @@ codec, the RFC 7672 policy, the Discoverer and the single-flight cache. Not
 DnsClient: tests and benchmarks subclass it, which a compiled class forbids,
 and compiling it measured within noise. The tests compare the codec's two
 builds (``source_module``) and check that no build is older than its source.
+Python profilers (py-spy, pyinstrument) see no lines inside a compiled
+module; to profile one line by line, delete its extension (``make clean``
+removes them all) and run from source.
 """
 
 from __future__ import annotations
