@@ -317,9 +317,8 @@ class DnsClient:
         self._closing = True
         while self._waiting:
             self._no_answer(self._waiting.popleft(), closed=True)
-        sockets = [udp for group in self._servers for udp in group]
-        # A query is pending on every socket one of its attempts used: once.
-        for query in dict.fromkeys(q for udp in sockets for q in udp.pending.values()):
+        sockets = self._sockets()
+        for query in self._pending_queries():
             self._no_answer(query, closed=True)  # frees its IDs
         for udp in sockets:
             if udp.transport is not None:
@@ -348,7 +347,15 @@ class DnsClient:
     @property
     def pending(self) -> int:
         """IDs registered and not yet released (0 when nothing is in flight)."""
-        return sum(len(udp.pending) for group in self._servers for udp in group)
+        return sum(len(udp.pending) for udp in self._sockets())
+
+    def _sockets(self) -> list[_UdpSocket]:
+        return [udp for group in self._servers for udp in group]
+
+    def _pending_queries(self) -> list[_Query]:
+        """Every query with an ID registered, once (a query is pending on
+        every socket one of its attempts used)."""
+        return list(dict.fromkeys(q for udp in self._sockets() for q in udp.pending.values()))
 
     @property
     def stats(self) -> ClientStats:
@@ -374,8 +381,9 @@ class DnsClient:
         returns, so ask several, then await them (no task per query).
         Cancelling the future abandons the query: its IDs and in-flight slot
         are freed by the next sweep, within a tick (a twentieth of the
-        timeout). A done-callback per future would free them at once but
-        cost about 3 us per query, most of what sending it costs."""
+        timeout; after a TC reply, when the TCP retry ends). A done-callback
+        per future would free them at once but cost about 3 us per query,
+        most of what sending it costs."""
         loop = self._loop
         if loop is None or self._closing:
             raise RuntimeError("DnsClient is not running: use it as an async context manager")
@@ -529,10 +537,10 @@ class DnsClient:
         """Free every sent query whose future was cancelled (its caller left).
 
         Walks the pending IDs: about a thousand entries at most, a tick
-        apart; queries still waiting for a slot are skipped when admitted."""
-        for udp in [udp for group in self._servers for udp in group]:
-            abandoned = [q for q in udp.pending.values() if q.future and q.future.cancelled()]
-            for query in abandoned:
+        apart. Queries still waiting for a slot are skipped when admitted;
+        one gone to TCP keeps its slot until that exchange ends."""
+        for query in self._pending_queries():
+            if query.future is not None and query.future.cancelled():
                 query.future = None
                 self._release(query)
 
