@@ -693,7 +693,7 @@ def tlsa_records(
     subject CN and O, and leaf, intermediate or root), ``host_verdict``,
     ``domains`` (domains with an MX host using this RRset).
     """
-    return (observe(scan) if observed is None else observed).records
+    return (observed or observe(scan)).records
 
 
 def rollover_readiness(
@@ -711,8 +711,7 @@ def rollover_readiness(
     ``measure``, ``rrsets``, ``share`` (of ``rrsets``, or of ``with_chain`` for
     the last two), ``domains`` (distinct domains with such an RRset).
     """
-    if observed is None:
-        observed = observe(scan)
+    observed = observed or observe(scan)
     records = observed.records
     per = (
         records.assign(
@@ -795,8 +794,7 @@ def ta_exposure(scan: duckdb.DuckDBPyRelation, *, observed: Observed | None = No
     certificate: a stale pin, or an anchor published only in DNS).
     Columns: ``exposure``, ``rrsets``, ``domains``, ``share`` (of RRsets).
     """
-    if observed is None:
-        observed = observe(scan)
+    observed = observed or observe(scan)
     classes = _exposures(observed.records)
     total = len(classes)
     rrsets = [int((classes == e).sum()) for e in _EXPOSURES]
@@ -827,8 +825,7 @@ def ta_anchors(scan: duckdb.DuckDBPyRelation, *, observed: Observed | None = Non
     ``anchor_kind``, ``rrsets``, ``domains``, ``at_risk_rrsets``,
     ``at_risk_domains``; most RRsets first.
     """
-    if observed is None:
-        observed = observe(scan)
+    observed = observed or observe(scan)
     classes = _exposures(observed.records)
     at_risk = set(classes.index[classes == "intermediate_only"])
     ta = observed.records[observed.records["usage"] == 2].fillna(
