@@ -339,7 +339,7 @@ CHAIN = (
         (message(CHAIN[:1], (SOA_RR,), 3), DnsOutcome.NXDOMAIN, (), ("b.example.",), 100, ""),
         (message(LOOP), DnsOutcome.NODATA, (), ("b.example.",), None, "CNAME loop at b.example."),
         (message((), (SOA_RR,)), DnsOutcome.NODATA, (), (), 600, ""),
-        (message((), (SOA_RR._replace(ttl=60),)), DnsOutcome.NODATA, (), (), 60, ""),
+        (message((), (Rr(SOA_RR.name, SOA, 60, SOA_RR.rdata),)), DnsOutcome.NODATA, (), (), 60, ""),
         (message((MX_RR,), rcode=2), DnsOutcome.SERVFAIL, (MX_RR.rdata,), (), 300, ""),
         (message(rcode=5), DnsOutcome.REFUSED, (), (), None, ""),
         (message(rcode=1), DnsOutcome.REFUSED, (), (), None, "rcode FORMERR"),
@@ -387,6 +387,30 @@ def test_typed_views() -> None:
     assert answer.mx == (Mx(1, "b."),)
     assert answer.addresses == ("192.0.2.1",)
     assert answer.tlsa == (Tlsa(3, 1, 1, b"x"),)
+
+
+def test_values_compare_by_type_and_fields() -> None:
+    mx = Mx(10, "mx.example.")
+    assert mx == Mx(10, "mx.example.")
+    assert hash(mx) == hash(Mx(10, "mx.example."))
+    assert len({mx, Mx(10, "mx.example."), Mx(20, "mx.example.")}) == 2
+    assert mx != Mx(10, "other.example.")
+    # Not a tuple any more, and not equal to another type with equal fields.
+    assert mx != (10, "mx.example.")
+    assert mx != Malformed(10, "mx.example.")
+    assert repr(mx) == "Mx(preference=10, exchange='mx.example.')"
+    assert sorted([Mx(20, "a."), mx, Mx(10, "a.")]) == [Mx(10, "a."), mx, Mx(20, "a.")]
+    answer = DnsAnswer("a.", A, DnsOutcome.TIMEOUT, error="no answer")
+    assert answer == DnsAnswer("a.", A, DnsOutcome.TIMEOUT, error="no answer")
+    assert answer != DnsAnswer("a.", A, DnsOutcome.TIMEOUT, error="no answer", attempts=1)
+
+
+@pytest.mark.skipif(not native.compiled(wire.__name__), reason="read-only once compiled")
+def test_compiled_values_are_read_only() -> None:
+    answer = DnsAnswer("a.", A, DnsOutcome.ANSWER)
+    with pytest.raises(AttributeError):
+        answer.outcome = DnsOutcome.NXDOMAIN  # type: ignore[misc]
+    assert answer.outcome is DnsOutcome.ANSWER
 
 
 @pytest.mark.parametrize(
@@ -505,7 +529,9 @@ def canonical(rdtype: int, rdata: Any) -> Any:
         return (*names, theirs.serial, theirs.refresh, theirs.retry, theirs.expire, theirs.minimum)
     if rdtype == AAAA:
         return ipaddress.IPv6Address(rdata)
-    return tuple(rdata) if isinstance(rdata, tuple) else rdata
+    if isinstance(rdata, str):
+        return rdata
+    return tuple(getattr(rdata, field) for field in rdata._fields)
 
 
 def oracle_records(section: list[dns.rrset.RRset]) -> list[tuple[Any, ...]]:
@@ -539,7 +565,9 @@ def assert_same_as_oracle(ours: Message, theirs: dns.message.Message, exact: boo
     assert (ours.id, ours.flags, ours.rcode) == (theirs.id, int(theirs.flags), theirs.rcode())
     if theirs.question:
         question = theirs.question[0]
-        assert ours.question == (question.name.to_text().lower(), question.rdtype, question.rdclass)
+        asked = (question.name.to_text().lower(), question.rdtype, question.rdclass)
+        assert ours.question is not None
+        assert (ours.question.name, ours.question.rdtype, ours.question.rdclass) == asked
     else:
         assert ours.question is None
     assert_same_records(ours.answer, theirs.answer, exact)
