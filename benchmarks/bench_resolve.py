@@ -66,7 +66,7 @@ from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Literal, TypeVar
 
 import dns.asyncresolver
 import dns.exception
@@ -82,7 +82,7 @@ from procstat import Usage, busy_share
 from scanner.config import ScanConfig
 from scanner.pipeline import collector_for_scan
 from scanner.resolve.client import ClientStats, DnsAnswer, DnsClient, ResolverSettings
-from scanner.resolve.discover import Discoverer, DomainResolution
+from scanner.resolve.discover import Asker, Discoverer, DomainResolution
 from scanner.resolve.policy import MxKind, TlsaState, tlsa_name
 from scanner.resolve.wire import (
     Message,
@@ -569,15 +569,16 @@ def sweep(args: argparse.Namespace, bed: Bed, domains: list[str]) -> None:
 # -- where the scanner's CPU goes ------------------------------------------------------------
 
 
-class RecordingClient(DnsClient):
-    """DnsClient that keeps every answer, for the in-memory replay."""
+class RecordingClient:
+    """Asks through a DnsClient and keeps every answer in ``answers``, for
+    the in-memory replay."""
 
-    def __init__(self, settings: ResolverSettings) -> None:
-        super().__init__(settings)
-        self.answers: dict[tuple[str, int], DnsAnswer] = {}
+    def __init__(self, client: DnsClient, answers: dict[tuple[str, int], DnsAnswer]) -> None:
+        self._client = client
+        self.answers = answers
 
     def ask(self, name: str, rdtype: int) -> asyncio.Future[DnsAnswer]:
-        future = super().ask(name, rdtype)
+        future = self._client.ask(name, rdtype)
         key = normalize_name(name), int(rdtype)
         future.add_done_callback(lambda done: self.answers.__setitem__(key, done.result()))
         return future
@@ -632,9 +633,8 @@ async def replay(asked: Sequence[tuple[str, int]], settings: ResolverSettings) -
         return client.stats.sent
 
 
-async def discover_from(client: object, domains: Sequence[str], concurrency: int) -> None:
-    # MemoryClient has the one method the Discoverer calls.
-    discoverer = Discoverer(cast(DnsClient, client))
+async def discover_from(client: Asker, domains: Sequence[str], concurrency: int) -> None:
+    discoverer = Discoverer(client)
     names = iter(domains)
 
     async def worker() -> None:
@@ -666,12 +666,12 @@ def breakdown(args: argparse.Namespace, bed: Bed, domains: list[str]) -> None:
     settings = ResolverSettings(
         servers=(bed.resolver,), max_in_flight=args.in_flight, sockets=args.sockets
     )
-    recorder = RecordingClient(settings)
+    answers: dict[tuple[str, int], DnsAnswer] = {}
 
     async def record() -> tuple[tuple[str, int], ...]:
         tally = ScanTally()
-        async with recorder:
-            discoverer = Discoverer(recorder)
+        async with DnsClient(settings) as client:
+            discoverer = Discoverer(RecordingClient(client, answers))
             for resolution in await asyncio.gather(*(discoverer.domain(d) for d in domains)):
                 tally.add(resolution)
         return tally.work(ClientStats()).asked
@@ -679,7 +679,7 @@ def breakdown(args: argparse.Namespace, bed: Bed, domains: list[str]) -> None:
     asked = run_loop(record())
     replies = fetch_replies(bed.resolver, asked)
     n, q = len(domains), len(asked)
-    memory = MemoryClient(recorder.answers)
+    memory = MemoryClient(answers)
     steps: list[tuple[str, Callable[[], object]]] = [
         (
             "codec: build_query, parse_message, answer_from_message",

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Protocol
 
 from scanner.cache import SingleFlightLru
-from scanner.resolve.client import DnsClient
 from scanner.resolve.policy import (
     AddressDecision,
     MxDecision,
@@ -26,7 +26,7 @@ from scanner.resolve.policy import (
     tlsa_name,
     try_next_base,
 )
-from scanner.resolve.wire import RdType, normalize_name
+from scanner.resolve.wire import DnsAnswer, RdType, normalize_name
 from scanner.status import DnssecStatus
 
 
@@ -46,10 +46,17 @@ class DomainResolution:
     hosts: tuple[HostResolution, ...]  # in the order of mx.targets
 
 
-class Discoverer:
-    """Resolves domains through one DnsClient, caching per MX host."""
+class Asker(Protocol):
+    """What the Discoverer needs of a DNS client: scanner.resolve.client's
+    DnsClient, or a stand-in that records or replays its answers."""
 
-    def __init__(self, client: DnsClient, *, max_mx: int = 10, cache_size: int = 100_000) -> None:
+    def ask(self, name: str, rdtype: int) -> asyncio.Future[DnsAnswer]: ...
+
+
+class Discoverer:
+    """Resolves domains through one DnsClient (any Asker), caching per MX host."""
+
+    def __init__(self, client: Asker, *, max_mx: int = 10, cache_size: int = 100_000) -> None:
         self._client = client
         self._max_mx = max_mx
         self._hosts: SingleFlightLru[str, HostResolution] = SingleFlightLru(cache_size)
