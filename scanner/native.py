@@ -12,15 +12,15 @@ CPU per domain over an in-memory client).
 
 Compiled are the resolve stage's per-query and per-domain code: the DNS
 codec, the DNS client, the RFC 7672 policy, the Discoverer and the
-single-flight cache, and the status enums they compare with (compiled code
-looks up a member of an interpreted enum as a Python attribute, about 900
-instructions each, 12,000 per query before scanner.status was compiled). A compiled class cannot be subclassed from Python: to
-watch or replay what the Discoverer asks, wrap a DnsClient in another
-``discover.Asker`` (the tests and benchmarks do). Timings on this machine
-move too much to show a tenth; instruction counts do not (valgrind,
-benchmarks/RESULTS.md): compiling the client took a warm resolve pass from
-142,000 to 118,000 instructions per query, which timing had called noise.
-The tests compare the codec's two
+single-flight cache, and the status enums they compare with (compiled code looks up
+a member of an interpreted enum as a Python attribute, about 900
+instructions each, 12,000 per query before scanner.status was compiled). A
+compiled class cannot be subclassed from Python: to watch or replay what the
+Discoverer asks, wrap a DnsClient in another ``discover.Asker`` (the tests
+and benchmarks do). Timings on this machine move too much to show a tenth;
+instruction counts do not (valgrind, benchmarks/RESULTS.md): compiling the
+client took a warm resolve pass from 142,000 to 118,000 instructions per
+query, which timing had called noise. The tests compare the codec's two
 builds (``source_module``) and check that no build is older than its source.
 Python profilers (py-spy, pyinstrument) see no lines inside a compiled
 module; to profile one line by line, delete its extension (``make clean``
