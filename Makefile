@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the testbed and the tests need (the commands they provide are checked first).
-DEB_PACKAGES := unbound nsd ldnsutils bind9-dnsutils postfix dnsperf openssl chromium
+DEB_PACKAGES := unbound nsd ldnsutils bind9-dnsutils postfix dnsperf valgrind openssl chromium
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= .testbed/demo
 DEMO_DOMAINS ?= 2000

@@ -762,6 +762,52 @@ def report(
             print(f"dnspython outcomes DIFFER: {sorted(baseline.work.summary.items())}")
 
 
+# -- instructions per query ---------------------------------------------------------------
+
+_VALGRIND_TOTAL = re.compile(r"I\s+refs:\s+([\d,]+)")
+
+
+def counted_pass(bed: Bed, count: int) -> None:
+    """The child under valgrind: a warm scanner pass over the first ``count``
+    domains, gently (valgrind runs it some fifty times slower, and replies
+    waiting in the socket must not time out)."""
+    settings = ResolverSettings(servers=(bed.resolver,), max_in_flight=60, sockets=4, timeout=20.0)
+    stats, _ = run_loop(scanner_pass(bed.domains()[:count], settings, 30))
+    print(f"sent {stats.sent} timeouts {stats.timeouts}")
+
+
+def instructions(args: argparse.Namespace, bed: Bed, domains: list[str]) -> None:
+    """Instructions per query of a warm scanner pass, by valgrind: the
+    difference between a pass of ``--limit`` domains and one three times as
+    long, over the difference in queries sent."""
+    valgrind = require_binary("valgrind", "valgrind")
+    short = args.limit or 2_000
+    settings = ResolverSettings(
+        servers=(bed.resolver,), max_in_flight=args.in_flight, sockets=args.sockets
+    )
+    run_loop(scanner_pass(domains[: 3 * short], settings, args.concurrency))  # Unbound warm
+    counted: list[tuple[int, int]] = []
+    for count in (short, 3 * short):
+        command = [
+            valgrind, "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+            sys.executable, __file__, "--counted-pass", str(count), "--dir", str(bed.directory),
+            "--reuse",
+        ]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        total = _VALGRIND_TOTAL.search(done.stderr)
+        sent = re.search(r"sent (\d+) timeouts (\d+)", done.stdout)
+        if total is None or sent is None:
+            raise SystemExit(f"valgrind run failed:\n{done.stdout}\n{done.stderr[-2000:]}")
+        if int(sent.group(2)):
+            raise SystemExit(f"{sent.group(2)} timeouts under valgrind: the count is not clean")
+        counted.append((int(total.group(1).replace(",", "")), int(sent.group(1))))
+        print(f"{count:>6} domains: {counted[-1][1]:>6} queries, {counted[-1][0]:,} instructions")
+    (small, small_sent), (large, large_sent) = counted
+    per_query = (large - small) / (large_sent - small_sent)
+    per_domain = (large - small) / (2 * short)
+    print(f"scanner, warm: {per_query:,.0f} instructions per query, {per_domain:,.0f} per domain")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--domains", type=int, default=100_000)
@@ -788,6 +834,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--sweep-cold", action="store_true", help="restart Unbound each time")
     parser.add_argument("--breakdown", action="store_true", help="CPU per layer instead")
     parser.add_argument("--rounds", type=int, default=3, help="--breakdown: rounds")
+    parser.add_argument(
+        "--instructions", action="store_true", help="count instructions per query (valgrind)"
+    )
+    parser.add_argument("--counted-pass", type=int, default=0, help=argparse.SUPPRESS)
     for option, values in (
         ("--sweep-concurrency", [250, 1000, 3000]),
         ("--sweep-in-flight", [200, 500, 1000, 2000]),
@@ -802,6 +852,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.dir = Path(tempfile.mkdtemp(prefix="bench-resolve-"))
         args.dir.chmod(0o755)
     bed, started = bring_up(args)
+    if args.counted_pass:
+        counted_pass(bed, args.counted_pass)
+        return
     try:
         domains = bed.domains()
         if args.limit:
@@ -811,6 +864,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             return
         if args.breakdown:
             breakdown(args, bed, domains)
+            return
+        if args.instructions:
+            instructions(args, bed, bed.domains())
             return
         print(HEADER, file=sys.stderr)
         load_before = os.getloadavg()[0]
