@@ -96,12 +96,20 @@ from testbed import cli
 from testbed.procs import require_binary
 
 _QTYPE_TEXT = {int(t): t.name for t in RdType}
+
+
 # The scanner as the pipeline sets it up: its host cache, domains in flight
 # per process and outstanding queries.
-_PIPELINE = ScanConfig.__dataclass_fields__
-HOST_CACHE_SIZE = _PIPELINE["host_cache_size"].default
-RESOLVE_TASKS = _PIPELINE["resolve_tasks"].default
-DNS_IN_FLIGHT = _PIPELINE["dns_in_flight"].default
+def _pipeline_default(name: str) -> int:
+    value = ScanConfig.__dataclass_fields__[name].default
+    if not isinstance(value, int):
+        raise TypeError(f"ScanConfig.{name} has no integer default")
+    return value
+
+
+HOST_CACHE_SIZE = _pipeline_default("host_cache_size")
+RESOLVE_TASKS = _pipeline_default("resolve_tasks")
+DNS_IN_FLIGHT = _pipeline_default("dns_in_flight")
 
 
 # -- what a pass measured -----------------------------------------------------------
