@@ -7,13 +7,13 @@ mypyc into extension modules beside their sources, sharing one library
 a source file of the same name, so importing any of them loads the compiled
 build, with no switch anywhere in the scanner. Each module is one source for
 both builds: only speed differs (benchmarks/RESULTS.md: the DNS codec
-1.2-2.1x; the Discoverer with its policy and cache about a quarter less
+2.1-2.5x; the Discoverer with its policy and cache about a quarter less
 CPU per domain over an in-memory client).
 
 Compiled are the resolve stage's per-query and per-domain code: the DNS
 codec, the DNS client, the RFC 7672 policy, the Discoverer and the
-single-flight cache, and the status enums they compare with (compiled code looks up
-a member of an interpreted enum as a Python attribute, about 900
+single-flight cache, and the status enums they compare with (compiled code
+looks up a member of an interpreted enum as a Python attribute, about 900
 instructions each, 12,000 per query before scanner.status was compiled). A
 compiled class cannot be subclassed from Python: to watch or replay what the
 Discoverer asks, wrap a DnsClient in another ``discover.Asker`` (the tests
