@@ -511,6 +511,13 @@ def contender_passes(
     return results
 
 
+def scanner_settings(args: argparse.Namespace, bed: Bed) -> ResolverSettings:
+    """The scanner's client as the command line sets it up."""
+    return ResolverSettings(
+        servers=(bed.resolver,), max_in_flight=args.in_flight, sockets=args.sockets
+    )
+
+
 def comparison(args: argparse.Namespace, bed: Bed, domains: list[str]) -> list[PassResult]:
     """The three contenders, each on a restarted Unbound, cold then warm.
 
@@ -518,9 +525,7 @@ def comparison(args: argparse.Namespace, bed: Bed, domains: list[str]) -> list[P
     machine even dnsperf's cold rate moved by up to 2x within an hour; see
     RESULTS.md); dnspython, at minutes per pass, runs once.
     """
-    settings = ResolverSettings(
-        servers=(bed.resolver,), max_in_flight=args.in_flight, sockets=args.sockets
-    )
+    settings = scanner_settings(args, bed)
     scanner = scanner_contender(domains, settings, args.concurrency)
     path = bed.directory / "bench-resolve-queries.txt"
     results: list[PassResult] = []
@@ -671,9 +676,7 @@ def cpu_of(action: Callable[[], object]) -> float:
 
 def breakdown(args: argparse.Namespace, bed: Bed, domains: list[str]) -> None:
     """CPU per domain of each layer, on a warm Unbound, in alternating rounds."""
-    settings = ResolverSettings(
-        servers=(bed.resolver,), max_in_flight=args.in_flight, sockets=args.sockets
-    )
+    settings = scanner_settings(args, bed)
     answers: dict[tuple[str, int], DnsAnswer] = {}
 
     async def record() -> tuple[tuple[str, int], ...]:
@@ -790,9 +793,7 @@ def instructions(args: argparse.Namespace, bed: Bed, domains: list[str]) -> None
     long, over the difference in queries sent."""
     valgrind = require_binary("valgrind", "valgrind")
     short = args.limit or 2_000
-    settings = ResolverSettings(
-        servers=(bed.resolver,), max_in_flight=args.in_flight, sockets=args.sockets
-    )
+    settings = scanner_settings(args, bed)
     run_loop(scanner_pass(domains[: 3 * short], settings, args.concurrency))  # Unbound warm
     counted: list[tuple[int, int]] = []
     for count in (short, 3 * short):
@@ -865,6 +866,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     try:
         domains = bed.domains()
+        if args.instructions:  # --limit sets the shorter pass's length
+            instructions(args, bed, domains)
+            return
         if args.limit:
             domains = domains[: args.limit]
         if args.sweep:
@@ -872,9 +876,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             return
         if args.breakdown:
             breakdown(args, bed, domains)
-            return
-        if args.instructions:
-            instructions(args, bed, bed.domains())
             return
         print(HEADER, file=sys.stderr)
         load_before = os.getloadavg()[0]
