@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import ipaddress
 import struct
 from collections import Counter
@@ -403,6 +404,21 @@ def test_values_compare_by_type_and_fields() -> None:
     answer = DnsAnswer("a.", A, DnsOutcome.TIMEOUT, error="no answer")
     assert answer == DnsAnswer("a.", A, DnsOutcome.TIMEOUT, error="no answer")
     assert answer != DnsAnswer("a.", A, DnsOutcome.TIMEOUT, error="no answer", attempts=1)
+
+
+def test_value_fields_are_the_constructor_parameters() -> None:
+    # _fields drives equality, hash and repr; a field added to __init__ but
+    # not there would silently drop out of all three. The source build's
+    # classes, because inspect cannot read a compiled constructor.
+    source = native.source_module(wire.__name__)
+    base = source._Value
+    values: list[Any] = [
+        c for c in vars(source).values() if isinstance(c, type) and issubclass(c, base)
+    ]
+    values.remove(base)
+    assert {c.__name__ for c in values} >= {"Question", "Mx", "Tlsa", "Soa", "Rr", "DnsAnswer"}
+    for cls in values:
+        assert cls._fields == tuple(inspect.signature(cls).parameters), cls.__name__
 
 
 @pytest.mark.skipif(not native.compiled(wire.__name__), reason="read-only once compiled")
