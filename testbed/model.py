@@ -55,6 +55,58 @@ class Behavior(StrEnum):
     NO_STARTTLS = "no_starttls"  # EHLO without STARTTLS
     STARTTLS_454 = "starttls_454"  # STARTTLS offered, answered 454
     SILENT = "silent"  # accepts the connection and never speaks
+    # Every byte of every reply a second apart, as OpenBSD spamd stutters at
+    # the hosts it tarpits: a banner takes longer than any session deadline.
+    TARPIT = "tarpit"
+    # STARTTLS accepted, then every TLS handshake reset (RST) once the
+    # client's hello has arrived, as a broken middlebox does.
+    TLS_RESET = "tls_reset"
+
+
+@dataclass(frozen=True, slots=True)
+class Pushback:
+    """How a mail host on one address pushes back on its clients, as real
+    mail servers do (the internet profile draws these, testbed.profile; the
+    defaults push back on nobody, as on the loopback profile).
+
+    Every one of these gives way to a client that waits and retries
+    reasonably: the host then serves normally, so the truth is unchanged.
+    A "client" is one source address.
+    """
+
+    # Seconds before the 220 greeting (Sendmail's greet_pause, postscreen's
+    # greeting wait).
+    greeting_delay: float = 0.0
+    # Greylisting: EHLO and HELO are answered 450 from a client's first
+    # connection until this many seconds after it; the first connection
+    # after that passes and the client is remembered.
+    greylist_window: float | None = None
+    # 421 and close for a connection beyond this many open at once from one
+    # client (Postfix's smtpd_client_connection_count_limit).
+    max_concurrent: int | None = None
+    # 421 and close for a connection beyond this many in the last 60 s from
+    # one client (Postfix's smtpd_client_connection_rate_limit).
+    max_per_minute: int | None = None
+    # Seconds between the client's TLS hello and the server's first flight.
+    tls_delay: float = 0.0
+    # The first TLS handshake from each client is reset midway; later ones succeed.
+    reset_first_handshake: bool = False
+
+    def __post_init__(self) -> None:
+        if min(self.greeting_delay, self.tls_delay) < 0:
+            raise ValueError("delays cannot be negative")
+        if self.greylist_window is not None and self.greylist_window < 0:
+            raise ValueError("greylist_window cannot be negative")
+        for limit in (self.max_concurrent, self.max_per_minute):
+            if limit is not None and limit < 1:
+                raise ValueError("connection limits must be at least 1")
+
+    @property
+    def is_default(self) -> bool:
+        return self == NO_PUSHBACK
+
+
+NO_PUSHBACK = Pushback()
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,3 +121,4 @@ class Listener:
     chains: dict[str, str] = field(default_factory=dict)
     # Chain presented when the SNI is absent or unknown.
     default_chain: str | None = None
+    pushback: Pushback = NO_PUSHBACK
