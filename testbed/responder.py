@@ -6,7 +6,8 @@ STARTTLS host, a host that does not offer STARTTLS, one that answers STARTTLS
 with 454, or one that accepts the connection and never speaks. The certificate
 chain presented depends on the destination address and on the SNI name the
 client sends (RFC 6066 section 3), so one process can play thousands of hosts.
-The responder never accepts mail: MAIL, RCPT and DATA are refused.
+The responder never accepts mail: MAIL, RCPT and DATA are refused. The replies
+are testbed.dialogue, the TLS contexts testbed.tlscontexts.
 
 Run as ``python -m testbed.responder CONFIG.json [--ready-file PATH]``; the
 configuration is written by ``write_config``.
@@ -28,16 +29,16 @@ import ssl
 import subprocess
 import sys
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from enum import Enum, auto
 from pathlib import Path
 from typing import cast
 
 import uvloop
 
+from testbed.dialogue import Action, Dialogue
 from testbed.model import Behavior, Listener
+from testbed.tlscontexts import TlsContexts, chain_paths
 
 LOG = logging.getLogger("testbed.responder")
 
@@ -83,7 +84,7 @@ class ResponderConfig:
 
     def chain_paths(self, chain_id: str) -> tuple[Path, Path]:
         """The certificate chain (leaf first) and private key files of a chain id."""
-        return self.pki_dir / f"{chain_id}.pem", self.pki_dir / f"{chain_id}.key"
+        return chain_paths(self.pki_dir, chain_id)
 
 
 def is_loopback(address: str) -> bool:
@@ -214,176 +215,6 @@ def load_config(path: Path) -> ResponderConfig:
         )
     except (OSError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ResponderError(f"{path}: cannot read responder config: {exc!r}") from exc
-
-
-# --- TLS contexts ---------------------------------------------------------------
-
-
-def _server_context() -> ssl.SSLContext:
-    """A server context for TLS 1.2 and 1.3; the stock cipher list covers ECDSA and RSA."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.maximum_version = ssl.TLSVersion.TLSv1_3
-    return context
-
-
-def _normalise_sni(name: str) -> str:
-    # Python hands over the A-label form; the model keys are lower case without the root dot.
-    return name.rstrip(".").lower()
-
-
-# A listener's certificate choice, as a hashable cache key: the default chain
-# and the sorted (SNI name, chain id) pairs that differ from it.
-_SniKey = tuple[str, tuple[tuple[str, str], ...]]
-
-
-class TlsContexts:
-    """SSL contexts per chain id, built on first use and kept in an LRU cache.
-
-    Building one costs about 1.5 ms (PEM decoding in OpenSSL 3), so building
-    thousands at startup would delay readiness by seconds; they are built
-    lazily instead. A listener whose SNI names all map to its default chain
-    uses the chain's context directly. Any other listener gets a certificate-
-    less dispatcher context whose ``sni_callback`` knows the listener's map and
-    switches the connection to the chosen chain's context. Dispatchers are
-    shared by listeners with the same map; OpenSSL invokes the callback even
-    when the client sends no SNI, so the default chain is chosen there too.
-    """
-
-    def __init__(self, config: ResponderConfig) -> None:
-        self._config = config
-        self._chains: OrderedDict[str, ssl.SSLContext] = OrderedDict()
-        self._dispatchers: OrderedDict[_SniKey, ssl.SSLContext] = OrderedDict()
-
-    def for_chain(self, chain_id: str) -> ssl.SSLContext:
-        context = self._chains.get(chain_id)
-        if context is not None:
-            self._chains.move_to_end(chain_id)
-            return context
-        context = _server_context()
-        certificates, key = self._config.chain_paths(chain_id)
-        context.load_cert_chain(certificates, key)
-        self._chains[chain_id] = context
-        if len(self._chains) > self._config.context_cache_size:
-            self._chains.popitem(last=False)
-        return context
-
-    def for_listener(self, listener: Listener) -> ssl.SSLContext:
-        """The context a STARTTLS handshake on this listener starts with."""
-        if listener.default_chain is None:
-            raise ResponderError(f"{listener.address}: no default chain")
-        default = listener.default_chain
-        overrides = tuple(
-            sorted((name, chain) for name, chain in listener.chains.items() if chain != default)
-        )
-        if not overrides:
-            return self.for_chain(default)
-        key: _SniKey = (default, overrides)
-        dispatcher = self._dispatchers.get(key)
-        if dispatcher is not None:
-            self._dispatchers.move_to_end(key)
-            return dispatcher
-        dispatcher = _server_context()
-        dispatcher.sni_callback = self._sni_callback(default, dict(overrides))
-        self._dispatchers[key] = dispatcher
-        if len(self._dispatchers) > self._config.context_cache_size:
-            self._dispatchers.popitem(last=False)
-        return dispatcher
-
-    def _sni_callback(
-        self, default: str, overrides: dict[str, str]
-    ) -> Callable[[ssl.SSLObject, str | None, ssl.SSLContext], int | None]:
-        def choose(
-            ssl_object: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext
-        ) -> int | None:
-            chain_id = default
-            if server_name is not None:
-                chain_id = overrides.get(_normalise_sni(server_name), default)
-            try:
-                ssl_object.context = self.for_chain(chain_id)
-            except (OSError, ssl.SSLError) as exc:
-                LOG.error("chain %s cannot be loaded: %s", chain_id, exc)
-                return ssl.ALERT_DESCRIPTION_INTERNAL_ERROR
-            return None
-
-        return choose
-
-
-# --- SMTP ---------------------------------------------------------------------
-
-
-class Action(Enum):
-    """What the connection does after sending a reply."""
-
-    CONTINUE = auto()
-    STARTTLS = auto()
-    CLOSE = auto()
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    data: bytes
-    action: Action = Action.CONTINUE
-    error: bool = False
-
-
-def _ehlo_reply(hostname: str, *, starttls: bool) -> bytes:
-    lines = [hostname, "PIPELINING", "SIZE 10240000", "8BITMIME"]
-    if starttls:
-        lines.append("STARTTLS")
-    text = "".join(f"250-{line}\r\n" for line in lines[:-1]) + f"250 {lines[-1]}\r\n"
-    return text.encode("ascii")
-
-
-@dataclass(frozen=True, slots=True)
-class Dialogue:
-    """The SMTP replies of one listener behaviour, computed once (pure: no I/O).
-
-    The responder implements only what a DANE scanner uses: EHLO/HELO,
-    STARTTLS, NOOP, RSET and QUIT. It never accepts mail.
-    """
-
-    hostname: str
-    behavior: Behavior
-
-    @property
-    def banner(self) -> bytes:
-        return f"220 {self.hostname} ESMTP danescan-testbed\r\n".encode("ascii")
-
-    def respond(self, line: bytes, *, tls_active: bool) -> Reply:
-        """The reply to one command line (without its line ending)."""
-        verb, _, argument = line.strip().partition(b" ")
-        verb = verb.upper()
-        argument = argument.strip()
-        if verb == b"EHLO":
-            if not argument:
-                return Reply(b"501 5.5.4 Syntax: EHLO hostname\r\n", error=True)
-            offer = not tls_active and self.behavior is not Behavior.NO_STARTTLS
-            return Reply(_ehlo_reply(self.hostname, starttls=offer))
-        if verb == b"HELO":
-            if not argument:
-                return Reply(b"501 5.5.4 Syntax: HELO hostname\r\n", error=True)
-            return Reply(f"250 {self.hostname}\r\n".encode("ascii"))
-        if verb == b"STARTTLS":
-            return self._starttls(argument, tls_active=tls_active)
-        if verb in (b"NOOP", b"RSET"):
-            return Reply(b"250 2.0.0 OK\r\n")
-        if verb == b"QUIT":
-            return Reply(b"221 2.0.0 Bye\r\n", Action.CLOSE)
-        if verb in (b"MAIL", b"RCPT", b"DATA", b"BDAT"):
-            return Reply(b"503 5.5.1 No mail is accepted by this host\r\n", error=True)
-        return Reply(b"502 5.5.1 Command not implemented\r\n", error=True)
-
-    def _starttls(self, argument: bytes, *, tls_active: bool) -> Reply:
-        if tls_active:
-            return Reply(b"503 5.5.1 TLS already active\r\n", error=True)
-        if self.behavior is Behavior.NO_STARTTLS:
-            return Reply(b"502 5.5.1 Command not implemented\r\n", error=True)
-        if argument:
-            return Reply(b"501 5.5.4 Syntax: STARTTLS\r\n", error=True)
-        if self.behavior is Behavior.STARTTLS_454:
-            return Reply(b"454 4.7.0 TLS not available\r\n")
-        return Reply(b"220 2.0.0 Ready to start TLS\r\n", Action.STARTTLS)
 
 
 @dataclass(slots=True)
@@ -560,7 +391,7 @@ class SmtpProtocol(asyncio.Protocol):
                 server_side=True,
                 ssl_handshake_timeout=self._config.idle_timeout,
             )
-        except (OSError, ssl.SSLError, ResponderError, ConnectionError, TimeoutError):
+        except (OSError, ssl.SSLError, ValueError, ConnectionError, TimeoutError):
             counters.handshake_failures += 1
             self._closing = True
             self._transport.abort()
@@ -643,7 +474,7 @@ async def serve(config: ResponderConfig, ready_file: Path | None = None) -> Coun
     started = time.perf_counter()
     sockets = bind_listeners((listener.address for listener in config.listeners), config.port)
     connections = _Connections()
-    contexts = TlsContexts(config)
+    contexts = TlsContexts(config.pki_dir, config.context_cache_size)
     servers: list[asyncio.Server] = []
     try:
         for listener, sock in zip(config.listeners, sockets, strict=True):

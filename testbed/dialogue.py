@@ -1,0 +1,86 @@
+"""The SMTP replies of the testbed's mail hosts (RFC 5321 section 4.2, with the
+enhanced status codes of RFC 3463, and STARTTLS per RFC 3207): pure, no I/O.
+What the mail hosts say is decided here; testbed.responder only frames lines
+and writes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum, auto
+
+from testbed.model import Behavior
+
+
+class Action(Enum):
+    """What the connection does after sending a reply."""
+
+    CONTINUE = auto()
+    STARTTLS = auto()
+    CLOSE = auto()
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    data: bytes
+    action: Action = Action.CONTINUE
+    error: bool = False
+
+
+def _ehlo_reply(hostname: str, *, starttls: bool) -> bytes:
+    lines = [hostname, "PIPELINING", "SIZE 10240000", "8BITMIME"]
+    if starttls:
+        lines.append("STARTTLS")
+    text = "".join(f"250-{line}\r\n" for line in lines[:-1]) + f"250 {lines[-1]}\r\n"
+    return text.encode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class Dialogue:
+    """The SMTP replies of one listener behaviour, computed once (pure: no I/O).
+
+    The responder implements only what a DANE scanner uses: EHLO/HELO,
+    STARTTLS, NOOP, RSET and QUIT. It never accepts mail.
+    """
+
+    hostname: str
+    behavior: Behavior
+
+    @property
+    def banner(self) -> bytes:
+        return f"220 {self.hostname} ESMTP danescan-testbed\r\n".encode("ascii")
+
+    def respond(self, line: bytes, *, tls_active: bool) -> Reply:
+        """The reply to one command line (without its line ending)."""
+        verb, _, argument = line.strip().partition(b" ")
+        verb = verb.upper()
+        argument = argument.strip()
+        if verb == b"EHLO":
+            if not argument:
+                return Reply(b"501 5.5.4 Syntax: EHLO hostname\r\n", error=True)
+            offer = not tls_active and self.behavior is not Behavior.NO_STARTTLS
+            return Reply(_ehlo_reply(self.hostname, starttls=offer))
+        if verb == b"HELO":
+            if not argument:
+                return Reply(b"501 5.5.4 Syntax: HELO hostname\r\n", error=True)
+            return Reply(f"250 {self.hostname}\r\n".encode("ascii"))
+        if verb == b"STARTTLS":
+            return self._starttls(argument, tls_active=tls_active)
+        if verb in (b"NOOP", b"RSET"):
+            return Reply(b"250 2.0.0 OK\r\n")
+        if verb == b"QUIT":
+            return Reply(b"221 2.0.0 Bye\r\n", Action.CLOSE)
+        if verb in (b"MAIL", b"RCPT", b"DATA", b"BDAT"):
+            return Reply(b"503 5.5.1 No mail is accepted by this host\r\n", error=True)
+        return Reply(b"502 5.5.1 Command not implemented\r\n", error=True)
+
+    def _starttls(self, argument: bytes, *, tls_active: bool) -> Reply:
+        if tls_active:
+            return Reply(b"503 5.5.1 TLS already active\r\n", error=True)
+        if self.behavior is Behavior.NO_STARTTLS:
+            return Reply(b"502 5.5.1 Command not implemented\r\n", error=True)
+        if argument:
+            return Reply(b"501 5.5.4 Syntax: STARTTLS\r\n", error=True)
+        if self.behavior is Behavior.STARTTLS_454:
+            return Reply(b"454 4.7.0 TLS not available\r\n")
+        return Reply(b"220 2.0.0 Ready to start TLS\r\n", Action.STARTTLS)
