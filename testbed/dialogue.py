@@ -6,6 +6,7 @@ and writes.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import Enum, auto
 
@@ -40,7 +41,8 @@ class Dialogue:
     """The SMTP replies of one listener behaviour, computed once (pure: no I/O).
 
     The responder implements only what a DANE scanner uses: EHLO/HELO,
-    STARTTLS, NOOP, RSET and QUIT. It never accepts mail.
+    STARTTLS, NOOP, RSET and QUIT. It never accepts mail. Enhanced status
+    codes are those of RFC 3463.
     """
 
     hostname: str
@@ -50,19 +52,29 @@ class Dialogue:
     def banner(self) -> bytes:
         return f"220 {self.hostname} ESMTP danescan-testbed\r\n".encode("ascii")
 
-    def respond(self, line: bytes, *, tls_active: bool) -> Reply:
-        """The reply to one command line (without its line ending)."""
+    def respond(
+        self, line: bytes, *, tls_active: bool, greylisted_for: float | None = None
+    ) -> Reply:
+        """The reply to one command line (without its line ending).
+
+        ``greylisted_for``: the client is greylisted on this connection and a
+        new connection would pass in that many seconds.
+        """
         verb, _, argument = line.strip().partition(b" ")
         verb = verb.upper()
         argument = argument.strip()
         if verb == b"EHLO":
             if not argument:
                 return Reply(b"501 5.5.4 Syntax: EHLO hostname\r\n", error=True)
+            if greylisted_for is not None:
+                return Reply(self.greylisted(greylisted_for))
             offer = not tls_active and self.behavior is not Behavior.NO_STARTTLS
             return Reply(_ehlo_reply(self.hostname, starttls=offer))
         if verb == b"HELO":
             if not argument:
                 return Reply(b"501 5.5.4 Syntax: HELO hostname\r\n", error=True)
+            if greylisted_for is not None:
+                return Reply(self.greylisted(greylisted_for))
             return Reply(f"250 {self.hostname}\r\n".encode("ascii"))
         if verb == b"STARTTLS":
             return self._starttls(argument, tls_active=tls_active)
@@ -73,6 +85,21 @@ class Dialogue:
         if verb in (b"MAIL", b"RCPT", b"DATA", b"BDAT"):
             return Reply(b"503 5.5.1 No mail is accepted by this host\r\n", error=True)
         return Reply(b"502 5.5.1 Command not implemented\r\n", error=True)
+
+    def greylisted(self, remaining: float) -> bytes:
+        """The temporary refusal of a greylisted client (RFC 5321 section 4.2.1:
+        a 4yz reply asks the client to try again later)."""
+        seconds = math.ceil(max(0.0, remaining))
+        return (
+            f"450 4.7.1 {self.hostname}: Greylisted, try again in {seconds} seconds\r\n"
+        ).encode("ascii")
+
+    def too_many_connections(self, client: str) -> bytes:
+        """Postfix's words to a client beyond its connection limits; 421 closes
+        the channel (RFC 5321 section 3.8)."""
+        return (f"421 4.7.0 {self.hostname} Error: too many connections from {client}\r\n").encode(
+            "ascii"
+        )
 
     def _starttls(self, argument: bytes, *, tls_active: bool) -> Reply:
         if tls_active:

@@ -3,11 +3,20 @@ every listener address (RFC 5321) and upgrading to TLS on STARTTLS (RFC 3207).
 
 Each address behaves as its ``Listener`` says (testbed.model): a normal
 STARTTLS host, a host that does not offer STARTTLS, one that answers STARTTLS
-with 454, or one that accepts the connection and never speaks. The certificate
-chain presented depends on the destination address and on the SNI name the
-client sends (RFC 6066 section 3), so one process can play thousands of hosts.
-The responder never accepts mail: MAIL, RCPT and DATA are refused. The replies
-are testbed.dialogue, the TLS contexts testbed.tlscontexts.
+with 454, one that accepts the connection and never speaks, a tarpit that
+stutters every reply a byte at a time, or one whose TLS handshakes are all
+reset. The certificate chain presented depends on the destination address and
+on the SNI name the client sends (RFC 6066 section 3), so one process can play
+thousands of hosts. The responder never accepts mail: MAIL, RCPT and DATA are
+refused.
+
+A listener's ``Pushback`` adds what real mail servers do to the clients they
+distrust: a greeting delay, greylisting (450 to EHLO and HELO, RFC 5321
+section 4.2.1), per-client connection limits (421 and close, section 3.8), a
+delay before the TLS server flight and the reset of each client's first
+handshake. The per-client state behind these is testbed.pushback, the replies
+are testbed.dialogue, the TLS contexts testbed.tlscontexts; every connection
+is recorded in the configuration's ``connection_log`` (testbed.connlog).
 
 Run as ``python -m testbed.responder CONFIG.json [--ready-file PATH]``; the
 configuration is written by ``write_config``.
@@ -17,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import ipaddress
 import json
 import logging
@@ -26,23 +36,26 @@ import resource
 import signal
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import uvloop
 
+from testbed.connlog import FLUSH_INTERVAL, ConnectionLog, Outcome, stronger
 from testbed.dialogue import Action, Dialogue
-from testbed.model import Behavior, Listener
+from testbed.model import NO_PUSHBACK, Behavior, Listener, Pushback
+from testbed.pushback import ClientPushback
 from testbed.tlscontexts import TlsContexts, chain_paths
 
 LOG = logging.getLogger("testbed.responder")
 
-CONFIG_VERSION = 1
+CONFIG_VERSION = 2
 DEFAULT_HOSTNAME = "responder.danescan-testbed.test"
 # Exit status for a configuration the responder refuses to serve.
 EXIT_CONFIG = 2
@@ -56,6 +69,7 @@ LISTEN_BACKLOG = 1024
 _CHAIN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
 _LOOPBACK_V4 = ipaddress.IPv4Network("127.0.0.0/8")
 _LOOPBACK_V6 = ipaddress.IPv6Address("::1")
+_NEEDS_CHAIN = (Behavior.STARTTLS, Behavior.TARPIT)
 
 
 class ResponderError(Exception):
@@ -78,6 +92,10 @@ class ResponderConfig:
     max_line: int = 4096
     # Chain contexts kept loaded; each costs about 30 KB and 1.5 ms to build.
     context_cache_size: int = 4096
+    # Where every connection is recorded (testbed.connlog); None: nowhere.
+    connection_log: Path | None = None
+    # Seconds between the bytes a TARPIT host writes.
+    tarpit_interval: float = 1.0
 
     def __post_init__(self) -> None:
         validate_config(self)
@@ -109,8 +127,13 @@ def validate_config(config: ResponderConfig) -> None:
     hostname = config.hostname
     if not hostname or not hostname.isascii() or any(c.isspace() for c in hostname):
         raise ResponderError(f"hostname {hostname!r} is empty, not ASCII or has white space")
-    if min(config.idle_timeout, config.silent_timeout) <= 0 or config.max_line < 512:
-        raise ResponderError("timeouts must be positive and max_line at least 512")
+    if (
+        min(config.idle_timeout, config.silent_timeout, config.tarpit_interval) <= 0
+        or config.max_line < 512
+    ):
+        raise ResponderError(
+            "timeouts and tarpit_interval must be positive and max_line at least 512"
+        )
     if config.context_cache_size < 1:
         raise ResponderError("context_cache_size must be at least 1")
     seen: set[str] = set()
@@ -130,8 +153,13 @@ def validate_config(config: ResponderConfig) -> None:
         for chain_id in chain_ids:
             if not _CHAIN_ID.match(chain_id):
                 raise ResponderError(f"{address}: chain id {chain_id!r} is not a plain file stem")
-        if listener.behavior is Behavior.STARTTLS and listener.default_chain is None:
-            raise ResponderError(f"{address}: a STARTTLS listener needs a default_chain")
+        # A tarpit is a STARTTLS host that is slow to say so: a client patient
+        # enough to get there is served a certificate. TLS_RESET never gets to
+        # a certificate and needs none.
+        if listener.behavior in _NEEDS_CHAIN and listener.default_chain is None:
+            raise ResponderError(
+                f"{address}: a {listener.behavior.value} listener needs a default_chain"
+            )
 
 
 def missing_chain_files(config: ResponderConfig) -> list[Path]:
@@ -158,8 +186,15 @@ def write_config(
     hostname: str = DEFAULT_HOSTNAME,
     idle_timeout: float = 30.0,
     silent_timeout: float = 60.0,
+    connection_log: Path | None = None,
+    tarpit_interval: float = 1.0,
 ) -> None:
-    """Validate and write the responder configuration as JSON (atomically)."""
+    """Validate and write the responder configuration as JSON (atomically).
+
+    A listener's ``pushback`` is written only when it pushes back at all, and
+    then only its fields that differ from the default, so that the
+    configuration of a loopback testbed stays as small as before.
+    """
     config = ResponderConfig(
         listeners=tuple(listeners),
         pki_dir=pki_dir.resolve(),
@@ -167,6 +202,8 @@ def write_config(
         hostname=hostname,
         idle_timeout=idle_timeout,
         silent_timeout=silent_timeout,
+        connection_log=None if connection_log is None else connection_log.resolve(),
+        tarpit_interval=tarpit_interval,
     )
     document = {
         "version": CONFIG_VERSION,
@@ -175,19 +212,59 @@ def write_config(
         "hostname": config.hostname,
         "idle_timeout": config.idle_timeout,
         "silent_timeout": config.silent_timeout,
-        "listeners": [
-            {
-                "address": listener.address,
-                "behavior": listener.behavior.value,
-                "chains": listener.chains,
-                "default_chain": listener.default_chain,
-            }
-            for listener in config.listeners
-        ],
+        "connection_log": None if config.connection_log is None else str(config.connection_log),
+        "tarpit_interval": config.tarpit_interval,
+        "listeners": [_listener_document(listener) for listener in config.listeners],
     }
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_text(json.dumps(document, separators=(",", ":")))
     os.replace(temporary, path)
+
+
+def _listener_document(listener: Listener) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "address": listener.address,
+        "behavior": listener.behavior.value,
+        "chains": listener.chains,
+        "default_chain": listener.default_chain,
+    }
+    if not listener.pushback.is_default:
+        document["pushback"] = {
+            item.name: getattr(listener.pushback, item.name)
+            for item in dataclasses.fields(Pushback)
+            if getattr(listener.pushback, item.name) != getattr(NO_PUSHBACK, item.name)
+        }
+    return document
+
+
+def _optional(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda value: None if value is None else convert(value)
+
+
+def _strict_bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{value!r} is not true or false")
+    return value
+
+
+# How each Pushback field is read back from JSON.
+_PUSHBACK_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "greeting_delay": float,
+    "greylist_window": _optional(float),
+    "max_concurrent": _optional(int),
+    "max_per_minute": _optional(int),
+    "tls_delay": float,
+    "reset_first_handshake": _strict_bool,
+}
+
+
+def _pushback(document: dict[str, Any] | None) -> Pushback:
+    if not document:
+        return NO_PUSHBACK
+    unknown = set(document) - set(_PUSHBACK_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown pushback fields {sorted(unknown)}")
+    return Pushback(**{name: _PUSHBACK_FIELDS[name](value) for name, value in document.items()})
 
 
 def load_config(path: Path) -> ResponderConfig:
@@ -202,9 +279,11 @@ def load_config(path: Path) -> ResponderConfig:
                 behavior=Behavior(item["behavior"]),
                 chains={str(k): str(v) for k, v in item["chains"].items()},
                 default_chain=None if item["default_chain"] is None else str(item["default_chain"]),
+                pushback=_pushback(item.get("pushback")),
             )
             for item in document["listeners"]
         )
+        connection_log = document["connection_log"]
         return ResponderConfig(
             listeners=listeners,
             pki_dir=Path(document["pki_dir"]),
@@ -212,6 +291,8 @@ def load_config(path: Path) -> ResponderConfig:
             hostname=str(document["hostname"]),
             idle_timeout=float(document["idle_timeout"]),
             silent_timeout=float(document["silent_timeout"]),
+            connection_log=None if connection_log is None else Path(connection_log),
+            tarpit_interval=float(document["tarpit_interval"]),
         )
     except (OSError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ResponderError(f"{path}: cannot read responder config: {exc!r}") from exc
@@ -224,10 +305,14 @@ class Counters:
     connections: int = 0
     handshakes: int = 0
     handshake_failures: int = 0
+    resets: int = 0
+    over_limit: int = 0
 
 
 # Commands in error before the connection is dropped, as Postfix does.
 MAX_ERRORS = 20
+# SO_LINGER on, with a zero timeout: close() sends an RST instead of a FIN.
+_LINGER_RESET = struct.pack("ii", 1, 0)
 
 
 class _Watchdog:
@@ -260,32 +345,124 @@ class _Watchdog:
             self._expire()
 
 
-class _Connections:
-    """The open connections of the process, closed at shutdown."""
+class _Stutter:
+    """Writes a connection's replies a byte at a time, ``interval`` seconds
+    apart, as OpenBSD spamd does to the hosts it tarpits.
 
-    def __init__(self) -> None:
-        self.open: set[asyncio.Transport] = set()
+    It holds only the bytes not yet written; ``drained`` is called each time
+    the last of them has gone.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        interval: float,
+        write: Callable[[bytes], None],
+        drained: Callable[[], None],
+    ) -> None:
+        self._loop = loop
+        self._interval = interval
+        self._write = write
+        self._drained = drained
+        self._pending = bytearray()
+        self._handle: asyncio.TimerHandle | None = None
+        self._next = loop.time()
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def send(self, data: bytes) -> None:
+        self._pending += data
+        if self._handle is None and self._pending:
+            self._handle = self._loop.call_at(max(self._next, self._loop.time()), self._step)
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self._pending.clear()
+
+    def _step(self) -> None:
+        self._handle = None
+        byte = bytes(self._pending[:1])
+        del self._pending[:1]
+        self._next = self._loop.time() + self._interval
+        self._write(byte)
+        if self._pending:
+            self._handle = self._loop.call_at(self._next, self._step)
+        else:
+            self._drained()
+
+
+class _Connections:
+    """The open connections of the process, closed at shutdown, and the log
+    they are recorded in."""
+
+    def __init__(self, log: ConnectionLog | None = None) -> None:
+        self.open: set[_Connection] = set()
         self.counters = Counters()
+        self.log = log
 
     def abort_all(self) -> None:
-        for transport in list(self.open):
-            transport.abort()
+        for connection in list(self.open):
+            connection.shutdown()
         self.open.clear()
 
 
-class SilentProtocol(asyncio.Protocol):
+class _Connection(asyncio.Protocol):
+    """What every connection does: take part in the open set and the
+    counters, and be recorded in the connection log when it starts and ends."""
+
+    def __init__(self, connections: _Connections, server: str, outcome: Outcome) -> None:
+        self._connections = connections
+        self._server = server
+        self._outcome = outcome
+        self._client = ""
+        self._sni = ""
+        self._log_id = 0
+        self._finished = False
+
+    def _accept(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self._transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self._client = str(peer[0]) if peer else ""
+        self._connections.open.add(self)
+        self._connections.counters.connections += 1
+        log = self._connections.log
+        if log is not None:
+            self._log_id = log.opened(self._server, self._client, time.time())
+
+    def _note(self, outcome: Outcome) -> None:
+        self._outcome = stronger(self._outcome, outcome)
+
+    def _finish(self) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        self._connections.open.discard(self)
+        log = self._connections.log
+        if log is not None:
+            log.closed(self._log_id, time.time(), self._outcome, self._sni)
+
+    def shutdown(self) -> None:
+        """The responder is stopping: record the connection and drop it."""
+        self._note(Outcome.ABORTED)
+        self._finish()
+        self._transport.abort()
+
+
+class SilentProtocol(_Connection):
     """Accepts the connection, discards whatever arrives, never writes."""
 
-    def __init__(self, connections: _Connections, timeout: float) -> None:
-        self._connections = connections
+    def __init__(self, connections: _Connections, server: str, timeout: float) -> None:
+        super().__init__(connections, server, Outcome.SILENT)
         self._timeout = timeout
         self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports implement asyncio.Transport without subclassing it.
-        self._transport = cast(asyncio.Transport, transport)
-        self._connections.open.add(self._transport)
-        self._connections.counters.connections += 1
+        self._accept(transport)
         self._timer = asyncio.get_running_loop().call_later(self._timeout, transport.close)
 
     def data_received(self, data: bytes) -> None:
@@ -294,68 +471,152 @@ class SilentProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        self._connections.open.discard(self._transport)
+        self._finish()
 
 
-class SmtpProtocol(asyncio.Protocol):
-    """One SMTP connection: line framing, replies, the STARTTLS upgrade."""
+@dataclass(frozen=True, slots=True)
+class _Host:
+    """What the connections to one listener share."""
 
-    def __init__(
-        self,
-        connections: _Connections,
-        config: ResponderConfig,
-        dialogue: Dialogue,
-        tls_context: Callable[[], ssl.SSLContext],
-    ) -> None:
-        self._connections = connections
+    listener: Listener
+    dialogue: Dialogue
+    contexts: TlsContexts
+    # The per-client state of the listener's pushback; None when it has none.
+    clients: ClientPushback | None
+
+    def tls_context(self) -> ssl.SSLContext:
+        return self.contexts.for_listener(self.listener)
+
+
+class SmtpProtocol(_Connection):
+    """One SMTP connection: line framing, replies, pushback, the STARTTLS upgrade."""
+
+    def __init__(self, connections: _Connections, config: ResponderConfig, host: _Host) -> None:
+        tarpit = host.listener.behavior is Behavior.TARPIT
+        super().__init__(
+            connections, host.listener.address, Outcome.TARPIT if tarpit else Outcome.NO_TLS
+        )
         self._config = config
-        self._dialogue = dialogue
-        self._tls_context = tls_context
+        self._host = host
+        self._dialogue = host.dialogue
+        self._pushback = host.listener.pushback
+        self._loop = asyncio.get_running_loop()
         self._buffer = b""
         self._tls_active = False
-        # While the handshake runs, bytes delivered over TLS wait here.
+        # From the 220 to STARTTLS until TLS is up: bytes delivered over TLS
+        # while the handshake completes wait in the buffer.
         self._upgrading = False
+        self._handshaking = False
+        # The next bytes (the client's hello) are answered with an RST.
+        self._reset_pending = False
         self._closing = False
+        self._greeted = False
+        self._admitted = False
         self._errors = 0
+        # Loop time at which a new connection from this client would pass
+        # greylisting; None when this one passed.
+        self._greylisted_until: float | None = None
         self._upgrade: asyncio.Task[None] | None = None
+        self._greeting: asyncio.TimerHandle | None = None
+        self._watchdog: _Watchdog | None = None
+        self._stutter = (
+            _Stutter(self._loop, config.tarpit_interval, self._write_byte, self._on_drained)
+            if tarpit
+            else None
+        )
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports implement asyncio.Transport without subclassing it.
-        self._transport = cast(asyncio.Transport, transport)
-        self._connections.open.add(self._transport)
-        self._connections.counters.connections += 1
-        self._watchdog = _Watchdog(
-            asyncio.get_running_loop(), self._config.idle_timeout, self._on_idle
-        )
-        self._transport.write(self._dialogue.banner)
+        self._accept(transport)
+        clients = self._host.clients
+        if clients is not None:
+            now = self._loop.time()
+            if not clients.admit(self._client, now):
+                self._connections.counters.over_limit += 1
+                self._note(Outcome.OVER_LIMIT)
+                self._send(self._dialogue.too_many_connections(self._client))
+                self._close_when_sent()
+                return
+            self._admitted = True
+            remaining = clients.greylist_remaining(self._client, now)
+            if remaining is not None:
+                self._note(Outcome.GREYLISTED)
+                self._greylisted_until = now + remaining
+        if self._pushback.greeting_delay > 0:
+            self._greeting = self._loop.call_later(self._pushback.greeting_delay, self._greet)
+        else:
+            self._greet()
 
     def data_received(self, data: bytes) -> None:
         if self._closing:
             return
-        self._watchdog.touch()
+        if self._reset_pending:
+            self._reset(data)
+            return
+        if self._watchdog is not None:
+            self._watchdog.touch()
         self._buffer += data
+        if not self._greeted:
+            # Commands sent before the greeting are answered after it; more
+            # of them wait in the kernel meanwhile.
+            self._transport.pause_reading()
+            return
         if not self._upgrading:
             self._process()
-        if len(self._buffer) > self._config.max_line:
-            self._close_with(b"500 5.5.2 Line too long\r\n")
+        self._check_line_length()
 
     def eof_received(self) -> bool | None:
         return None  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
-        self._watchdog.cancel()
-        self._connections.open.discard(self._transport)
+        if self._handshaking:
+            self._note(Outcome.HANDSHAKE_FAILED)
+        self._stop_timers()
+        self._finish()
+
+    def shutdown(self) -> None:
+        self._closing = True
+        self._stop_timers()
+        super().shutdown()
+
+    def _finish(self) -> None:
+        if self._admitted and self._host.clients is not None:
+            self._admitted = False
+            self._host.clients.release(self._client)
+        super()._finish()
+
+    def _stop_timers(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        if self._greeting is not None:
+            self._greeting.cancel()
+        if self._stutter is not None:
+            self._stutter.cancel()
+
+    def _greet(self) -> None:
+        self._greeting = None
+        self._greeted = True
+        self._watchdog = _Watchdog(self._loop, self._config.idle_timeout, self._on_idle)
+        self._send(self._dialogue.banner)
+        if self._buffer:
+            self._process()
+            self._check_line_length()
+        self._resume()
 
     def _process(self) -> None:
         replies: list[bytes] = []
         action = Action.CONTINUE
+        greylisted_for = None
+        if self._greylisted_until is not None:
+            greylisted_for = self._greylisted_until - self._loop.time()
         while action is Action.CONTINUE:
             line, newline, rest = self._buffer.partition(b"\n")
             if not newline:
                 break
             self._buffer = rest
-            reply = self._dialogue.respond(line, tls_active=self._tls_active)
+            reply = self._dialogue.respond(
+                line, tls_active=self._tls_active, greylisted_for=greylisted_for
+            )
             replies.append(reply.data)
             action = reply.action
             if reply.error:
@@ -369,22 +630,84 @@ class SmtpProtocol(asyncio.Protocol):
             self._buffer = b""
             self._upgrading = True
             # Nothing may reach this protocol in plaintext once the client has
-            # seen the 220: reading resumes under TLS inside start_tls().
+            # seen the 220: reading resumes under TLS inside start_tls(), or
+            # to catch the hello of a handshake to be reset.
             self._transport.pause_reading()
         if replies:
-            self._transport.write(b"".join(replies))
+            self._send(b"".join(replies))
         if action is Action.STARTTLS:
-            self._upgrade = asyncio.get_running_loop().create_task(self._start_tls())
+            if self._stutter is None or not self._stutter.pending:
+                self._begin_upgrade()
         elif action is Action.CLOSE:
-            self._closing = True
+            self._close_when_sent()
+
+    def _check_line_length(self) -> None:
+        if len(self._buffer) > self._config.max_line:
+            self._close_with(b"500 5.5.2 Line too long\r\n")
+
+    # --- writing: at once, or stuttered by a tarpit
+
+    def _send(self, data: bytes) -> None:
+        if self._stutter is None:
+            self._transport.write(data)
+            return
+        self._stutter.send(data)
+        # Nothing more is read until the replies are out, so a tarpit
+        # connection holds at most the replies to what one read brought.
+        self._transport.pause_reading()
+
+    def _write_byte(self, byte: bytes) -> None:
+        self._transport.write(byte)
+        # A client waiting for a stuttered reply is not idle.
+        if self._watchdog is not None:
+            self._watchdog.touch()
+
+    def _on_drained(self) -> None:
+        if self._closing:
+            self._transport.close()
+        elif self._upgrading:
+            self._begin_upgrade()
+        else:
+            self._resume()
+
+    def _resume(self) -> None:
+        if self._closing or self._upgrading or not self._greeted:
+            return
+        if self._stutter is not None and self._stutter.pending:
+            return
+        self._transport.resume_reading()
+
+    def _close_when_sent(self) -> None:
+        self._closing = True
+        if self._stutter is None or not self._stutter.pending:
             self._transport.close()
 
+    # --- STARTTLS (RFC 3207)
+
+    def _begin_upgrade(self) -> None:
+        self._upgrade = self._loop.create_task(self._start_tls())
+
+    def _resets_handshake(self) -> bool:
+        if self._host.listener.behavior is Behavior.TLS_RESET:
+            return True
+        clients = self._host.clients
+        return clients is not None and clients.resets_handshake(self._client)
+
     async def _start_tls(self) -> None:
-        loop = asyncio.get_running_loop()
+        if self._pushback.tls_delay > 0:
+            # The client's hello waits in the kernel meanwhile: reading is paused.
+            await asyncio.sleep(self._pushback.tls_delay)
+        if self._closing:
+            return
+        if self._resets_handshake():
+            self._reset_pending = True
+            self._transport.resume_reading()
+            return
         counters = self._connections.counters
+        self._handshaking = True
         try:
-            context = self._tls_context()
-            transport = await loop.start_tls(
+            context = self._host.tls_context()
+            transport = await self._loop.start_tls(
                 self._transport,
                 self,
                 context,
@@ -393,30 +716,55 @@ class SmtpProtocol(asyncio.Protocol):
             )
         except (OSError, ssl.SSLError, ValueError, ConnectionError, TimeoutError):
             counters.handshake_failures += 1
+            self._note(Outcome.HANDSHAKE_FAILED)
             self._closing = True
             self._transport.abort()
             return
+        finally:
+            self._handshaking = False
         if transport is None or self._closing:
             counters.handshake_failures += 1
+            self._note(Outcome.HANDSHAKE_FAILED)
             return
         counters.handshakes += 1
-        self._connections.open.discard(self._transport)
-        self._connections.open.add(transport)
         self._transport = transport
+        self._sni = self._host.contexts.sni_of(transport.get_extra_info("ssl_object"))
+        self._note(Outcome.TLS)
         self._tls_active = True
         self._upgrading = False
         self._process()
+        self._check_line_length()
+
+    def _reset(self, hello: bytes) -> None:
+        """Answer the client's TLS hello with a TCP RST, as a broken middlebox does."""
+        self._reset_pending = False
+        self._closing = True
+        self._sni = self._host.contexts.probe_sni(hello)
+        if self._host.clients is not None:
+            self._host.clients.handshake_reset(self._client)
+        self._connections.counters.resets += 1
+        self._note(Outcome.RESET)
+        sock = self._transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        self._transport.abort()
 
     def _on_idle(self) -> None:
+        self._note(Outcome.TIMEOUT)
         self._close_with(f"421 4.4.2 {self._config.hostname} Timeout\r\n".encode("ascii"))
 
     def _close_with(self, reply: bytes) -> None:
         if self._closing:
             return
-        self._closing = True
-        if not self._upgrading:
-            self._transport.write(reply)
-        self._transport.close()
+        if self._upgrading:
+            # Nothing more in plaintext once the client has seen the 220.
+            self._closing = True
+            if self._stutter is not None:
+                self._stutter.cancel()
+            self._transport.close()
+            return
+        self._send(reply)
+        self._close_when_sent()
 
 
 # --- the process ----------------------------------------------------------------
@@ -473,9 +821,11 @@ async def serve(config: ResponderConfig, ready_file: Path | None = None) -> Coun
         loop.add_signal_handler(signum, stop.set)
     started = time.perf_counter()
     sockets = bind_listeners((listener.address for listener in config.listeners), config.port)
-    connections = _Connections()
+    log = None if config.connection_log is None else ConnectionLog(config.connection_log)
+    connections = _Connections(log)
     contexts = TlsContexts(config.pki_dir, config.context_cache_size)
     servers: list[asyncio.Server] = []
+    flusher = None if log is None else loop.create_task(_flush_periodically(log))
     try:
         for listener, sock in zip(config.listeners, sockets, strict=True):
             servers.append(
@@ -494,7 +844,18 @@ async def serve(config: ResponderConfig, ready_file: Path | None = None) -> Coun
         for sock in sockets[len(servers) :]:
             sock.close()
         connections.abort_all()
+        if flusher is not None:
+            flusher.cancel()
+        if log is not None:
+            log.close()
     return connections.counters
+
+
+async def _flush_periodically(log: ConnectionLog) -> None:
+    # A reader of the log lags the responder by at most FLUSH_INTERVAL.
+    while True:
+        await asyncio.sleep(FLUSH_INTERVAL)
+        log.flush()
 
 
 def _protocol_factory(
@@ -504,13 +865,11 @@ def _protocol_factory(
     contexts: TlsContexts,
 ) -> Callable[[], asyncio.Protocol]:
     if listener.behavior is Behavior.SILENT:
-        return lambda: SilentProtocol(connections, config.silent_timeout)
-    dialogue = Dialogue(config.hostname, listener.behavior)
-
-    def tls_context() -> ssl.SSLContext:
-        return contexts.for_listener(listener)
-
-    return lambda: SmtpProtocol(connections, config, dialogue, tls_context)
+        # A host that never speaks cannot push back: it ignores its pushback.
+        return lambda: SilentProtocol(connections, listener.address, config.silent_timeout)
+    clients = None if listener.pushback.is_default else ClientPushback(listener.pushback)
+    host = _Host(listener, Dialogue(config.hostname, listener.behavior), contexts, clients)
+    return lambda: SmtpProtocol(connections, config, host)
 
 
 def _announce_ready(config: ResponderConfig, elapsed: float, ready_file: Path | None) -> None:
@@ -564,10 +923,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         LOG.error("%s", exc)
         return EXIT_BIND
     LOG.info(
-        "stopped: %d connections, %d handshakes, %d failed handshakes",
+        "stopped: %d connections, %d handshakes, %d failed handshakes, %d reset, %d over limit",
         counters.connections,
         counters.handshakes,
         counters.handshake_failures,
+        counters.resets,
+        counters.over_limit,
     )
     return 0
 
