@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from scanner.status import DaneVerdict, DomainVerdict
 from testbed.model import Behavior, DsMode, Listener, Record, Zone
 from testbed.pki import Issued, KeyType, Pki
+from testbed.profile import OperatorKind
 
 SIGNED_TLDS = ("example.", "test.")
 UNSIGNED_TLD = "alt."
@@ -59,13 +60,16 @@ class ZoneDraft:
     parent_ds: DsMode = DsMode.MATCH
     lame: bool = False
     expired: bool = False
+    # On the internet profile, the kind of DNS operator that must serve it
+    # (None: any operator that answers, by share).
+    operator: OperatorKind | None = None
     records: list[Record] = field(default_factory=list)
     corrupt: list[tuple[str, str]] = field(default_factory=list)
 
     def add(self, owner: str, rtype: str, rdata: str, ttl: int = TTL) -> None:
         self.records.append(Record(owner, ttl, rtype, rdata))
 
-    def freeze(self) -> Zone:
+    def freeze(self, server: str | None = None) -> Zone:
         return Zone(
             origin=self.origin,
             records=tuple(self.records),
@@ -74,6 +78,7 @@ class ZoneDraft:
             lame=self.lame,
             expired=self.expired,
             corrupt_rrsets=tuple(self.corrupt),
+            server=server,
         )
 
 
@@ -102,14 +107,23 @@ def flip_last_hex(rdata: str) -> str:
 
 
 class Builder:
-    """Accumulates zones, listeners and chains for one testbed."""
+    """Accumulates zones, listeners and chains for one testbed.
 
-    def __init__(self, *, seed: int, net: int, now: dt.datetime) -> None:
+    With ``zone_per_domain`` (the internet profile) every unsigned domain is a
+    zone of its own, as on the real internet, so that its DNS operator
+    answers for it; otherwise unsigned domains are plain names in their TLD,
+    which keeps a million-domain loopback testbed cheap.
+    """
+
+    def __init__(
+        self, *, seed: int, net: int, now: dt.datetime, zone_per_domain: bool = False
+    ) -> None:
         if not 1 <= net <= 254:
             raise ValueError("net must be in 1..254 (addresses are 127.<net>.x.y)")
         self.seed = seed
         self.net = net
         self.now = now
+        self.zone_per_domain = zone_per_domain
         self.rng = random.Random(seed)
         self.pki = Pki(seed=seed, now=now)
         self.zones: dict[str, ZoneDraft] = {}
@@ -148,8 +162,14 @@ class Builder:
     def postfix_address(self) -> str:
         return f"127.{self.net}.255.25"
 
+    @property
+    def layer_addresses(self) -> tuple[str, str]:
+        """The NSD instances for the root and the TLDs (the internet profile's)."""
+        return f"127.{self.net}.255.3", f"127.{self.net}.255.4"
+
     def _address_iter(self) -> Iterator[str]:
-        for a in range(0, 255):
+        # 127.<net>.253-255.x hold the DNS operators and the infrastructure.
+        for a in range(0, 253):
             for b in range(1, 255):
                 yield f"127.{self.net}.{a}.{b}"
         raise RuntimeError("address space 127.<net>.0.0/16 exhausted")
@@ -167,10 +187,13 @@ class Builder:
         parent_ds: DsMode = DsMode.MATCH,
         lame: bool = False,
         expired: bool = False,
+        operator: OperatorKind | None = None,
     ) -> ZoneDraft:
         if origin in self.zones:
             raise ValueError(f"zone {origin} defined twice")
-        draft = ZoneDraft(origin, signed, parent_ds if signed else DsMode.NONE, lame, expired)
+        draft = ZoneDraft(
+            origin, signed, parent_ds if signed else DsMode.NONE, lame, expired, operator
+        )
         self.zones[origin] = draft
         return draft
 
@@ -199,20 +222,28 @@ class Builder:
         return SIGNED_TLDS[0] if self.rng.random() < 0.6 else SIGNED_TLDS[1]
 
     def signed_domain(
-        self, *, parent_ds: DsMode = DsMode.MATCH, expired: bool = False
+        self,
+        *,
+        parent_ds: DsMode = DsMode.MATCH,
+        expired: bool = False,
+        operator: OperatorKind | None = None,
     ) -> tuple[str, ZoneDraft]:
         """A domain with a zone of its own, signed, delegated from a signed TLD."""
         name = self.new_name(self.signed_tld())
-        return name, self.zone(name, parent_ds=parent_ds, expired=expired)
+        return name, self.zone(name, parent_ds=parent_ds, expired=expired, operator=operator)
 
     def insecure_domain(self) -> tuple[str, ZoneDraft]:
         """A domain with an unsigned zone of its own under a signed TLD (no DS)."""
         name = self.new_name(self.signed_tld())
         return name, self.zone(name, signed=False)
 
-    def unsigned_domain(self) -> str:
-        """A domain that is a plain name in the unsigned TLD (no zone cut: cheap at scale)."""
-        return self.new_name(UNSIGNED_TLD)
+    def unsigned_domain(self, *, operator: OperatorKind | None = None) -> str:
+        """A domain in the unsigned TLD: a zone of its own with ``zone_per_domain``,
+        else a plain name in the TLD (no zone cut: cheap at scale)."""
+        name = self.new_name(UNSIGNED_TLD)
+        if self.zone_per_domain or operator is not None:
+            self.zone(name, signed=False, operator=operator)
+        return name
 
     # -- mail hosts ----------------------------------------------------------
 
@@ -291,9 +322,6 @@ class Builder:
             Listener(address, d.behavior, dict(d.chains), d.default_chain)
             for address, d in sorted(self._listeners.items(), key=_address_key)
         ]
-
-    def frozen_zones(self) -> list[Zone]:
-        return [d.freeze() for d in self.zones.values()]
 
 
 def _address_key(item: tuple[str, object]) -> tuple[int, int]:

@@ -1,9 +1,10 @@
-"""`testbed up|status|down`: the simulated internet's command line.
+"""`testbed up|status|down|connections`: the simulated internet's command line.
 
-`up` plans the testbed (testbed.plan), writes its certificates, domain list
-and truth, builds and signs the zones, and starts NSD, Unbound, the STARTTLS
-responder and Postfix, each tracked in D/processes.json; any failure stops
-whatever was started. Everything binds to 127.<net>.0.0/16 (and ::1).
+`up` plans the testbed (testbed.plan) for a profile (testbed.profile), writes
+its certificates, domain list and truth, builds and signs the zones, and
+starts NSD, on the internet profile the DNS operators' relay, Unbound, the
+STARTTLS responder and Postfix, each tracked in D/processes.json; any failure
+stops whatever was started. Everything binds to 127.<net>.0.0/16 (and ::1).
 """
 
 from __future__ import annotations
@@ -16,15 +17,19 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from testbed import dns, postfix, responder
+from testbed import connlog, dns, postfix, relay, responder
 from testbed.builder import BOGUS_PROBE
 from testbed.pki import write_chain
-from testbed.plan import Plan, make_plan
+from testbed.plan import Plan, PostfixPlan, make_plan
 from testbed.procs import ProcessTable, TestbedError, ensure_free, require_binary
+from testbed.profile import Profile
 from testbed.truth import write_truth
 
 STATE_FILE = "testbed.json"
 PROCESS_FILE = "processes.json"
+OPERATORS_FILE = "operators.json"
+RELAY_STATS = "relay.stats.json"
+CONNECTION_LOG = "logs/connections.log"
 DEFAULT_NET = 10
 REQUIRED = (
     ("nsd", "nsd"),
@@ -42,6 +47,8 @@ def up(
     net: int,
     with_postfix: bool = True,
     ipv6: bool = True,
+    profile: Profile = Profile.LOOPBACK,
+    latency_scale: float = 1.0,
     out: Callable[[str], None] = print,
 ) -> dict[str, object]:
     """Bring the testbed up in ``directory``; return what testbed.json holds."""
@@ -57,10 +64,22 @@ def up(
             require_binary(command, package)
     started = time.monotonic()
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    plan = make_plan(n=domains, seed=seed, net=net, now=now, ipv6=ipv6)
+    plan = make_plan(
+        n=domains,
+        seed=seed,
+        net=net,
+        now=now,
+        ipv6=ipv6,
+        postfix=with_postfix,
+        profile=profile,
+        latency_scale=latency_scale,
+    )
     for address in (plan.auth_address, plan.resolver_address):
         ensure_free(address, 53)
-    out(f"planned {domains} domains, {len(plan.zones)} zones, {len(plan.listeners)} mail hosts")
+    out(
+        f"planned {domains} domains, {len(plan.zones)} zones, {len(plan.listeners)} mail hosts"
+        + (f", {len(plan.operators)} DNS operators" if plan.operators else "")
+    )
     paths = _write_data(directory, plan)
     try:
         build = dns.build_dns(
@@ -71,6 +90,8 @@ def up(
             lame_address=plan.lame_address,
             seed=seed,
             now=now,
+            internet=bool(plan.operators),
+            layer_addresses=plan.layer_addresses,
         )
         out(f"signed and wrote {len(plan.zones)} zones")
         dns.start_dns(
@@ -78,12 +99,15 @@ def up(
             table,
             auth_address=plan.auth_address,
             resolver_address=plan.resolver_address,
+            before_resolver=_relay_starter(directory, plan, build, table),
         )
         out(f"NSD on {plan.auth_address}:53, validating Unbound on {plan.resolver_address}:53")
+        if plan.operators:
+            out(f"{len(plan.operators)} DNS operators, delays x{latency_scale:g}")
         _start_responder(directory, plan, table)
         out(f"STARTTLS responder on {len(plan.listeners)} addresses, port 25")
-        if with_postfix:
-            _start_postfix(directory, plan, table)
+        if plan.postfix is not None:
+            _start_postfix(directory, plan.postfix, table)
             out(f"Postfix on {plan.postfix.address}:25 as {plan.postfix.hostname}")
     except BaseException:
         _stop(directory, table)
@@ -98,12 +122,18 @@ def up(
         "auth_server": f"{plan.auth_address}:53",
         "postfix": (
             {"address": plan.postfix.address, "host": plan.postfix.hostname.rstrip(".")}
-            if with_postfix
+            if plan.postfix is not None
             else None
         ),
         "domains": domains,
         "seed": seed,
         "net": net,
+        "profile": plan.profile.value,
+        "latency_scale": plan.latency_scale,
+        "truth_policy": json.loads(plan.policy.to_json()),
+        "operators_file": str(paths["operators"]) if plan.operators else None,
+        "relay_stats": str(directory / RELAY_STATS) if plan.operators else None,
+        "connection_log": str(directory / CONNECTION_LOG),
         "mail_addresses": len(plan.listeners),
         "ipv6": ipv6,
         "zones": len(plan.zones),
@@ -122,15 +152,70 @@ def _write_data(directory: Path, plan: Plan) -> dict[str, Path]:
     domains = directory / "domains.txt"
     domains.write_text("".join(f"{d}\n" for d in plan.domains))
     truth = directory / "truth.parquet"
-    write_truth(truth, plan.truth)
-    return {"domains": domains, "truth": truth, "pki": pki_dir}
+    write_truth(truth, plan.truth, plan.policy)
+    operators = directory / OPERATORS_FILE
+    if plan.operators:
+        _write_operators(operators, plan)
+    return {"domains": domains, "truth": truth, "pki": pki_dir, "operators": operators}
+
+
+def _write_operators(path: Path, plan: Plan) -> None:
+    """The DNS operators and the zones each serves, for people and tests."""
+    zones: dict[str, list[str]] = {}
+    for zone in plan.zones:
+        if zone.server is not None:
+            zones.setdefault(zone.server, []).append(zone.origin)
+    document = [
+        {**op.to_json(), "zones": len(served), "zone_names": served}
+        for op in plan.operators
+        for served in [zones.get(op.address, [])]
+    ]
+    path.write_text(json.dumps(document, indent=1) + "\n")
+
+
+def _relay_starter(
+    directory: Path, plan: Plan, build: dns.DnsBuild, table: ProcessTable
+) -> Callable[[], None] | None:
+    """What starts the DNS operators once NSD answers, if the profile has any."""
+    if not plan.operators:
+        return None
+    return lambda: _start_relay(directory, plan, build, table)
+
+
+def _start_relay(directory: Path, plan: Plan, build: dns.DnsBuild, table: ProcessTable) -> None:
+    """The relay, each operator routed to the NSD instance that holds its zones."""
+    config = directory / "relay.json"
+    ready = directory / "relay.ready"
+    ready.unlink(missing_ok=True)
+    for op in plan.operators:
+        ensure_free(op.address, 53)
+    first_zone: dict[str, str] = {}
+    for zone in plan.zones:
+        if zone.server is not None:
+            first_zone.setdefault(zone.server, zone.origin)
+    # An operator without zones (a small one on a small testbed) answers
+    # like any hosting operator: from the instance of the deepest layer.
+    routes = tuple(
+        relay.Route(op, (build.server_for(first_zone.get(op.address, "a.b.")), 53))
+        for op in plan.operators
+    )
+    relay.write_config(config, relay.RelayConfig(routes=routes, stats_file=directory / RELAY_STATS))
+    table.start(
+        "relay",
+        [sys.executable, "-m", "testbed.relay", str(config), "--ready-file", str(ready)],
+        log=directory / "logs" / "relay.log",
+        ready=ready.exists,
+        timeout=60.0,
+    )
 
 
 def _start_responder(directory: Path, plan: Plan, table: ProcessTable) -> None:
     config = directory / "responder.json"
     ready = directory / "responder.ready"
     ready.unlink(missing_ok=True)
-    responder.write_config(config, plan.listeners, pki_dir=directory / "pki")
+    log = directory / CONNECTION_LOG
+    log.parent.mkdir(parents=True, exist_ok=True)
+    responder.write_config(config, plan.listeners, pki_dir=directory / "pki", connection_log=log)
     table.start(
         "responder",
         [sys.executable, "-m", "testbed.responder", str(config), "--ready-file", str(ready)],
@@ -140,15 +225,15 @@ def _start_responder(directory: Path, plan: Plan, table: ProcessTable) -> None:
     )
 
 
-def _start_postfix(directory: Path, plan: Plan, table: ProcessTable) -> None:
-    ensure_free(plan.postfix.address, 25)
+def _start_postfix(directory: Path, plan: PostfixPlan, table: ProcessTable) -> None:
+    ensure_free(plan.address, 25)
     pki = directory / "pki"
     instance = postfix.configure_postfix(
         directory / "postfix",
-        address=plan.postfix.address,
-        hostname=plan.postfix.hostname.rstrip("."),
-        chain_pem=pki / f"{plan.postfix.chain_id}.pem",
-        key_pem=pki / f"{plan.postfix.chain_id}.key",
+        address=plan.address,
+        hostname=plan.hostname.rstrip("."),
+        chain_pem=pki / f"{plan.chain_id}.pem",
+        key_pem=pki / f"{plan.chain_id}.key",
     )
     pid = postfix.start_postfix(instance)
     table.record_external("postfix", pid)
@@ -188,6 +273,35 @@ def restart_unbound(directory: Path) -> None:
     )
 
 
+def connections(directory: Path) -> connlog.Summary:
+    """What the testbed's mail hosts saw of their clients (testbed.connlog):
+    counts, concurrency and gaps per client and address, refusals."""
+    state, _ = status(directory)
+    log = Path(str(state.get("connection_log") or directory / CONNECTION_LOG))
+    if not log.exists():
+        return connlog.summarise([], now=time.time())
+    try:
+        return connlog.summary_for(log)
+    except (OSError, ValueError) as exc:
+        raise TestbedError(f"cannot read the connection log {log}: {exc}") from None
+
+
+def _print_connections(summary: connlog.Summary) -> None:
+    gap = summary["min_gap_s"]
+    print(
+        f"{summary['connections']} connections, at most {summary['max_concurrent']} at once "
+        f"from one client to one address, shortest gap "
+        f"{'-' if gap is None else f'{gap:.3f} s'}, {summary['over_limit']} refused over a limit"
+    )
+    for row in summary["per_address"]:
+        gap = row["min_gap_s"]
+        print(
+            f"  {row['address']:<16} {row['connections']:>7} connections  "
+            f"max {row['max_concurrent']} at once  "
+            f"gap {'-' if gap is None else f'{gap:.3f} s':>9}  over limit {row['over_limit']}"
+        )
+
+
 def down(directory: Path) -> list[str]:
     """Stop every process of the testbed in ``directory``; return their names."""
     if not (directory / STATE_FILE).exists() and not (directory / PROCESS_FILE).exists():
@@ -221,9 +335,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="leave out the scenario on ::1 (port 25 on ::1 is one per machine)",
     )
+    p_up.add_argument(
+        "--profile",
+        type=Profile,
+        choices=list(Profile),
+        default=Profile.LOOPBACK,
+        help="loopback: instant answers, no faults; internet: DNS operators with latency, "
+        "loss and faults, mail hosts that pause, greylist and limit (README)",
+    )
+    p_up.add_argument(
+        "--latency-scale",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="multiply every delay of the internet profile by F (0: no delays, "
+        "every other behaviour kept)",
+    )
     for name, text in (("status", "show a testbed and its processes"), ("down", "stop it")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--dir", type=Path, required=True)
+    p_conn = sub.add_parser(
+        "connections", help="what the mail hosts saw: connections, concurrency, gaps, refusals"
+    )
+    p_conn.add_argument("--dir", type=Path, required=True)
+    p_conn.add_argument("--json", action="store_true", help="one JSON object")
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
@@ -236,9 +371,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 net=args.net,
                 with_postfix=not args.no_postfix,
                 ipv6=not args.no_ipv6,
+                profile=args.profile,
+                latency_scale=args.latency_scale,
                 out=lambda line: print(line, file=sys.stderr),
             )
             print(json.dumps(state, indent=2))
+        elif args.command == "connections":
+            summary = connections(args.dir)
+            if args.json:
+                print(json.dumps(summary))
+            else:
+                _print_connections(summary)
         elif args.command == "status":
             state, procs = status(args.dir)
             print(json.dumps({**state, "processes": procs}, indent=2))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import ipaddress
 import json
@@ -27,7 +28,7 @@ import socket
 import struct
 import subprocess
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,7 +143,7 @@ class DnsBuild:
     """What build_dns wrote, for start_dns and for the testbed's state file."""
 
     workdir: Path
-    nsd_conf: Path
+    nsd_conf: Path  # the instance on auth_address
     unbound_conf: Path
     trust_anchor: Path  # the root DS, one line in zone-file format
     auth_address: str
@@ -153,6 +154,31 @@ class DnsBuild:
     reused: int  # zones whose signed file from an earlier build was still current
     signing_seconds: float
     build_seconds: float
+    # Further NSD instances, one per layer of the tree (see build_dns).
+    layers: tuple[NsdLayer, ...] = ()
+
+    def server_for(self, origin: str) -> str:
+        """The NSD address that serves zone ``origin``."""
+        depth = layer_of(origin)
+        for layer in self.layers:
+            if layer.depth == depth:
+                return layer.address
+        return self.auth_address
+
+
+@dataclass(frozen=True, slots=True)
+class NsdLayer:
+    """An NSD instance serving the zones of one depth of the tree."""
+
+    name: str  # in the process table, and the stem of its files
+    depth: int  # 0 the root, 1 the TLDs
+    address: str
+    conf: Path
+
+
+def layer_of(origin: str) -> int:
+    """0 for the root, 1 for a TLD, 2 for anything deeper."""
+    return min(2, origin.rstrip(".").count(".") + 1) if origin != "." else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,13 +212,23 @@ def build_dns(
     seed: int,
     now: dt.datetime,
     jobs: int = 2,
+    internet: bool = False,
+    layer_addresses: tuple[str, str] | None = None,
 ) -> DnsBuild:
     """Write, sign and configure the DNS tree for ``zones`` in ``workdir``.
 
     ``now`` (timezone-aware, the wall clock: Unbound checks signatures against
     its own clock) places the signature validity windows. Zones whose input
     and key are unchanged since the last build in ``workdir`` are not signed
-    again. ``jobs`` signers run at once.
+    again. ``jobs`` signers run at once. ``internet`` tunes Unbound for
+    servers that answer slowly or not at all (the internet profile).
+
+    With ``layer_addresses`` (root, TLDs) the root and the TLD zones are
+    served by NSD instances of their own at those addresses, and only deeper
+    zones by the one on ``auth_address``. A server that holds a parent zone
+    and its child answers for the child itself instead of referring to it,
+    so on the internet profile, where a child is delegated to another DNS
+    operator, one NSD for all would let the resolver skip that operator.
     """
     started = time.monotonic()
     for label, address in (
@@ -241,10 +277,24 @@ def build_dns(
             _corrupt(job.served, job.zone)
     _write_manifest(zone_dir / _MANIFEST, {job.stem: job.digest for job in served})
 
+    layers: list[NsdLayer] = []
+    if layer_addresses is not None:
+        for depth, (name, address) in enumerate(
+            zip(("nsd-root", "nsd-tld"), layer_addresses, strict=True)
+        ):
+            _require_loopback(name, address)
+            conf = workdir / f"{name}.conf"
+            zones_here = [job for job in served if layer_of(job.zone.origin) == depth]
+            _write_if_changed(conf, _nsd_conf(workdir, address, zones_here, name=name))
+            layers.append(NsdLayer(name, depth, address, conf))
+    deepest = 0 if layer_addresses is None else 2
     nsd_conf = workdir / "nsd.conf"
-    _write_if_changed(nsd_conf, _nsd_conf(workdir, auth_address, served))
+    _write_if_changed(
+        nsd_conf,
+        _nsd_conf(workdir, auth_address, [j for j in served if layer_of(j.zone.origin) >= deepest]),
+    )
     root_hints = workdir / "root.hints"
-    _write_if_changed(root_hints, _root_hints(auth_address))
+    _write_if_changed(root_hints, _root_hints(by_origin["."].server or auth_address))
     unbound_conf = workdir / "unbound.conf"
     _write_if_changed(
         unbound_conf,
@@ -255,6 +305,7 @@ def build_dns(
             root_hints=root_hints,
             trust_anchor=trust_anchor,
             tlds=sorted(o for o in by_origin if o.count(".") == 1 and o != "."),
+            internet=internet,
         ),
     )
     signed_now = sum(1 for job in todo if job.window is not None)
@@ -271,6 +322,7 @@ def build_dns(
         reused=sum(1 for job in served if job.window is not None) - signed_now,
         signing_seconds=signing_seconds,
         build_seconds=time.monotonic() - started,
+        layers=tuple(layers),
     )
 
 
@@ -281,11 +333,14 @@ def start_dns(
     auth_address: str | None = None,
     resolver_address: str | None = None,
     timeout: float = 300.0,
+    before_resolver: Callable[[], None] | None = None,
 ) -> None:
     """Start NSD, then Unbound, and wait until each answers; on failure
     neither is left running. The addresses come from ``build`` (if given here
     they must agree with it). ``timeout`` applies to each server: NSD takes a
-    while to load about a million names."""
+    while to load about a million names. ``before_resolver`` runs once NSD
+    answers (the internet profile starts its DNS operators there, which
+    Unbound's readiness check already goes through)."""
     for given, built in (
         (auth_address, build.auth_address),
         (resolver_address, build.resolver_address),
@@ -309,7 +364,11 @@ def start_dns(
         "nsd",
         [nsd, "-d", "-c", str(build.nsd_conf)],
         log=nsd_log,
-        ready=lambda: _answers(build.auth_address, recursion=False, secure=False),
+        ready=(
+            functools.partial(_responds, build.auth_address)
+            if build.layers
+            else (lambda: _answers(build.auth_address, recursion=False, secure=False))
+        ),
         timeout=timeout,
     )
     # NSD serves the zones it could load and only logs the others.
@@ -318,6 +377,18 @@ def start_dns(
         table.stop("nsd")
         raise TestbedError(f"NSD could not load every zone: {problems[0]} (see {nsd_log})")
     try:
+        for layer in build.layers:
+            ensure_free(layer.address, _PORT)
+            table.start(
+                layer.name,
+                [nsd, "-d", "-c", str(layer.conf)],
+                log=logs / f"{layer.name}.log",
+                # Any answer: an instance without the root refuses its SOA.
+                ready=functools.partial(_responds, layer.address),
+                timeout=timeout,
+            )
+        if before_resolver is not None:
+            before_resolver()
         table.start(
             "unbound",
             [unbound, "-d", "-c", str(build.unbound_conf)],
@@ -326,9 +397,16 @@ def start_dns(
             ready=lambda: _answers(build.resolver_address, recursion=True, secure=True),
             timeout=timeout,
         )
-    except TestbedError:
+    except BaseException:
+        for layer in build.layers:
+            table.stop(layer.name)
         table.stop("nsd")
         raise
+
+
+def _responds(address: str) -> bool:
+    """Any answer to a root SOA query: an NSD that does not serve the root refuses it."""
+    return probe_dns(address, recursion=False) is not None
 
 
 def _answers(address: str, *, recursion: bool, secure: bool) -> bool:
@@ -392,6 +470,8 @@ def _index(zones: Iterable[Zone]) -> dict[str, Zone]:
         if stem in stems:
             raise TestbedError(f"zones {stems[stem]} and {origin} would share a file")
         stems[stem] = origin
+        if zone.server is not None:
+            _require_loopback(f"the server of zone {origin}", zone.server)
         by_origin[origin] = zone
     if "." not in by_origin:
         raise TestbedError("no root zone: the zone list must contain '.'")
@@ -425,7 +505,7 @@ def _delegations(
         # An unsigned child has no key, so no DS whatever the mode says.
         if zone.signed and zone.parent_ds is not DsMode.NONE:
             ds = key.ds_text(origin, wrong=zone.parent_ds is DsMode.WRONG)
-        address = lame_address if zone.lame else auth_address
+        address = lame_address if zone.lame else (zone.server or auth_address)
         result.setdefault(_parent(origin, by_origin), []).append(_Delegation(origin, address, ds))
     return result
 
@@ -481,7 +561,10 @@ def _jobs(
     for origin, zone in by_origin.items():
         if zone.lame:
             continue
-        text = _render(zone, delegations.get(origin, ()), address=auth_address, key=key)
+        # The zone's own NS address is its operator's too: a resolver that
+        # believes the child's NS RRset must not bypass the operator.
+        address = zone.server or auth_address
+        text = _render(zone, delegations.get(origin, ()), address=address, key=key)
         window = _window(day, expired=zone.expired) if zone.signed else None
         inputs = [text, key_digest if zone.signed else "", repr(window)]
         inputs.append(repr(sorted(zone.corrupt_rrsets)))
@@ -655,7 +738,7 @@ def _read_lines(path: Path, offset: int = 0) -> list[str]:
 # -- server configuration --------------------------------------------------------
 
 
-def _nsd_conf(workdir: Path, address: str, zones: Sequence[_Job]) -> str:
+def _nsd_conf(workdir: Path, address: str, zones: Sequence[_Job], name: str = "nsd") -> str:
     six = ":" in address
     head = f"""# Written by testbed.dns: NSD serving the private tree.
 server:
@@ -673,10 +756,10 @@ server:
     database: ""
     zonefiles-check: no
     zonefiles-write: 0
-    zonelistfile: "{workdir}/nsd.zonelist"
-    xfrdfile: "{workdir}/nsd.xfrd.state"
+    zonelistfile: "{workdir}/{name}.zonelist"
+    xfrdfile: "{workdir}/{name}.xfrd.state"
     xfrdir: "{workdir}"
-    pidfile: "{workdir}/nsd.pid"
+    pidfile: "{workdir}/{name}.pid"
     # The only client is our Unbound: response rate limiting would starve a scan.
     rrl-ratelimit: 0
     rrl-whitelist-ratelimit: 0
@@ -699,6 +782,33 @@ def _root_hints(auth_address: str) -> str:
     return f". 3600000 IN NS ns1.\nns1. 3600000 IN {_address_type(auth_address)} {auth_address}\n"
 
 
+# How Unbound times out its servers, per profile (the text goes into unbound.conf).
+_LOOPBACK_TIMING = """\
+    # A lame delegation (nothing listens) would otherwise cost about 40 s of
+    # retries, and Unbound drops the client's query unanswered after 1.9 s
+    # (discard-timeout): after one timeout a server is down for that zone and
+    # the answer is a quick SERVFAIL. Loopback servers answer in well under a
+    # millisecond, and keep-probing lets one that was merely overloaded back in.
+    infra-cache-max-rtt: 700
+    infra-keep-probing: yes
+"""
+_INTERNET_TIMING = """\
+    # The internet profile's operators answer in up to a few hundred ms with
+    # a tail to seconds, and lose queries. Unbound backs a server's timeout
+    # off from 376 ms, doubling it at each loss, and gives up on the server
+    # once it would exceed this ceiling: 6 s lets a slow, lossy operator lose
+    # three queries in a row before it counts as down (and keep-probing lets
+    # it back in), and gives a dead operator's zones a SERVFAIL after about
+    # 11 s. Unbound's default (120 s) would hold such a query for minutes.
+    infra-cache-max-rtt: 6000
+    infra-keep-probing: yes
+    # Unbound drops, unanswered, a reply that took longer than this (1.9 s
+    # by default, against DNSBomb): a dead operator's SERVFAIL must reach
+    # the client, as a resolver of the real internet's does within seconds.
+    discard-timeout: 15000
+"""
+
+
 def _unbound_conf(
     workdir: Path,
     *,
@@ -707,6 +817,7 @@ def _unbound_conf(
     root_hints: Path,
     trust_anchor: Path,
     tlds: Sequence[str],
+    internet: bool = False,
 ) -> str:
     six = ":" in auth_address or ":" in resolver_address
     # Unbound answers some special-use TLDs itself (RFC 6761: test., invalid.,
@@ -762,14 +873,7 @@ server:
     target-fetch-policy: "0 0 0 0 0"
     qname-minimisation: no
     prefetch: no
-    # A lame delegation (nothing listens) would otherwise cost about 40 s of
-    # retries, and Unbound drops the client's query unanswered after 1.9 s
-    # (discard-timeout): after one timeout a server is down for that zone and
-    # the answer is a quick SERVFAIL. Loopback servers answer in well under a
-    # millisecond, and keep-probing lets one that was merely overloaded back in.
-    infra-cache-max-rtt: 700
-    infra-keep-probing: yes
-
+{_INTERNET_TIMING if internet else _LOOPBACK_TIMING}
 remote-control:
     control-enable: no
 """

@@ -46,6 +46,10 @@ class Zone:
     expired: bool = False
     # (owner, rtype) whose RRSIG is corrupted after signing: that RRset is bogus.
     corrupt_rrsets: tuple[tuple[str, str], ...] = ()
+    # The address its delegation and its own NS record point at: a DNS
+    # operator of the internet profile (testbed.relay); None: the
+    # authoritative server itself.
+    server: str | None = None
 
 
 class Behavior(StrEnum):

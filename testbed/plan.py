@@ -1,20 +1,35 @@
-"""From (seed, N) to the whole simulated internet as data: zones, listeners,
-certificate chains and the expected verdict of every domain.
+"""From (seed, N, profile) to the whole simulated internet as data: zones,
+listeners, DNS operators, certificate chains and the expected verdict of
+every domain.
 
-Deterministic for a given seed and N: the same domains, the same scenarios in
-the same order, the same zones and addresses (certificate bytes aside, since
-RSA keys and ECDSA signatures are randomised; see testbed.pki).
+Deterministic for a given seed, N and profile: the same domains, the same
+scenarios in the same order, the same zones, operators and addresses
+(certificate bytes aside, since RSA keys and ECDSA signatures are randomised;
+see testbed.pki). The internet profile draws its operators and pushback from
+a generator of its own, so the loopback profile's plan is what it always was.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
-from dataclasses import dataclass
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 
-from testbed.builder import Builder, DomainTruth
-from testbed.model import Listener, Zone
+from testbed.builder import Builder, DomainTruth, ZoneDraft
+from testbed.model import Behavior, Listener, Zone
 from testbed.pki import Issued
+from testbed.profile import (
+    Operator,
+    OperatorKind,
+    Profile,
+    RetryPolicy,
+    draw_operators,
+    draw_pushback,
+    pick_operator,
+    retry_policy,
+    scale_pushback,
+)
 from testbed.scenarios import CATALOGUE, Scenario
 
 
@@ -29,18 +44,43 @@ class PostfixPlan:
 class Plan:
     seed: int
     net: int
+    profile: Profile
+    latency_scale: float
     zones: tuple[Zone, ...]
     listeners: tuple[Listener, ...]
     chains: dict[str, list[Issued]]
     truth: tuple[DomainTruth, ...]
-    postfix: PostfixPlan
+    postfix: PostfixPlan | None
     auth_address: str
     resolver_address: str
     lame_address: str
+    # The internet profile's DNS operators (empty on loopback), delays scaled.
+    operators: tuple[Operator, ...]
+    # What the truth assumes of a scanner's retries.
+    policy: RetryPolicy
+    # NSD instances of their own for the root and the TLDs (internet profile).
+    layer_addresses: tuple[str, str] | None
 
     @property
     def domains(self) -> list[str]:
         return [t.domain.rstrip(".") for t in self.truth]
+
+    @property
+    def root_address(self) -> str:
+        """Where the root hints point: the root's operator, or NSD itself."""
+        root = next(zone for zone in self.zones if zone.origin == ".")
+        return root.server or self.auth_address
+
+
+def catalogue_for(profile: Profile, *, ipv6: bool = True, postfix: bool = True) -> list[Scenario]:
+    """The scenarios a testbed holds: what it leaves out, its truth leaves out."""
+    return [
+        s
+        for s in CATALOGUE
+        if (ipv6 or not s.ipv6)
+        and (postfix or s.name != "postfix_dane")
+        and (profile is Profile.INTERNET or not s.internet)
+    ]
 
 
 def scenario_counts(n: int, catalogue: Sequence[Scenario] = CATALOGUE) -> dict[str, int]:
@@ -61,25 +101,87 @@ def scenario_counts(n: int, catalogue: Sequence[Scenario] = CATALOGUE) -> dict[s
     return counts
 
 
-def make_plan(*, n: int, seed: int, net: int, now: dt.datetime, ipv6: bool = True) -> Plan:
-    builder = Builder(seed=seed, net=net, now=now)
-    catalogue = [s for s in CATALOGUE if ipv6 or not s.ipv6]
+def make_plan(
+    *,
+    n: int,
+    seed: int,
+    net: int,
+    now: dt.datetime,
+    ipv6: bool = True,
+    postfix: bool = True,
+    profile: Profile = Profile.LOOPBACK,
+    latency_scale: float = 1.0,
+) -> Plan:
+    if latency_scale < 0 or latency_scale != latency_scale:
+        raise ValueError("the latency scale must be a number >= 0")
+    internet = profile is Profile.INTERNET
+    builder = Builder(seed=seed, net=net, now=now, zone_per_domain=internet)
+    catalogue = catalogue_for(profile, ipv6=ipv6, postfix=postfix)
     counts = scenario_counts(n, catalogue)
     order = [s for s in catalogue for _ in range(counts[s.name])]
     builder.rng.shuffle(order)
     truth = tuple(scenario.build(builder) for scenario in order)
-    if builder.postfix is None:
-        raise RuntimeError("the catalogue must lay out the Postfix domain")
-    postfix_host, postfix_chain = builder.postfix
+    postfix_plan = None
+    if builder.postfix is not None:
+        host, chain_id = builder.postfix
+        postfix_plan = PostfixPlan(builder.postfix_address, host, chain_id)
+    zones = [draft.freeze() for draft in builder.zones.values()]
+    listeners = builder.listeners()
+    operators: tuple[Operator, ...] = ()
+    if internet:
+        draws = random.Random(f"internet-{seed}")
+        operators = tuple(op.scaled(latency_scale) for op in draw_operators(draws, net))
+        zones = _place_zones(draws, builder.zones.values(), operators)
+        listeners = [_with_pushback(draws, listener, latency_scale) for listener in listeners]
     return Plan(
         seed=seed,
         net=net,
-        zones=tuple(builder.frozen_zones()),
-        listeners=tuple(builder.listeners()),
+        profile=profile,
+        latency_scale=latency_scale,
+        zones=tuple(zones),
+        listeners=tuple(listeners),
         chains=builder.chains,
         truth=truth,
-        postfix=PostfixPlan(builder.postfix_address, postfix_host, postfix_chain),
+        postfix=postfix_plan,
         auth_address=builder.auth_address,
         resolver_address=builder.resolver_address,
         lame_address=builder.lame_address,
+        operators=operators,
+        policy=retry_policy(latency_scale),
+        layer_addresses=builder.layer_addresses if internet else None,
     )
+
+
+def _place_zones(
+    rng: random.Random, drafts: Iterable[ZoneDraft], operators: Sequence[Operator]
+) -> list[Zone]:
+    """Every zone on a DNS operator: the root and the TLDs on theirs, a zone
+    that asks for a faulty kind on one of that kind, the rest by share."""
+    root, registry = operators[0], operators[1]
+    by_kind: dict[OperatorKind, list[Operator]] = {}
+    for op in operators[2:]:
+        by_kind.setdefault(op.kind, []).append(op)
+    placed = []
+    for draft in drafts:
+        if draft.lame:
+            placed.append(draft.freeze())
+            continue
+        if draft.origin == ".":
+            server = root
+        elif draft.origin.count(".") == 1:
+            server = registry
+        elif draft.operator is not None:
+            server = rng.choice(by_kind[draft.operator])
+        else:
+            server = pick_operator(rng, operators)
+        placed.append(draft.freeze(server.address))
+    return placed
+
+
+def _with_pushback(rng: random.Random, listener: Listener, scale: float) -> Listener:
+    """A mail host of the internet profile pushes back as drawn (testbed.profile);
+    hosts whose behaviour is already a failure keep it unmixed."""
+    pushback = draw_pushback(rng)
+    if listener.behavior is not Behavior.STARTTLS:
+        return listener
+    return replace(listener, pushback=scale_pushback(pushback, scale))

@@ -40,6 +40,7 @@ from testbed.builder import (
 )
 from testbed.model import Behavior, DsMode
 from testbed.pki import Issued, KeyType
+from testbed.profile import OperatorKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,8 @@ class Scenario:
     bulk: bool = False  # takes its share of what the other scenarios leave
     # Serves on ::1, which only one testbed on a machine can hold (port 25).
     ipv6: bool = False
+    # Only on the internet profile (a fault the loopback profile does not model).
+    internet: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -549,6 +552,23 @@ def dual_stack(b: Builder) -> DomainTruth:
     return _one_host("dual_stack", D.DANE_VALID, V.PASS)(b, host)
 
 
+def _unanswered(name: str, kind: OperatorKind, signed: bool) -> Callable[[Builder], DomainTruth]:
+    """A domain whose only DNS operator never answers or answers REFUSED: the
+    resolver has nothing to give but SERVFAIL, whatever a scanner retries."""
+
+    def build(b: Builder) -> DomainTruth:
+        if signed:
+            domain, _ = b.signed_domain(operator=kind)
+        else:
+            domain = b.unsigned_domain(operator=kind)
+        host = f"mx.{domain}"
+        b.add(domain, "MX", f"10 {host}")
+        b.add(host, "A", _shared_host_address(b))
+        return _truth(domain, D.DNS_ERROR, [], name)
+
+    return build
+
+
 def postfix_dane(b: Builder) -> DomainTruth:
     """The real Postfix instance, DANE-EE 3 1 1 (its chain is written by testbed.cli)."""
     domain, zone = b.signed_domain()
@@ -731,6 +751,35 @@ CATALOGUE: tuple[Scenario, ...] = (
         "TLSA published, accepts and never speaks",
     ),
     Scenario("dual_stack", 0.00005, dual_stack, "IPv4 and IPv6 (::1) addresses", ipv6=True),
+    # faults of the real internet (testbed.profile)
+    Scenario(
+        "dead_operator",
+        0.005,
+        _unanswered("dead_operator", OperatorKind.DEAD, signed=False),
+        "the domain's only DNS operator never answers",
+        internet=True,
+    ),
+    Scenario(
+        "lame_operator",
+        0.005,
+        _unanswered("lame_operator", OperatorKind.LAME, signed=True),
+        "signed domain whose only DNS operator answers REFUSED",
+        internet=True,
+    ),
+    Scenario(
+        "tarpit_host",
+        0.00005,
+        _unreachable("tarpit_host", Behavior.TARPIT),
+        "TLSA published, the host sends one byte a second",
+        internet=True,
+    ),
+    Scenario(
+        "tls_reset_host",
+        0.00005,
+        _unreachable("tls_reset_host", Behavior.TLS_RESET),
+        "TLSA published, every TLS handshake reset midway",
+        internet=True,
+    ),
     Scenario("postfix_dane", 0.0, postfix_dane, "the real Postfix, DANE-EE 3 1 1", minimum=1),
 )
 

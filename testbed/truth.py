@@ -3,10 +3,16 @@
 One row per domain: ``domain`` (no trailing dot, as in the domains file),
 ``scenario``, ``verdict`` (a DomainVerdict value) and ``mx_hosts``, a list of
 structs with ``host`` (no trailing dot) and ``verdict`` (a DaneVerdict value).
+
+Where a verdict depends on how a scanner retries (the internet profile's
+greylisting, limits, resets and lossy operators), it is the verdict of a
+scanner that follows the retry policy named in the file's metadata under
+``POLICY_KEY`` (testbed.profile.RetryPolicy, as JSON).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,6 +20,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from testbed.builder import DomainTruth
+from testbed.profile import RetryPolicy
+
+POLICY_KEY = b"danescan.truth_policy"
 
 HOST_TYPE = pa.struct([("host", pa.string()), ("verdict", pa.string())])
 SCHEMA = pa.schema(
@@ -41,7 +50,16 @@ def truth_table(truth: Sequence[DomainTruth]) -> pa.Table:
     )
 
 
-def write_truth(path: Path, truth: Sequence[DomainTruth]) -> None:
+def write_truth(path: Path, truth: Sequence[DomainTruth], policy: RetryPolicy) -> None:
+    table = truth_table(truth)
+    table = table.replace_schema_metadata({POLICY_KEY: policy.to_json().encode()})
     tmp = path.with_suffix(".parquet.tmp")
-    pq.write_table(truth_table(truth), tmp)
+    pq.write_table(table, tmp)
     tmp.replace(path)
+
+
+def read_policy(path: Path) -> dict[str, object]:
+    """The retry policy a truth file assumes, as written."""
+    metadata = pq.read_schema(path).metadata or {}
+    document: dict[str, object] = json.loads(metadata[POLICY_KEY])
+    return document

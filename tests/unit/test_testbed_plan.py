@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import ipaddress
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -12,9 +14,12 @@ import pytest
 
 from scanner.status import DaneVerdict, DomainVerdict
 from testbed.model import DsMode
-from testbed.plan import Plan, make_plan, scenario_counts
+from testbed.plan import Plan, catalogue_for, make_plan, scenario_counts
+from testbed.profile import Profile, retry_policy
 from testbed.scenarios import CATALOGUE
-from testbed.truth import write_truth
+from testbed.truth import read_policy, write_truth
+
+LOOPBACK = catalogue_for(Profile.LOOPBACK)
 
 NOW = dt.datetime(2026, 11, 28, tzinfo=dt.UTC)
 
@@ -43,7 +48,7 @@ def test_proportions_resemble_the_internet(plan: Plan) -> None:
         DomainVerdict.DANE_PARTIAL,
         DomainVerdict.DANE_INVALID,
     }
-    counts = scenario_counts(1_000_000)
+    counts = scenario_counts(1_000_000, LOOPBACK)
     unsigned = counts["unsigned_provider"] + counts["unsigned_selfhosted"]
     dane = sum(c for name, c in counts.items() if verdict_of[name] in dane_verdicts)
     assert unsigned / 1_000_000 > 0.9
@@ -66,7 +71,7 @@ def test_same_seed_same_testbed() -> None:
 
 def test_every_scenario_present_and_domains_unique(plan: Plan) -> None:
     seen = Counter(t.scenario for t in plan.truth)
-    assert set(seen) == {s.name for s in CATALOGUE}
+    assert set(seen) == {s.name for s in LOOPBACK}
     assert len(set(plan.domains)) == len(plan.domains) == 600
 
 
@@ -127,9 +132,39 @@ def test_domain_verdicts_follow_host_verdicts(plan: Plan) -> None:
             assert not t.mx_hosts
 
 
+def test_the_loopback_plan_is_what_it_was() -> None:
+    """The internet profile left the loopback profile's plan untouched: these
+    digests were taken from the planner before the profiles existed."""
+    plan = make_plan(n=600, seed=7, net=42, now=NOW)
+    truth = [
+        (t.domain, t.scenario, t.verdict.value, [(x.host, x.verdict.value) for x in t.mx_hosts])
+        for t in plan.truth
+    ]
+    zones = [
+        (z.origin, z.signed, z.parent_ds.value, z.lame, [(r.owner, r.rtype) for r in z.records])
+        for z in plan.zones
+    ]
+    listeners = [(x.address, x.behavior.value, sorted(x.chains)) for x in plan.listeners]
+    digests = [hashlib.sha256(repr(x).encode()).hexdigest()[:16] for x in (truth, zones, listeners)]
+    assert digests == ["1d5088ef8b6aa6e9", "6bbc7d41f8b04314", "a7fcb99b9799cee2"]
+    assert all(z.server is None for z in plan.zones)
+    assert all(x.pushback.is_default for x in plan.listeners)
+    assert not plan.operators
+
+
+def test_what_a_testbed_leaves_out_its_truth_leaves_out() -> None:
+    plan = make_plan(n=600, seed=7, net=42, now=NOW, postfix=False, ipv6=False)
+    scenarios = {t.scenario for t in plan.truth}
+    assert "postfix_dane" not in scenarios
+    assert "dual_stack" not in scenarios
+    assert plan.postfix is None
+    assert len(plan.truth) == 600
+
+
 def test_truth_parquet_round_trip(plan: Plan, tmp_path: Path) -> None:
     path = tmp_path / "truth.parquet"
-    write_truth(path, plan.truth)
+    write_truth(path, plan.truth, plan.policy)
+    assert read_policy(path) == json.loads(retry_policy(1.0).to_json())
     table = pq.read_table(path)
     assert table.column_names == ["domain", "scenario", "verdict", "mx_hosts"]
     rows = table.to_pylist()
