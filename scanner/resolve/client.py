@@ -450,7 +450,13 @@ class DnsClient:
                 deadline, query = expiries.popleft()
                 if query.deadline == deadline:
                     self._expired(query)
+        self._rearm()
+
+    def _rearm(self) -> None:
+        # A method of its own: in _sweep, mypy (and so mypyc) would take
+        # self._sweeper to be still None, though a retry sent from there sets it.
         if self._sweeper is None and any(self._expiries.values()):
+            assert self._loop is not None
             self._sweeper = self._loop.call_later(self._tick, self._sweep)
 
     def _expired(self, query: _Query) -> None:

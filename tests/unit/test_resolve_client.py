@@ -36,11 +36,16 @@ Run = Callable[[Coroutine[Any, Any, None]], None]
 
 @pytest.fixture(params=["asyncio", "uvloop"])
 def run(request: pytest.FixtureRequest) -> Run:
+    """Runs a test's coroutine; an exception in any callback of the loop (the
+    client's timers and protocol callbacks, which only log it) fails the test."""
     factory = uvloop.new_event_loop if request.param == "uvloop" else asyncio.new_event_loop
 
     def runner(main: Coroutine[Any, Any, None]) -> None:
+        errors: list[dict[str, Any]] = []
         with asyncio.Runner(loop_factory=factory) as loop:
+            loop.get_loop().set_exception_handler(lambda _loop, context: errors.append(context))
             loop.run(main)
+        assert not errors, f"a loop callback raised: {errors[0].get('exception')!r}"
 
     return runner
 
