@@ -92,12 +92,12 @@ def test_truncated_answer_carries_the_question_and_tc() -> None:
     assert raw is not None
     answer = dns.message.from_wire(raw)
     assert answer.id == 0x1234
-    assert (
-        answer.flags & dns.flags.QR and answer.flags & dns.flags.TC and answer.flags & dns.flags.RD
-    )
+    for flag in (dns.flags.QR, dns.flags.TC, dns.flags.RD):
+        assert answer.flags & flag
     assert answer.rcode() == dns.rcode.NOERROR
     assert [str(q.name) for q in answer.question] == ["a.example."]
-    assert not answer.answer and not answer.authority
+    assert not answer.answer
+    assert not answer.authority
 
 
 def test_refused_answer() -> None:
