@@ -14,12 +14,16 @@ from __future__ import annotations
 import datetime as dt
 import random
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 from testbed.builder import Builder, DomainTruth, ZoneDraft
-from testbed.model import Behavior, Listener, Zone
+from testbed.model import NO_PUSHBACK, Behavior, Listener, Pushback, Zone
 from testbed.pki import Issued
 from testbed.profile import (
+    DELAY_BUDGET,
+    EVERY_PUSHBACK,
+    PAUSED_GREETING_S,
+    SESSION_DEADLINE_S,
     Operator,
     OperatorKind,
     Profile,
@@ -132,7 +136,7 @@ def make_plan(
         draws = random.Random(f"internet-{seed}")
         operators = tuple(op.scaled(latency_scale) for op in draw_operators(draws, net))
         zones = _place_zones(draws, builder.zones.values(), operators)
-        listeners = [_with_pushback(draws, listener, latency_scale) for listener in listeners]
+        listeners = _with_pushback(draws, listeners, latency_scale)
     return Plan(
         seed=seed,
         net=net,
@@ -178,10 +182,40 @@ def _place_zones(
     return placed
 
 
-def _with_pushback(rng: random.Random, listener: Listener, scale: float) -> Listener:
-    """A mail host of the internet profile pushes back as drawn (testbed.profile);
-    hosts whose behaviour is already a failure keep it unmixed."""
-    pushback = draw_pushback(rng)
-    if listener.behavior is not Behavior.STARTTLS:
-        return listener
-    return replace(listener, pushback=scale_pushback(pushback, scale))
+def _with_pushback(
+    rng: random.Random, listeners: Sequence[Listener], scale: float
+) -> list[Listener]:
+    """The mail hosts of the internet profile push back as drawn
+    (testbed.profile), every kind of pushback on at least one host so that a
+    small testbed still has each; hosts whose behaviour is already a failure
+    keep it unmixed."""
+    speaking = [i for i, x in enumerate(listeners) if x.behavior is Behavior.STARTTLS]
+    drawn = {i: draw_pushback(rng) for i in speaking}
+    for kind, example in EVERY_PUSHBACK.items():
+        if speaking and not any(_has(drawn[i], kind) for i in speaking):
+            chosen = rng.choice(speaking)
+            drawn[chosen] = _merge(drawn[chosen], example)
+    return [
+        replace(x, pushback=scale_pushback(drawn[i], scale)) if i in drawn else x
+        for i, x in enumerate(listeners)
+    ]
+
+
+def _has(pushback: Pushback, kind: str) -> bool:
+    if kind == "greeting_delay":
+        return pushback.greeting_delay >= PAUSED_GREETING_S[0]
+    return getattr(pushback, kind) not in (None, 0.0, False)
+
+
+def _merge(pushback: Pushback, example: Pushback) -> Pushback:
+    """``pushback`` with the one kind ``example`` sets, within the delay budget."""
+    changes = {
+        f.name: getattr(example, f.name)
+        for f in fields(Pushback)
+        if getattr(example, f.name) != getattr(NO_PUSHBACK, f.name)
+    }
+    merged = replace(pushback, **changes)
+    budget = DELAY_BUDGET * SESSION_DEADLINE_S
+    if merged.greeting_delay + merged.tls_delay > budget:
+        merged = replace(merged, tls_delay=max(0.0, budget - merged.greeting_delay))
+    return merged

@@ -254,6 +254,17 @@ SESSION_DEADLINE_S = 30.0
 DELAY_BUDGET = 0.8
 
 
+# One host of each kind at least, whatever the draws, so that a small testbed
+# still has every kind (as every scenario has its minimum).
+EVERY_PUSHBACK: dict[str, Pushback] = {
+    "greeting_delay": Pushback(greeting_delay=PAUSED_GREETING_S[0]),
+    "greylist_window": Pushback(greylist_window=GREYLIST_WINDOWS_S[1][0]),
+    "max_per_minute": Pushback(max_concurrent=TIGHT_CONCURRENT, max_per_minute=TIGHT_PER_MINUTE),
+    "tls_delay": Pushback(tls_delay=SLOW_TLS_S[0]),
+    "reset_first_handshake": Pushback(reset_first_handshake=True),
+}
+
+
 def draw_pushback(rng: random.Random) -> Pushback:
     """How one mail host pushes back, drawn with the weights above."""
     if rng.random() < PAUSED_SHARE:

@@ -135,6 +135,18 @@ def test_speaking_hosts_push_back_and_failing_ones_keep_their_behaviour(plan: Pl
         assert ipaddress.ip_address(listener.address).is_loopback
 
 
+def test_a_small_testbed_has_every_kind_of_pushback() -> None:
+    small = make_plan(n=600, seed=2, net=43, now=NOW, profile=Profile.INTERNET)
+    pushbacks = [x.pushback for x in small.listeners]
+    assert any(p.greeting_delay >= 5.0 for p in pushbacks)
+    assert any(p.greylist_window is not None for p in pushbacks)
+    assert any(p.max_per_minute is not None for p in pushbacks)
+    assert any(p.tls_delay > 0 for p in pushbacks)
+    assert any(p.reset_first_handshake for p in pushbacks)
+    budget = DELAY_BUDGET * SESSION_DEADLINE_S
+    assert all(p.greeting_delay + p.tls_delay <= budget + 1e-9 for p in pushbacks)
+
+
 def test_internet_scenarios_only_on_the_internet_profile() -> None:
     internet = {s.name for s in catalogue_for(Profile.INTERNET)}
     loopback = {s.name for s in catalogue_for(Profile.LOOPBACK)}
