@@ -8,6 +8,9 @@ DEB_PACKAGES := unbound nsd ldnsutils bind9-dnsutils postfix dnsperf valgrind op
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= .testbed/demo
 DEMO_DOMAINS ?= 2000
+# make demo PROFILE=internet: the same demo on a testbed that answers like the real internet.
+PROFILE ?= loopback
+LATENCY_SCALE ?= 1
 BENCH_DOMAINS ?= 100000
 
 .PHONY: setup deb venv native demo test lint unit integration bench notebooks clean
@@ -48,7 +51,8 @@ $(NATIVE_STAMP): $(NATIVE_DEPS) $(STAMP)
 	@touch $@
 
 demo: setup
-	$(BIN)/python -m testbed.demo --dir $(DEMO_DIR) --domains $(DEMO_DOMAINS)
+	$(BIN)/python -m testbed.demo --dir $(DEMO_DIR) --domains $(DEMO_DOMAINS) \
+		--profile $(PROFILE) --latency-scale $(LATENCY_SCALE)
 
 lint: setup
 	$(BIN)/ruff check scanner analysis testbed tests benchmarks

@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "tls_floor": ["--handshakes", "1000"],
     "handshake": [],
     "testbed_dns": ["--domains", "100000"],
+    "relay": ["--domains", "20000", "--rate", "4000"],
     "resolve": ["--repeat", "3"],
     "scan": ["--domains", "100000", "--workers", "2"],
     "analysis": ["--domains", "1000000"],

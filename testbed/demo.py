@@ -21,6 +21,7 @@ from scanner.config import ScanConfig
 from scanner.scan import run_scan
 from testbed import cli
 from testbed.procs import TestbedError
+from testbed.profile import Profile
 
 EHLO_NAME = "scanner.danescan.test"
 
@@ -58,6 +59,14 @@ def compare(console: Console, results: Path, truth: Path) -> int:
     return wrong
 
 
+def _deadline(state: dict[str, object]) -> float:
+    if state.get("profile") != Profile.INTERNET.value:
+        return 5.0
+    policy = state["truth_policy"]
+    assert isinstance(policy, dict)
+    return float(policy["session_deadline_s"])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dir", type=Path, default=Path(".testbed/demo"))
@@ -65,12 +74,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--net", type=int, default=cli.DEFAULT_NET)
     parser.add_argument("--rate", type=float, default=2000.0)
+    parser.add_argument("--profile", type=Profile, choices=list(Profile), default=Profile.LOOPBACK)
+    parser.add_argument("--latency-scale", type=float, default=1.0, metavar="F")
     args = parser.parse_args(argv)
     console = Console()
-    console.print(f"[bold]1. Bringing up a testbed of {args.domains:,} domains in {args.dir}")
+    console.print(
+        f"[bold]1. Bringing up a testbed of {args.domains:,} domains in {args.dir} "
+        f"({args.profile.value} profile)"
+    )
     try:
         state = cli.up(
-            args.dir, domains=args.domains, seed=args.seed, net=args.net, out=console.print
+            args.dir,
+            domains=args.domains,
+            seed=args.seed,
+            net=args.net,
+            profile=args.profile,
+            latency_scale=args.latency_scale,
+            out=console.print,
         )
     except TestbedError as exc:
         print(f"demo: {exc}", file=sys.stderr)
@@ -87,7 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             bogus_probe=str(state["bogus_probe"]),
             ehlo_name=EHLO_NAME,
             min_interval=0.0,  # the testbed's hosts are ours: no need to pace them
-            timeout=5.0,
+            # Loopback hosts answer at once; on the internet profile, the
+            # deadline the truth assumes (hosts that pause must pass).
+            timeout=_deadline(state),
         )
         status = run_scan(config)
         if status != 0:
