@@ -39,7 +39,9 @@ from scanner.resolve.policy import MxKind, TlsaState, dns_verdict
 from scanner.resolve.wire import DnsAnswer, Tlsa, normalize_name
 from scanner.status import DaneVerdict, DnssecStatus, DomainVerdict
 from scanner.verdict import domain_verdict
-from testbed.scenarios import BY_NAME, CATALOGUE
+from testbed.plan import catalogue_for
+from testbed.profile import Profile
+from testbed.scenarios import BY_NAME
 from tests.integration.support import Testbed
 
 pytestmark = [pytest.mark.testbed, pytest.mark.slow]
@@ -243,7 +245,7 @@ def _check_domain(
     return problems
 
 
-@pytest.mark.parametrize("scenario", [s.name for s in CATALOGUE])
+@pytest.mark.parametrize("scenario", [s.name for s in catalogue_for(Profile.LOOPBACK)])
 def test_dns_outcome_matches_truth(
     scenario: str, testbed: Testbed, discovery: Discovery, zone_data: ZoneData
 ) -> None:
