@@ -141,7 +141,7 @@ def test_dig_sees_each_operators_median(internet: Internet) -> None:
     chosen = [
         op
         for op in internet.operators
-        if op["kind"] == "healthy" and op["zones"] and 5 <= op["median_ms"] <= 120
+        if op["kind"] == "healthy" and op["zones"] and 5 <= op["median_ms"] <= 60
     ][:6]
     assert len(chosen) >= 4
     with ThreadPoolExecutor(len(chosen)) as pool:
@@ -158,12 +158,16 @@ def test_dig_sees_each_operators_median(internet: Internet) -> None:
 
 
 def dnsperf_lost(address: str, name: str, count: int) -> tuple[int, int]:
-    """(sent, lost) for ``count`` queries of ``name`` SOA sent by dnsperf."""
+    """(sent, lost) for ``count`` queries of ``name`` SOA sent by dnsperf, which
+    waits 3.5 s for each (no operator holds an answer back for more than 3 s),
+    with room for every lost query to stay outstanding meanwhile."""
     with tempfile.NamedTemporaryFile("w", suffix=".queries") as queries:
         queries.write(f"{name} SOA\n" * count)
         queries.flush()
+        argv = ["dnsperf", "-s", address, "-d", queries.name, "-n", "1", "-t", "3.5",
+                "-Q", "4000", "-q", "2000"]  # fmt: skip
         done = subprocess.run(
-            ["dnsperf", "-s", address, "-d", queries.name, "-n", "1", "-t", "5", "-Q", "1000"],
+            argv,
             capture_output=True,
             text=True,
             timeout=120,
@@ -182,11 +186,14 @@ def test_dnsperf_sees_each_operators_loss(internet: Internet) -> None:
     clean = internet.operator(lambda op: op["name"] == "root")
     assert lossy["loss"] >= 0.01
     assert clean["loss"] == 0
-    sent, lost = dnsperf_lost(lossy["address"], lossy["zone_names"][0], 4000)
+    with ThreadPoolExecutor(2) as pool:
+        lossy_run = pool.submit(dnsperf_lost, lossy["address"], lossy["zone_names"][0], 4000)
+        clean_run = pool.submit(dnsperf_lost, clean["address"], ".", 1000)
+        (sent, lost), clean_result = lossy_run.result(), clean_run.result()
     expected = sent * lossy["loss"]
     # Five standard deviations of the binomial: the bound holds but for 1 in 10^6.
     assert abs(lost - expected) <= 5 * (expected * (1 - lossy["loss"])) ** 0.5
-    assert dnsperf_lost(clean["address"], ".", 1000) == (1000, 0)
+    assert clean_result == (1000, 0)
 
 
 def udp(address: str, name: str, rdtype: str, timeout: float = 3.0) -> dns.message.Message:
