@@ -56,6 +56,7 @@ with deduplication across a batch.
 from __future__ import annotations
 
 import string
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -68,6 +69,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from scanner.status import DaneVerdict
@@ -274,7 +276,14 @@ def _canon_name(name: x509.Name) -> tuple[tuple[tuple[str, object], ...], ...]:
 def cert_info(der: bytes) -> CertInfo | None:
     """Parse a DER certificate into a CertInfo, or None if cryptography cannot read it."""
     try:
-        cert = x509.load_der_x509_certificate(der)
+        with warnings.catch_warnings():
+            # A serial number that is not positive breaks RFC 5280 section
+            # 4.1.2.2 but is seen on real servers, and OpenSSL (whose DANE
+            # the matcher follows) reads it: a fact about the chain, not a
+            # fault of the scanner's to warn about.
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+            cert = x509.load_der_x509_certificate(der)
+            serial = cert.serial_number
         subject = _canon_name(cert.subject)
         issuer = _canon_name(cert.issuer)
         not_before = cert.not_valid_before_utc
@@ -283,7 +292,6 @@ def cert_info(der: bytes) -> CertInfo | None:
         common_names = tuple(
             str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         )
-        serial = cert.serial_number
     except ValueError:  # cryptography's answer to malformed input: an outcome, not a crash
         return None
     ski = aki_keyid = None

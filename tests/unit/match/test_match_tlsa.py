@@ -381,6 +381,15 @@ def test_pkix_evaluation(pki: Pki) -> None:
     assert check(pki.chain, [pkix_ee]).pkix is None
 
 
+def test_a_negative_serial_number_is_read_without_a_warning() -> None:
+    der = issue("mx.example.com", key("ec"), serial=3).der
+    negative = der.replace(b"\x02\x01\x03", b"\x02\x01\x83", 1)  # INTEGER 3 -> -125
+    assert negative != der
+    info = cert_info(negative)  # warnings are errors in this suite
+    assert info is not None
+    assert info.serial == -125
+
+
 def test_cert_info_of_generated_certificate(pki: Pki) -> None:
     info = cert_info(pki.leaf.der)
     assert info is not None
