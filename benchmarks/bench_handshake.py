@@ -59,7 +59,8 @@ from scanner.status import SmtpStatus
 from testbed.model import Behavior, Listener
 from testbed.pki import KeyType, Pki, write_chain
 from testbed.procs import TestbedError, ensure_free
-from testbed.responder import stop_responder, write_config
+from testbed.responder import stop_responder
+from testbed.responder_config import write_config
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SSLYZE_PYTHON = REPO / ".cache" / "sslyze-venv" / "bin" / "python"

@@ -37,7 +37,7 @@ import uvloop
 from testbed.model import Behavior, Listener
 from testbed.pki import Issued, KeyType, Pki, write_chain
 from testbed.procs import TestbedError, ensure_free
-from testbed.responder import write_config
+from testbed.responder_config import write_config
 
 _READY_TIMEOUT = 120.0
 _CLIENT_TIMEOUT = 30.0

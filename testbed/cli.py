@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from testbed import connlog, dns, postfix, relay, responder
+from testbed import connlog, dns, postfix, relay, responder_config
 from testbed.builder import BOGUS_PROBE
 from testbed.pki import write_chain
 from testbed.plan import Plan, PostfixPlan, make_plan
@@ -185,8 +185,6 @@ def _relay_starter(
 def _start_relay(directory: Path, plan: Plan, build: dns.DnsBuild, table: ProcessTable) -> None:
     """The relay, each operator routed to the NSD instance that holds its zones."""
     config = directory / "relay.json"
-    ready = directory / "relay.ready"
-    ready.unlink(missing_ok=True)
     for op in plan.operators:
         ensure_free(op.address, 53)
     first_zone: dict[str, str] = {}
@@ -200,28 +198,31 @@ def _start_relay(directory: Path, plan: Plan, build: dns.DnsBuild, table: Proces
         for op in plan.operators
     )
     relay.write_config(config, relay.RelayConfig(routes=routes, stats_file=directory / RELAY_STATS))
-    table.start(
-        "relay",
-        [sys.executable, "-m", "testbed.relay", str(config), "--ready-file", str(ready)],
-        log=directory / "logs" / "relay.log",
-        ready=ready.exists,
-        timeout=60.0,
-    )
+    _start_server(directory, table, "relay", config, timeout=60.0)
 
 
 def _start_responder(directory: Path, plan: Plan, table: ProcessTable) -> None:
     config = directory / "responder.json"
-    ready = directory / "responder.ready"
-    ready.unlink(missing_ok=True)
     log = directory / CONNECTION_LOG
     log.parent.mkdir(parents=True, exist_ok=True)
-    responder.write_config(config, plan.listeners, pki_dir=directory / "pki", connection_log=log)
+    responder_config.write_config(
+        config, plan.listeners, pki_dir=directory / "pki", connection_log=log
+    )
+    _start_server(directory, table, "responder", config, timeout=120.0)
+
+
+def _start_server(
+    directory: Path, table: ProcessTable, name: str, config: Path, *, timeout: float
+) -> None:
+    """Start testbed.<name> on ``config``; it is ready once it writes its ready file."""
+    ready = directory / f"{name}.ready"
+    ready.unlink(missing_ok=True)
     table.start(
-        "responder",
-        [sys.executable, "-m", "testbed.responder", str(config), "--ready-file", str(ready)],
-        log=directory / "logs" / "responder.log",
+        name,
+        [sys.executable, "-m", f"testbed.{name}", str(config), "--ready-file", str(ready)],
+        log=directory / "logs" / f"{name}.log",
         ready=ready.exists,
-        timeout=120.0,
+        timeout=timeout,
     )
 
 

@@ -47,7 +47,7 @@ import uvloop
 
 from testbed.procs import TestbedError
 from testbed.profile import TAIL_SHAPE, Operator, OperatorKind
-from testbed.responder import is_loopback
+from testbed.responder_config import is_loopback
 
 LOG = logging.getLogger("testbed.relay")
 

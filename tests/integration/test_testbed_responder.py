@@ -27,13 +27,13 @@ from testbed.connlog import ConnectionRecord, Outcome, read_log, summarise, summ
 from testbed.model import Behavior, Listener, Pushback
 from testbed.pki import KeyType, Pki, write_chain
 from testbed.procs import TestbedError, ensure_free
-from testbed.responder import (
+from testbed.responder import stop_responder
+from testbed.responder_config import (
     CONFIG_VERSION,
     ResponderConfig,
     ResponderError,
     is_loopback,
     load_config,
-    stop_responder,
     write_config,
 )
 
