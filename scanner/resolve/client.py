@@ -30,7 +30,7 @@ import socket
 import time
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from scanner.resolve.wire import (
     EDNS_PAYLOAD,
@@ -47,6 +47,9 @@ from scanner.resolve.wire import (
 from scanner.status import DnsOutcome
 
 __all__ = ["ClientStats", "DnsAnswer", "DnsClient", "ResolverSettings", "parse_server"]
+
+# Latencies kept between two reads by the scan's flow control (take_latencies).
+_LATENCY_SAMPLES: Final = 65_536
 
 
 def parse_server(text: str) -> tuple[str, int]:
@@ -278,6 +281,11 @@ class DnsClient:
         self._turn = 0
         self._spin = 0
         self._closing = False
+        self._limit = settings.max_in_flight
+        # What the scan's flow control reads (take_latencies): the latency of
+        # every answered query, and how many were given up on, since last read.
+        self._latencies: list[float] = []
+        self._gave_up = 0
 
     async def start(self) -> None:
         """Open ``sockets`` UDP sockets per resolver."""
@@ -358,6 +366,34 @@ class DnsClient:
         return list(dict.fromkeys(q for udp in self._sockets() for q in udp.pending.values()))
 
     @property
+    def in_flight(self) -> int:
+        """Queries sent and not finished."""
+        return self._active
+
+    @property
+    def waiting(self) -> int:
+        """Queries asked and not yet sent: the in-flight limit holds them back."""
+        return len(self._waiting)
+
+    @property
+    def max_in_flight(self) -> int:
+        return self._limit
+
+    def set_max_in_flight(self, limit: int) -> None:
+        """Change how many queries may be outstanding at once (the scan's flow
+        control follows the resolver); queries waiting go out at once if it grew."""
+        ceiling = 30_000 // (self.settings.retries + 1)  # see ResolverSettings
+        self._limit = max(1, min(limit, ceiling))
+        self._admit_waiting()
+
+    def take_latencies(self) -> tuple[list[float], int]:
+        """The seconds each query took that was answered since the last call,
+        and how many queries were given up on (TIMEOUT); both reset."""
+        latencies, gave_up = self._latencies, self._gave_up
+        self._latencies, self._gave_up = [], 0
+        return latencies, gave_up
+
+    @property
     def stats(self) -> ClientStats:
         c = self._counters
         return ClientStats(c.sent, c.accepted, c.ignored, c.timeouts, c.refused, c.tcp)
@@ -396,7 +432,7 @@ class DnsClient:
             future.set_result(DnsAnswer(qname, rdtype, DnsOutcome.MALFORMED, error=error))
             return future
         query = _Query(qname, rdtype, template, future, self.settings.timeout)
-        if self._active < self.settings.max_in_flight:
+        if self._active < self._limit:
             self._begin(query)
         else:
             self._waiting.append(query)
@@ -535,6 +571,10 @@ class DnsClient:
 
     def _finish(self, query: _Query, answer: DnsAnswer) -> None:
         self._release(query)
+        if answer.outcome is DnsOutcome.TIMEOUT:
+            self._gave_up += 1
+        elif len(self._latencies) < _LATENCY_SAMPLES:  # bounded if nobody reads them
+            self._latencies.append(answer.elapsed)
         future, query.future = query.future, None
         if future is not None and not future.done():
             future.set_result(answer)
@@ -551,7 +591,7 @@ class DnsClient:
                 self._release(query)
 
     def _admit_waiting(self) -> None:
-        while self._waiting and self._active < self.settings.max_in_flight:
+        while self._waiting and self._active < self._limit:
             query = self._waiting.popleft()
             if query.future is not None and not query.future.done():  # not cancelled
                 self._begin(query)

@@ -531,6 +531,45 @@ def test_in_flight_queries_are_bounded(run: Run) -> None:
     run(main())
 
 
+def test_the_in_flight_limit_can_change_while_queries_wait(run: Run) -> None:
+    async def main() -> None:
+        slow = lambda query, nth: [(mx_answer(query), 0.1)]  # noqa: E731
+        async with client_for(slow, max_in_flight=2, timeout=5.0) as (client, fake):
+            futures = [client.ask(f"{i}.example", RdType.MX) for i in range(10)]
+            assert (client.in_flight, client.waiting) == (2, 8)
+            client.set_max_in_flight(6)  # the waiting ones go out at once
+            assert (client.in_flight, client.waiting, client.max_in_flight) == (6, 4, 6)
+            client.set_max_in_flight(1)  # those sent stay; no new one until below
+            assert (client.in_flight, client.waiting) == (6, 4)
+            await asyncio.gather(*futures)
+            assert (client.in_flight, client.waiting) == (0, 0)
+        assert fake.most_outstanding == 6
+
+    run(main())
+
+
+def test_latencies_are_handed_over_once(run: Run) -> None:
+    def handler(query: dns.message.Message, nth: int) -> Replies:
+        silent = str(query.question[0].name).startswith("silent")
+        return [] if silent else [(mx_answer(query), 0.05)]
+
+    async def main() -> None:
+        async with client_for(handler, timeout=0.1, retries=0) as (client, _):
+            answers = await asyncio.gather(
+                client.query("a.example", RdType.MX),
+                client.query("b.example", RdType.MX),
+                client.query("silent.example", RdType.MX),
+            )
+            latencies, gave_up = client.take_latencies()
+            assert client.take_latencies() == ([], 0)
+        assert [a.outcome for a in answers][-1] is DnsOutcome.TIMEOUT
+        assert gave_up == 1
+        assert len(latencies) == 2
+        assert all(0.04 < latency < 0.5 for latency in latencies)
+
+    run(main())
+
+
 def test_asked_queries_are_in_flight_together(run: Run) -> None:
     async def main() -> None:
         slow = lambda query, nth: [(mx_answer(query), 0.05)]  # noqa: E731
