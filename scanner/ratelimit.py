@@ -1,4 +1,6 @@
-"""A token bucket admitting work at a steady rate with a bounded burst.
+"""Admission: a token bucket admitting work at a steady rate with a bounded
+burst, and a window bounding how much admitted work is in flight at once,
+whose size the scan's flow control changes as it goes (scanner.flow).
 
 Time comes in through ``clock`` and ``sleep`` so tests can drive it exactly.
 """
@@ -6,6 +8,7 @@ Time comes in through ``clock`` and ``sleep`` so tests can drive it exactly.
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 from collections.abc import Awaitable, Callable
 
@@ -43,3 +46,56 @@ class TokenBucket:
             await self._sleep((1 - self._tokens) / self.rate)
             self._refill()
         self._tokens -= 1
+
+
+class Window:
+    """At most ``size`` holders at once, first come first served; ``resize``
+    takes effect at once (a smaller window lets holders finish and admits no
+    one until below it)."""
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError("a window holds at least one")
+        self._size = size
+        self._used = 0
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    @property
+    def used(self) -> int:
+        return self._used
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    def resize(self, size: int) -> None:
+        self._size = max(1, size)
+        self._wake()
+
+    async def acquire(self) -> None:
+        if self._used < self._size and not self._waiters:
+            self._used += 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # the place was handed over as the caller left
+            raise
+
+    def release(self) -> None:
+        self._used -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self._used < self._size:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self._used += 1
+                waiter.set_result(None)
