@@ -167,7 +167,8 @@ def run_scan(
         sys.executable, "-m", "scanner.cli", str(domains), "-o", str(output),
         "--resolver", state["resolver"], "--bogus-probe", state["bogus_probe"],
         "--ehlo-name", "scanner.danescan.test", "--rate", str(args.rate),
-        "--workers", str(args.workers), "--min-interval", "0", "--timeout", "5", "-q",
+        "--workers", str(args.workers), "--min-interval", "0", "--retry-backoff", "0.1",
+        "--timeout", "5", "-q",
     ]  # fmt: skip
     usage_before = Usage.now(testbed / "processes.json")
     started = time.monotonic()

@@ -175,6 +175,14 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         "--min-interval", type=float, default=1.0, help="seconds between connections to one address"
     )
     add("--max-connections", type=int, default=500, help="open SMTP connections in all")
+    add(
+        "--retry-backoff",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="pause before trying a server again after a TLS reset or a 454, tripled at each "
+        "attempt (greylisting and 421 set their own; default 10)",
+    )
     add("--now", metavar="ISO8601", help=argparse.SUPPRESS)  # reproducible tests
 
 
@@ -234,6 +242,7 @@ def _config(args: argparse.Namespace, **fields: Any) -> ScanConfig:
             max_addresses=args.max_addresses,
             min_interval=args.min_interval,
             max_connections=args.max_connections,
+            retry_backoff=args.retry_backoff,
             now_override=_iso8601(args.now).isoformat() if args.now else None,
             **fields,
         )

@@ -64,17 +64,32 @@ class ScanConfig:
     shard: Shard | None = None
     quiet: bool = False
     log_json: Path | None = None
-    # Concurrency caps per stage (DESIGN.md: memory bounded by caps, not input).
-    resolve_tasks: int = 150  # domains in flight per process: more costs CPU per query
-    handshake_tasks: int = 500
+    # Domains and DNS queries in flight per process: the flow control
+    # (scanner.flow) sizes both from the latency it measures to reach
+    # ``rate``, within these bounds. The upper ones cap memory: a domain in
+    # flight holds its task, its observation and its resolution, about
+    # 5 kB measured (benchmarks/RESULTS.md), so 20,000 of them about 100 MB.
+    # Equal bounds give a fixed window (as before flow control).
+    min_domains_in_flight: int = 50
+    max_domains_in_flight: int = 20_000
+    min_queries_in_flight: int = 100
+    max_queries_in_flight: int = 10_000
+    # Domains that wait for mail servers (parked while the handshaker paces
+    # each address) per process: beyond this, admission waits. A parked
+    # domain holds about as much as one in flight, and waits for minutes when
+    # a crowded address or a greylisting window is in its way.
+    max_parked: int = 50_000
     queue_size: int = 2000
     match_batch: int = 256
     part_rows: int = 20_000  # rows per part file
     part_bytes: int = 32 << 20  # ... or this many bytes of Arrow buffered
     part_seconds: float = 60.0  # ... or at most this long between part files
-    dns_in_flight: int = 400
     per_address: int = 1
     min_interval: float = 1.0
+    # Sessions per (address, SNI name): greylisting needs a second one after
+    # its window, a reset or a 421 another after a pause (scanner.handshake.polite).
+    smtp_attempts: int = 3
+    retry_backoff: float = 10.0  # seconds, then tripled, after a TLS reset or a 454
     max_connections: int = 500
     # Caps that bound memory per worker process, never the input (DESIGN.md).
     # Measured per entry: a cached MX host ~0.55 kB on the testbed (allow
@@ -100,6 +115,12 @@ class ScanConfig:
         for name in ("host_cache_size", "session_cache_size", "cert_pool_size", "part_rows"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if not 1 <= self.min_domains_in_flight <= self.max_domains_in_flight:
+            raise ValueError("need 1 <= min_domains_in_flight <= max_domains_in_flight")
+        if not 1 <= self.min_queries_in_flight <= self.max_queries_in_flight:
+            raise ValueError("need 1 <= min_queries_in_flight <= max_queries_in_flight")
+        if self.max_parked < 1:
+            raise ValueError("max_parked must be at least 1")
         for server in self.resolvers:
             parse_server(server)
         if self.starttls is not StartTlsMode.NONE and not is_fqdn(self.ehlo_name):
@@ -112,8 +133,9 @@ class ScanConfig:
 
     @property
     def resolver_settings(self) -> ResolverSettings:
+        # The flow control changes the client's in-flight limit as it goes.
         return ResolverSettings(
-            servers=self.resolvers or ("127.0.0.1",), max_in_flight=self.dns_in_flight
+            servers=self.resolvers or ("127.0.0.1",), max_in_flight=self.min_queries_in_flight
         )
 
     @property
@@ -132,6 +154,8 @@ class ScanConfig:
             min_interval=self.min_interval,
             max_connections=self.max_connections,
             cache_size=self.session_cache_size,
+            attempts=self.smtp_attempts,
+            retry_backoff=self.retry_backoff,
         )
 
 

@@ -1,9 +1,16 @@
 """Wiring of a scan: ingest -> resolve -> handshake -> match -> output.
 
-Stages are connected by bounded asyncio queues and each runs a fixed number
-of tasks, so memory is bounded by the caps, never by the size of the input;
-a token bucket admits domains at ``--rate`` per second. The per-host DNS
-cache (scanner.resolve.discover) and the per-(address, SNI) handshake cache
+A token bucket admits domains at ``--rate`` per second (this process's share
+of it) into a window of domains in flight, each a task of its own from
+admission to matching. The window's size follows the latency measured on
+the way (scanner.flow: Little's law, backed off when the resolver is
+congested), so the rate asked for is the rate reached wherever the network
+allows it. A domain leaves the window once resolved; one that waits for mail
+servers is parked (a bounded count of them) while the handshaker paces each
+address, so a crowded address delays only the domains behind it. Matching
+and writing follow through bounded queues. Memory is bounded by the caps,
+never by the size of the input. The per-host DNS cache
+(scanner.resolve.discover) and the per-(address, SNI) handshake cache
 (scanner.handshake.polite) make work that many domains share happen once.
 
 Nothing a remote party does raises out of a stage: the stages return outcome
@@ -19,13 +26,14 @@ import datetime as dt
 import gc
 import time
 import traceback
-from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TextIO
 
 from scanner.conclude import Observation, conclude, match_jobs, tls_targets
 from scanner.config import ScanConfig, Shard, StartTlsMode
+from scanner.flow import Flow, FlowController, FlowSettings, Limit
 from scanner.handshake.exclude import Exclusions
 from scanner.handshake.polite import Handshaker
 from scanner.handshake.session import SessionResult, client_context
@@ -36,14 +44,20 @@ from scanner.match.tlsa import MatchResult
 from scanner.output.jsonlog import domain_json
 from scanner.output.rows import domain_row
 from scanner.output.writer import PartWriter, Resumed
-from scanner.progress import Snapshot
-from scanner.ratelimit import TokenBucket
+from scanner.progress import Gauges, Snapshot
+from scanner.ratelimit import TokenBucket, Window
 from scanner.resolve.client import DnsClient
 from scanner.resolve.discover import Discoverer
 from scanner.results import DomainResult
 from scanner.status import DomainVerdict
 
 _READ_CHUNK = 2000
+# How often the flow control looks at what happened and resizes the windows.
+_CONTROL_INTERVAL = 0.5
+# Durations kept for the percentiles of the progress display.
+_LATENCY_SAMPLES = 2048
+# A process busy for this share of the time is what limits the rate.
+_CPU_BOUND = 0.9
 
 
 @dataclass(slots=True)
@@ -60,13 +74,81 @@ class Progress:
     sessions: int = 0
     verdicts: Counter[str] = field(default_factory=Counter)
     started: float = field(default_factory=time.monotonic)
+    gauges: Gauges = field(default_factory=Gauges)  # set by the flow control
 
     def snapshot(self, total: int | None = None) -> Snapshot:
         return Snapshot(
             self.read, self.skipped, self.admitted, self.resolved, self.handshaken,
             self.concluded, self.written, self.sessions, Counter(self.verdicts),
-            time.monotonic() - self.started, total,
+            time.monotonic() - self.started, total, self.gauges,
         )  # fmt: skip
+
+
+@dataclass(slots=True)
+class _Flight:
+    """The domains of one process between admission and matching."""
+
+    window: Window  # resolving: sized by the flow control
+    parked: Window  # waiting for mail servers: a fixed cap
+    controller: FlowController
+    active: int = 0
+    ingesting: bool = True
+    resolve_times: deque[float] = field(default_factory=lambda: deque(maxlen=_LATENCY_SAMPLES))
+    handshake_times: deque[float] = field(
+        default_factory=lambda: deque(maxlen=_LATENCY_SAMPLES)
+    )
+    _idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def resolved(self, seconds: float) -> None:
+        self.controller.domain_done(seconds)
+        self.resolve_times.append(seconds)
+
+    def handshaken(self, seconds: float) -> None:
+        self.handshake_times.append(seconds)
+
+    def done(self) -> None:
+        self.active -= 1
+        if not self.active and not self.ingesting:
+            self._idle.set()
+
+    async def idle(self) -> None:
+        """Until every admitted domain is done (after the input has ended)."""
+        if self.active:
+            self._idle.clear()
+            await self._idle.wait()
+
+    def gauges(
+        self, flow: Flow, client: DnsClient, handshaker: Handshaker, busy: float
+    ) -> Gauges:
+        limit = flow.limit
+        if limit is not Limit.INPUT:
+            if self.parked.waiting:
+                limit = Limit.POLITENESS
+            elif busy >= _CPU_BOUND:
+                limit = Limit.CPU
+        resolve = _percentiles(self.resolve_times)
+        handshake = _percentiles(self.handshake_times)
+        return Gauges(
+            domains=self.window.used,
+            domain_window=self.window.size,
+            queries=client.in_flight + client.waiting,
+            query_window=client.max_in_flight,
+            parked=self.parked.used,
+            connections=handshaker.open_connections,
+            resolve_p50=resolve[0],
+            resolve_p90=resolve[1],
+            handshake_p50=handshake[0],
+            handshake_p90=handshake[1],
+            query_p50=flow.query_median,
+            limit=limit.value,
+        )
+
+
+def _percentiles(samples: deque[float]) -> tuple[float, float]:
+    if not samples:
+        return 0.0, 0.0
+    ordered = sorted(samples)
+    return ordered[len(ordered) // 2], ordered[len(ordered) * 9 // 10]
 
 
 def shard_of(domain: str, count: int) -> int:
@@ -139,13 +221,11 @@ class Pipeline:
         writer = PartWriter(
             config.output, self.worker, first_part=self.resumed.next_part.get(self.worker, 0)
         )
-        q_resolve: asyncio.Queue[Observation] = asyncio.Queue(config.queue_size)
-        q_handshake: asyncio.Queue[Observation] = asyncio.Queue(config.queue_size)
         q_match: asyncio.Queue[Observation] = asyncio.Queue(config.queue_size)
         q_out: asyncio.Queue[DomainResult] = asyncio.Queue(config.queue_size)
         try:
             with collector_for_scan():
-                await self._run(writer, q_resolve, q_handshake, q_match, q_out)
+                await self._run(writer, q_match, q_out)
         finally:
             # Rows in the buffer are finished domains: keep them even when
             # the scan is cancelled (a second SIGINT).
@@ -156,55 +236,54 @@ class Pipeline:
     async def _run(
         self,
         writer: PartWriter,
-        q_resolve: asyncio.Queue[Observation],
-        q_handshake: asyncio.Queue[Observation],
         q_match: asyncio.Queue[Observation],
         q_out: asyncio.Queue[DomainResult],
     ) -> None:
         config = self.config
+        controller = FlowController(self._flow_settings())
         async with (
             DnsClient(config.resolver_settings) as client,
             self._handshaker() as handshaker,
         ):
             discoverer = Discoverer(client, max_mx=config.max_mx, cache_size=config.host_cache_size)
-
-            def resolved(work: Observation) -> asyncio.Queue[Observation]:
-                # Most domains have no address to handshake with: they skip
-                # the handshake stage's queue and tasks altogether.
-                return q_handshake if work.targets else q_match
-
-            stages = [
-                (
-                    q_resolve,
-                    config.resolve_tasks,
-                    lambda w: self._resolve(discoverer, w),
-                    resolved,
-                ),
-                (
-                    q_handshake,
-                    config.handshake_tasks,
-                    lambda w: self._handshake(handshaker, w),
-                    lambda _: q_match,
-                ),
-            ]
+            flight = _Flight(
+                window=Window(controller.flow.domains),
+                parked=Window(config.max_parked),
+                controller=controller,
+            )
+            client.set_max_in_flight(controller.flow.queries)
             async with asyncio.TaskGroup() as group:
                 output = group.create_task(self._output(q_out, writer))
                 matcher = group.create_task(self._match(q_match, q_out))
-                workers: list[asyncio.Task[None]] = []
-                for queue, count, step, route in stages:
-                    workers += [
-                        group.create_task(self._stage(queue, step, route)) for _ in range(count)
-                    ]
-                await self._ingest(q_resolve, q_out)
-                # Each stage calls task_done only after handing its work on
-                # (downstream, never upstream), so joining the queues in order
-                # drains the whole pipeline.
-                await q_resolve.join()
-                await q_handshake.join()
+                control = group.create_task(self._control(flight, client, handshaker))
+
+                def start(work: Observation) -> None:
+                    flight.active += 1
+                    group.create_task(
+                        self._domain(work, flight, discoverer, handshaker, q_match)
+                    )
+
+                await self._ingest(flight, start, q_out)
+                flight.ingesting = False
+                await flight.idle()
+                # Each domain is in q_match before it leaves the flight, and
+                # the matcher hands on before task_done: joining the queues
+                # in order drains the rest.
                 await q_match.join()
                 await q_out.join()
-                for task in [*workers, matcher, output]:
+                for task in (control, matcher, output):
                     task.cancel()
+
+    def _flow_settings(self) -> FlowSettings:
+        config = self.config
+        return FlowSettings(
+            # Every process admits its own shard at its share of the rate.
+            rate=config.rate / config.workers,
+            min_domains=config.min_domains_in_flight,
+            max_domains=config.max_domains_in_flight,
+            min_queries=config.min_queries_in_flight,
+            max_queries=config.max_queries_in_flight,
+        )
 
     @contextlib.asynccontextmanager
     async def _handshaker(self) -> AsyncIterator[Handshaker]:
@@ -222,9 +301,12 @@ class Pipeline:
     # -- ingest ------------------------------------------------------------------
 
     async def _ingest(
-        self, q_resolve: asyncio.Queue[Observation], q_out: asyncio.Queue[DomainResult]
+        self,
+        flight: _Flight,
+        start: Callable[[Observation], None],
+        q_out: asyncio.Queue[DomainResult],
     ) -> None:
-        bucket = TokenBucket(self.config.rate)
+        bucket = TokenBucket(self.config.rate / self.config.workers)
         names = read_names(self.config.input)
         try:
             while not self._stop.is_set():
@@ -240,8 +322,10 @@ class Pipeline:
                         await q_out.put(work)
                     elif work is not None:
                         await bucket.take()
+                        await flight.window.acquire()
+                        work.started = time.monotonic()
                         self.progress.admitted += 1
-                        await q_resolve.put(work)
+                        start(work)
         finally:
             names.close()
 
@@ -281,23 +365,45 @@ class Pipeline:
             duration_ms=0.0,
         )
 
-    # -- stages ------------------------------------------------------------------
+    # -- one domain, admission to matching --------------------------------------
 
-    async def _stage(
+    async def _domain(
         self,
-        inbox: asyncio.Queue[Observation],
-        step: Callable[[Observation], Awaitable[None]],
-        route: Callable[[Observation], asyncio.Queue[Observation]],
+        work: Observation,
+        flight: _Flight,
+        discoverer: Discoverer,
+        handshaker: Handshaker,
+        q_match: asyncio.Queue[Observation],
     ) -> None:
-        while True:
-            work = await inbox.get()
+        in_window, parked = True, False
+        try:
             try:
-                await step(work)
+                await self._resolve(discoverer, work)
+                flight.resolved(time.monotonic() - work.started)
+                if work.targets:
+                    # Parked: out of the window (it costs the resolver nothing
+                    # more), within the cap on domains waiting for mail
+                    # servers; a full cap holds admission back.
+                    await flight.parked.acquire()
+                    parked = True
+                    flight.window.release()
+                    in_window = False
+                    handshake_started = time.monotonic()
+                    await self._handshake(handshaker, work)
+                    flight.handshaken(time.monotonic() - handshake_started)
             except Exception as exc:  # a bug, not a remote party: keep it on the row
                 work.error = f"internal error: {exc!r} at {traceback.format_exc(limit=-1)}"
                 work.targets = ()
-            await route(work).put(work)
-            inbox.task_done()
+            if in_window:
+                flight.window.release()
+                in_window = False
+            await q_match.put(work)
+        finally:
+            if in_window:
+                flight.window.release()
+            if parked:
+                flight.parked.release()
+            flight.done()
 
     async def _resolve(self, discoverer: Discoverer, work: Observation) -> None:
         work.resolution = await discoverer.domain(work.domain)
@@ -323,6 +429,27 @@ class Pipeline:
             work.sessions = {key: task.result() for key, task in jobs.items()}
         self.progress.sessions += len(targets)
         self.progress.handshaken += 1
+
+    # -- flow control ------------------------------------------------------------
+
+    async def _control(self, flight: _Flight, client: DnsClient, handshaker: Handshaker) -> None:
+        """Every interval: what the resolver did, the windows resized, the gauges."""
+        wall, cpu = time.monotonic(), time.process_time()
+        while True:
+            await asyncio.sleep(_CONTROL_INTERVAL)
+            latencies, gave_up = client.take_latencies()
+            controller = flight.controller
+            for latency in latencies:
+                controller.query_done(latency, timed_out=False)
+            for _ in range(gave_up):
+                controller.query_done(0.0, timed_out=True)
+            flow = controller.update(in_flight=flight.window.used, admitting=flight.ingesting)
+            flight.window.resize(flow.domains)
+            client.set_max_in_flight(flow.queries)
+            now_wall, now_cpu = time.monotonic(), time.process_time()
+            busy = (now_cpu - cpu) / (now_wall - wall) if now_wall > wall else 0.0
+            wall, cpu = now_wall, now_cpu
+            self.progress.gauges = flight.gauges(flow, client, handshaker, busy)
 
     # -- match -------------------------------------------------------------------
 

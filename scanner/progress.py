@@ -15,6 +15,43 @@ from rich.table import Table
 
 
 @dataclass(frozen=True, slots=True)
+class Gauges:
+    """What is happening right now, as the flow control sees it (scanner.flow)."""
+
+    domains: int = 0  # resolving
+    domain_window: int = 0  # may be resolving
+    queries: int = 0  # DNS queries outstanding or waiting to go out
+    query_window: int = 0  # may be outstanding
+    parked: int = 0  # domains waiting for mail servers
+    connections: int = 0  # SMTP connections open
+    # Seconds, over the most recent domains: admission to the last DNS
+    # answer, and the wait for and the sessions with mail servers.
+    resolve_p50: float = 0.0
+    resolve_p90: float = 0.0
+    handshake_p50: float = 0.0
+    handshake_p90: float = 0.0
+    query_p50: float = 0.0  # one DNS query, answered
+    limit: str = ""  # what keeps the rate down at the moment (scanner.flow.Limit)
+
+    def __add__(self, other: Gauges) -> Gauges:
+        """Several workers: counts add up, latencies are the worst of them."""
+        return Gauges(
+            self.domains + other.domains,
+            self.domain_window + other.domain_window,
+            self.queries + other.queries,
+            self.query_window + other.query_window,
+            self.parked + other.parked,
+            self.connections + other.connections,
+            max(self.resolve_p50, other.resolve_p50),
+            max(self.resolve_p90, other.resolve_p90),
+            max(self.handshake_p50, other.handshake_p50),
+            max(self.handshake_p90, other.handshake_p90),
+            max(self.query_p50, other.query_p50),
+            self.limit or other.limit,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """What the display shows; summed over workers."""
 
@@ -29,6 +66,7 @@ class Snapshot:
     verdicts: Counter[str] = field(default_factory=Counter)
     elapsed: float = 0.0
     total: int | None = None  # lines in the input, when known
+    gauges: Gauges = field(default_factory=Gauges)
 
     def __add__(self, other: Snapshot) -> Snapshot:
         return Snapshot(
@@ -43,6 +81,7 @@ class Snapshot:
             self.verdicts + other.verdicts,
             max(self.elapsed, other.elapsed),
             self.total if self.total is not None else other.total,
+            self.gauges + other.gauges,
         )
 
     @property
@@ -64,12 +103,19 @@ def _clock(seconds: float | None) -> str:
     return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:,.0f} ms"
+
+
 def line(s: Snapshot) -> str:
     top = ", ".join(f"{k} {v}" for k, v in s.verdicts.most_common(6))
+    g = s.gauges
     return (
         f"scan: {s.concluded} domains done ({s.rate:.0f}/s), {s.written} written, "
-        f"{s.admitted - s.concluded} in flight, {s.sessions} TLS sessions, "
-        f"elapsed {_clock(s.elapsed)}, ETA {_clock(s.eta)}" + (f"; {top}" if top else "")
+        f"{g.domains} resolving, {g.queries} DNS queries, {g.parked} waiting for mail servers, "
+        f"{s.sessions} TLS sessions, resolve p50/p90 {_ms(g.resolve_p50)}/{_ms(g.resolve_p90)}, "
+        f"limited by {g.limit or '-'}, elapsed {_clock(s.elapsed)}, ETA {_clock(s.eta)}"
+        + (f"; {top}" if top else "")
     )
 
 
@@ -88,7 +134,18 @@ def table(s: Snapshot, title: str = "danescan") -> Table:
     ):
         rate = value / s.elapsed if s.elapsed > 0 else 0.0
         stages.add_row(name, f"{value:,}", f"{rate:,.0f}")
+    g = s.gauges
     stages.add_row("TLS sessions", f"{s.sessions:,}", "")
+    for label, left, right in (
+        ("domains resolving / window", g.domains, g.domain_window),
+        ("DNS queries / window", g.queries, g.query_window),
+        ("waiting for mail servers / connections", g.parked, g.connections),
+    ):
+        stages.add_row(label, f"{left:,}", f"{right:,}")
+    stages.add_row("resolve p50 / p90", _ms(g.resolve_p50), _ms(g.resolve_p90))
+    stages.add_row("mail servers p50 / p90", _ms(g.handshake_p50), _ms(g.handshake_p90))
+    stages.add_row("DNS query p50", _ms(g.query_p50), "")
+    stages.add_row("limited by", g.limit or "-", "")
     stages.add_row("skipped (dupes, shards, resumed)", f"{s.skipped:,}", "")
     stages.add_row("elapsed / ETA", _clock(s.elapsed), _clock(s.eta))
     for verdict, count in sorted(s.verdicts.items(), key=lambda kv: -kv[1]):

@@ -325,7 +325,7 @@ class RetryPolicy:
     """
 
     session_deadline_s: float  # per SMTP session, greeting to EHLO over TLS
-    smtp_attempts: int  # per address, after 4xx, 421, a reset or a timeout
+    smtp_attempts: int  # per address and SNI name, after a 4xx, a 421 or a TLS reset
     retry_after_greylist: bool  # the next attempt waits out the greylisting window
     dns_attempts: int  # per query, after a timeout or SERVFAIL without validation EDE
 

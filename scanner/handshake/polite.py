@@ -1,4 +1,4 @@
-"""Politeness towards the mail servers a scan touches.
+"""Politeness towards the mail servers a scan touches, and its retries.
 
 Wraps ``run_session`` so that, across a whole scan:
 
@@ -9,11 +9,17 @@ Wraps ``run_session`` so that, across a whole scan:
   identifies what the server shows): concurrent requests share one session,
   finished results stay in a bounded LRU;
 - at most ``per_address`` connections to one address are open at a time,
-  connection starts to one address are ``min_interval`` apart, and at most
-  ``max_connections`` are open in all;
-- a transient refusal (a 4xx reply, RFC 5321 section 4.2.1, to the greeting,
-  EHLO or STARTTLS; typically 421 "too many connections" or greylisting) is
-  retried once after a backoff.
+  connection starts to one address are at least its interval apart
+  (``min_interval``, longer for an address that said it had too many), and
+  at most ``max_connections`` are open in all; a request waits for its
+  address without holding a connection slot;
+- a transient outcome is tried again, up to ``attempts`` in all (``retry_plan``):
+  a 4xx reply (RFC 5321 section 4.2.1) to the greeting or EHLO, which is how
+  greylisting and connection limits answer, backs the whole address off:
+  a 421 (section 3.8) doubles its interval, a greylisting reply waits out the
+  window it names ("try again in 300 seconds") or postgrey's default; a 454
+  to STARTTLS (RFC 3207 section 4) and a reset or an alert in the TLS
+  handshake are tried again after a growing pause.
 
 Time is passed in (``clock``, ``sleep``) so the pacing can be tested exactly.
 """
@@ -23,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import re
 import ssl
 import time
 from collections import OrderedDict
@@ -46,13 +53,26 @@ class PoliteSettings:
     min_interval: float = 1.0
     max_connections: int = 1000
     cache_size: int = 100_000
+    # Sessions per (address, SNI name) at most, the first one included.
+    attempts: int = 3
+    # The pause before trying again after a timeout, a reset or a 454; it
+    # triples with each attempt.
     retry_backoff: float = 10.0
+    # A greylisting reply that names no window: postgrey's default delay.
+    greylist_wait: float = 300.0
+    # No pause is longer than this, whatever a server asks (spamd's 25 min pass).
+    max_wait: float = 1800.0
+    # An address that answered 421 gets twice its interval, up to this.
+    max_interval: float = 60.0
 
     def __post_init__(self) -> None:
         if self.per_address < 1 or self.max_connections < 1 or self.cache_size < 1:
             raise ValueError("per_address, max_connections and cache_size must be at least 1")
-        if self.min_interval < 0 or self.retry_backoff < 0:
-            raise ValueError("min_interval and retry_backoff must not be negative")
+        if self.attempts < 1:
+            raise ValueError("attempts must be at least 1")
+        waits = (self.min_interval, self.retry_backoff, self.greylist_wait, self.max_wait)
+        if min(waits) < 0 or self.max_interval < self.min_interval:
+            raise ValueError("waits must not be negative, max_interval not below min_interval")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +86,30 @@ class PoliteStats:
     blocked: int = 0
 
 
-def should_retry(result: SessionResult) -> bool:
-    """Whether the session ended on a transient (4xx) refusal worth one more try."""
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """When to try a (address, SNI name) pair again, and what the address owes."""
+
+    wait: float  # seconds from now
+    whole_address: bool  # every request to the address waits (a 4xx to the greeting)
+    slow_down: bool  # the address said it had too many connections (421)
+
+
+# "try again in 300 seconds", "retry in 5 minutes", "Greylisted for 60s".
+_WINDOW = re.compile(r"(\d{1,6})\s*(s|secs?|seconds?|m|mins?|minutes?)\b", re.IGNORECASE)
+
+
+def greylist_window(text: str) -> float | None:
+    """The wait a greylisting reply names, in seconds, if it names one."""
+    found = _WINDOW.search(text)
+    if found is None:
+        return None
+    value = float(found.group(1))
+    return value * 60 if found.group(2).lower().startswith("m") else value
+
+
+def _refusal(result: SessionResult) -> Reply | None:
+    """The transient (4xx) reply that ended the session, if one did."""
     transcript = result.transcript
     replies: tuple[Reply | None, ...]
     if result.status is SmtpStatus.BANNER_ERROR:
@@ -76,9 +118,34 @@ def should_retry(result: SessionResult) -> bool:
     elif result.status is SmtpStatus.STARTTLS_REFUSED:
         replies = (transcript.starttls,)
     else:
-        return False
+        return None
     last = next((reply for reply in replies if reply is not None), None)
-    return last is not None and last.severity == 4
+    return last if last is not None and last.severity == 4 else None
+
+
+# A reset or an alert in the TLS handshake may not happen again; a server
+# that let a whole session deadline pass mostly would, and waiting for it
+# again costs another deadline: timeouts are not tried again.
+_TRANSIENT = (SmtpStatus.TLS_ERROR,)
+
+
+def retry_plan(result: SessionResult, attempt: int, polite: PoliteSettings) -> Retry | None:
+    """Whether and when the session that ended as ``result`` (attempt number
+    ``attempt``) is tried again; None when its outcome stands."""
+    if attempt >= polite.attempts:
+        return None
+    growing = min(polite.max_wait, polite.retry_backoff * 3 ** (attempt - 1))
+    refusal = _refusal(result)
+    if refusal is None:
+        return Retry(growing, False, False) if result.status in _TRANSIENT else None
+    if refusal.code == 421:
+        return Retry(growing, True, True)
+    if result.status is SmtpStatus.STARTTLS_REFUSED:
+        return Retry(growing, False, False)
+    # A 4xx to the greeting or EHLO other than 421: greylisting, per client.
+    named = greylist_window(refusal.text)
+    wait = named + 1.0 if named is not None else polite.greylist_wait * 5 ** (attempt - 1)
+    return Retry(min(polite.max_wait, wait), True, False)
 
 
 class _Gate:
@@ -100,7 +167,9 @@ class Handshaker:
         "_exclusions",
         "_gates",
         "_global",
+        "_intervals",
         "_next_start",
+        "_open",
         "_polite",
         "_session",
         "_sessions",
@@ -133,10 +202,17 @@ class Handshaker:
         # Bounded like the results: an entry evicted after that many newer
         # connection starts is long past its interval.
         self._next_start: OrderedDict[str, float] = OrderedDict()
+        # Addresses that said they had too many connections: their interval.
+        self._intervals: OrderedDict[str, float] = OrderedDict()
+        self._open = 0
         self._sessions: SingleFlightLru[tuple[str, str], SessionResult] = SingleFlightLru(
             polite.cache_size
         )
         self._stats: dict[str, int] = dict.fromkeys(("sessions", "retries", "blocked"), 0)
+
+    @property
+    def open_connections(self) -> int:
+        return self._open
 
     @property
     def stats(self) -> PoliteStats:
@@ -166,21 +242,37 @@ class Handshaker:
         await self._sessions.aclose()
 
     async def _with_retry(self, address: str, sni: str) -> SessionResult:
-        result = await self._attempt(address, sni)
-        if not should_retry(result):
-            return result
-        self._count("retries")
-        await self._sleep(self._polite.retry_backoff)
-        return replace(await self._attempt(address, sni), attempts=2)
+        attempt = 1
+        while True:
+            result = await self._attempt(address, sni)
+            plan = retry_plan(result, attempt, self._polite)
+            if plan is None:
+                return replace(result, attempts=attempt) if attempt > 1 else result
+            self._count("retries")
+            if plan.whole_address:
+                self._hold(address, plan)
+                if plan.slow_down:
+                    self._slow_down(address)
+            else:
+                await self._sleep(plan.wait)
+            attempt += 1
 
     async def _attempt(self, address: str, sni: str) -> SessionResult:
-        # The address slot comes first: waiting for a busy address must not hold
-        # one of the global slots. The pause between starts does hold one, but
-        # at most per_address of them per address.
-        async with self._address_slot(address), self._global:
+        # Waiting for the address (its other connections, its interval, a
+        # back-off) holds its own slot only; a connection slot is taken when
+        # the session is due to start.
+        async with self._address_slot(address):
             await self._pace(address)
-            self._count("sessions")
-            return await self._session(address, sni, self._settings, self._context)
+            async with self._global:
+                self._count("sessions")
+                self._open += 1
+                try:
+                    result = await self._session(address, sni, self._settings, self._context)
+                finally:
+                    self._open -= 1
+        if result.status is SmtpStatus.TLS_OK:
+            self._recover(address)
+        return result
 
     @contextlib.asynccontextmanager
     async def _address_slot(self, address: str) -> AsyncIterator[None]:
@@ -201,12 +293,40 @@ class Handshaker:
         # two connections never both claim the same start time.
         now = self._clock()
         start = max(now, self._next_start.get(address, now))
-        self._next_start[address] = start + self._polite.min_interval
-        self._next_start.move_to_end(address)
-        if len(self._next_start) > self._polite.cache_size:
-            self._next_start.popitem(last=False)
+        self._remember(self._next_start, address, start + self._interval(address))
         if start > now:
             await self._sleep(start - now)
+
+    def _hold(self, address: str, plan: Retry) -> None:
+        """No connection to ``address`` starts before ``plan.wait`` from now."""
+        until = self._clock() + plan.wait
+        self._remember(self._next_start, address, max(until, self._next_start.get(address, 0.0)))
+
+    def _interval(self, address: str) -> float:
+        return self._intervals.get(address, self._polite.min_interval)
+
+    def _slow_down(self, address: str) -> None:
+        polite = self._polite
+        slower = max(2 * self._interval(address), polite.min_interval, 1.0)
+        self._remember(self._intervals, address, min(polite.max_interval, slower))
+
+    def _recover(self, address: str) -> None:
+        """A session went through: an address that was slowed down speeds up again."""
+        interval = self._intervals.get(address)
+        if interval is not None:
+            faster = interval * 0.9
+            if faster <= self._polite.min_interval:
+                del self._intervals[address]
+            else:
+                self._intervals[address] = faster
+
+    def _remember(self, table: OrderedDict[str, float], address: str, value: float) -> None:
+        # Bounded like the results: an entry evicted after that many newer
+        # ones is long past mattering.
+        table[address] = value
+        table.move_to_end(address)
+        if len(table) > self._polite.cache_size:
+            table.popitem(last=False)
 
     def _count(self, counter: str) -> None:
         self._stats[counter] += 1

@@ -28,7 +28,7 @@ def scan_args(tb: Testbed, output: Path, *extra: str) -> list[str]:
         sys.executable, "-m", "scanner.cli", str(tb.state["domains_file"]),
         "-o", str(output), "--resolver", str(tb.state["resolver"]),
         "--bogus-probe", str(tb.state["bogus_probe"]), "--ehlo-name", EHLO,
-        "--min-interval", "0", "--timeout", "4", "-q", *extra,
+        "--min-interval", "0", "--retry-backoff", "0.1", "--timeout", "4", "-q", *extra,
     ]  # fmt: skip
 
 

@@ -30,6 +30,7 @@ import dns.flags
 import dns.message
 import dns.query
 import dns.rcode
+import duckdb
 import pyarrow.parquet as pq
 import pytest
 
@@ -413,6 +414,14 @@ def test_hostile_hosts_reset_every_handshake_or_tarpit(internet: Internet) -> No
         assert time.monotonic() - started >= 2.5  # a byte a second
 
 
+def connections(directory: Path) -> dict[str, Any]:
+    """What `testbed connections --dir D --json` prints."""
+    argv = [sys.executable, "-m", "testbed.cli", "connections", "--dir", str(directory), "--json"]
+    done = subprocess.run(argv, capture_output=True, text=True, check=True, cwd=REPO)
+    summary: dict[str, Any] = json.loads(done.stdout)
+    return summary
+
+
 def test_testbed_connections_counts_a_known_pattern(internet: Internet) -> None:
     quiet = [
         x
@@ -434,22 +443,7 @@ def test_testbed_connections_counts_a_known_pattern(internet: Internet) -> None:
     for sock in held:
         sock.close()
     time.sleep(1.0)  # the responder writes its log at least twice a second
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "testbed.cli",
-            "connections",
-            "--dir",
-            str(internet.directory),
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=REPO,
-    )
-    summary = json.loads(done.stdout)
+    summary = connections(internet.directory)
     rows = {row["address"]: row for row in summary["per_address"]}
     first, second = rows[sequential["address"]], rows[overlapping["address"]]
     assert (first["connections"], first["max_concurrent"], first["over_limit"]) == (3, 1, 0)
@@ -489,3 +483,43 @@ def test_latency_scale_zero_removes_the_delays_and_nothing_else(
     greylisting = still.listener(lambda x: "greylist_window" in x.get("pushback", {}))
     replies = smtp(greylisting["address"], client_address(), b"EHLO scanner.danescan.test")
     assert replies[1].startswith(b"450 ")
+
+
+# -- a scan of it ----------------------------------------------------------------
+
+
+def test_a_scan_of_the_internet_testbed_equals_its_truth(still: Internet, tmp_path: Path) -> None:
+    """With its delays off (greylisting windows of 0 s), so that the retries
+    the truth assumes fit in a test: loss, faulty operators, greylisting,
+    limits and resets all stay."""
+    output = tmp_path / "scan"
+    argv = [sys.executable, "-m", "scanner.cli", still.state["domains_file"], "-o", str(output),
+            "--resolver", still.state["resolver"], "--bogus-probe", still.state["bogus_probe"],
+            "--ehlo-name", "scanner.danescan.test", "--rate", "2000", "--retry-backoff", "0.5",
+            "-q"]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    differing = (
+        duckdb.connect()
+        .execute(
+            f"""
+        WITH got AS (SELECT domain, verdict, [(h.host, h.verdict) FOR h IN mx_hosts] AS hosts
+                     FROM '{output}/part-*.parquet'),
+             want AS (SELECT domain, scenario, verdict,
+                      [(h.host, h.verdict) FOR h IN mx_hosts] AS hosts
+                      FROM '{still.state["truth_file"]}')
+        SELECT want.scenario, want.domain, want.verdict, got.verdict, got.hosts
+        FROM want FULL OUTER JOIN got USING (domain)
+        WHERE want.verdict IS DISTINCT FROM got.verdict
+           OR want.hosts IS DISTINCT FROM got.hosts
+        """
+        )
+        .fetchall()
+    )
+    assert not differing, f"{len(differing)} domains differ, the first: {differing[:3]}"
+    summary = connections(still.directory)
+    scanner_rows = [row for row in summary["per_address"] if row["connections"]]
+    assert scanner_rows
+    # One connection at a time per address, and never beyond a host's limits.
+    assert max(row["max_concurrent"] for row in scanner_rows) == 1
+    assert summary["over_limit"] == 0

@@ -11,7 +11,14 @@ from typing import Any, TypeVar
 import pytest
 
 from scanner.handshake.exclude import parse_exclusions
-from scanner.handshake.polite import Handshaker, PoliteSettings, PoliteStats, should_retry
+from scanner.handshake.polite import (
+    Handshaker,
+    PoliteSettings,
+    PoliteStats,
+    Retry,
+    greylist_window,
+    retry_plan,
+)
 from scanner.handshake.session import SessionResult, SessionSettings, client_context
 from scanner.handshake.smtp import Reply, Transcript
 from scanner.status import SmtpStatus
@@ -210,44 +217,42 @@ def test_the_global_cap_holds_across_addresses() -> None:
     assert session.most_open_total == 3
 
 
-@pytest.mark.parametrize(
-    ("first", "second", "status", "attempts"),
-    [
-        (
-            result(SmtpStatus.BANNER_ERROR, banner=421, ehlo=None, starttls=None),
-            result(),
-            SmtpStatus.TLS_OK,
-            2,
-        ),
-        (result(SmtpStatus.BANNER_ERROR, ehlo=450, starttls=None), result(), SmtpStatus.TLS_OK, 2),
-        (result(SmtpStatus.STARTTLS_REFUSED, starttls=454), result(), SmtpStatus.TLS_OK, 2),
-        (
-            result(SmtpStatus.BANNER_ERROR, banner=421, ehlo=None, starttls=None),
-            result(SmtpStatus.BANNER_ERROR, banner=421, ehlo=None, starttls=None),
-            SmtpStatus.BANNER_ERROR,
-            2,
-        ),
-        (
-            result(SmtpStatus.BANNER_ERROR, banner=554, ehlo=None, starttls=None),
-            result(),
-            SmtpStatus.BANNER_ERROR,
-            1,
-        ),
-        (
-            result(SmtpStatus.STARTTLS_REFUSED, starttls=554),
-            result(),
-            SmtpStatus.STARTTLS_REFUSED,
-            1,
-        ),
-        (result(SmtpStatus.IO_TIMEOUT), result(), SmtpStatus.IO_TIMEOUT, 1),
-    ],
+GREYLISTED = replace(
+    result(SmtpStatus.BANNER_ERROR, starttls=None),
+    transcript=Transcript(
+        banner=Reply(220, ("mx ESMTP",)),
+        ehlo=Reply(450, ("4.7.1 Greylisted, try again in 42 seconds",)),
+    ),
 )
-def test_one_retry_after_a_transient_refusal(
-    first: SessionResult, second: SessionResult, status: SmtpStatus, attempts: int
+BUSY = result(SmtpStatus.BANNER_ERROR, banner=421, ehlo=None, starttls=None)
+
+
+@pytest.mark.parametrize(
+    ("answers", "status", "attempts", "sleeps"),
+    [
+        ([BUSY, result()], SmtpStatus.TLS_OK, 2, [30.0]),
+        ([result(SmtpStatus.BANNER_ERROR, ehlo=450, starttls=None), result()], SmtpStatus.TLS_OK,
+         2, [300.0]),  # greylisting that names no window: postgrey's default
+        ([GREYLISTED, result()], SmtpStatus.TLS_OK, 2, [43.0]),  # the window it names
+        ([result(SmtpStatus.STARTTLS_REFUSED, starttls=454), result()], SmtpStatus.TLS_OK, 2,
+         [30.0]),
+        ([result(SmtpStatus.TLS_ERROR), result()], SmtpStatus.TLS_OK, 2, [30.0]),
+        ([result(SmtpStatus.IO_TIMEOUT), result()], SmtpStatus.IO_TIMEOUT, 1, []),
+        # Three attempts at most, the pause growing (and the 421s slowing the address).
+        ([BUSY, BUSY, BUSY, result()], SmtpStatus.BANNER_ERROR, 3, [30.0, 90.0]),
+        ([result(SmtpStatus.BANNER_ERROR, banner=554, ehlo=None, starttls=None)],
+         SmtpStatus.BANNER_ERROR, 1, []),
+        ([result(SmtpStatus.STARTTLS_REFUSED, starttls=554)], SmtpStatus.STARTTLS_REFUSED, 1, []),
+        ([result(SmtpStatus.NO_STARTTLS, starttls=None)], SmtpStatus.NO_STARTTLS, 1, []),
+        ([result(SmtpStatus.CONNECT_REFUSED)], SmtpStatus.CONNECT_REFUSED, 1, []),
+    ],
+)  # fmt: skip
+def test_transient_outcomes_are_tried_again(
+    answers: list[SessionResult], status: SmtpStatus, attempts: int, sleeps: list[float]
 ) -> None:
     async def scenario() -> tuple[SessionResult, Handshaker, FakeSession, FakeTime]:
         shaker, session, time = handshaker(
-            PoliteSettings(min_interval=1.0, retry_backoff=30.0), answers=[first, second]
+            PoliteSettings(min_interval=1.0, retry_backoff=30.0), answers=list(answers)
         )
         return await shaker.handshake("192.0.2.1", SNI), shaker, session, time
 
@@ -255,28 +260,85 @@ def test_one_retry_after_a_transient_refusal(
     assert (final.status, final.attempts) == (status, attempts)
     assert len(session.calls) == attempts
     assert shaker.stats.retries == attempts - 1
-    if attempts == 2:
-        # The backoff, then no extra pacing: the interval has long passed.
-        assert time.sleeps == [30.0]
-        assert session.calls[1][2] == 30.0
+    assert time.sleeps == sleeps
+
+
+def test_a_421_backs_off_the_whole_address_and_slows_it_down() -> None:
+    async def scenario() -> FakeSession:
+        shaker, session, _ = handshaker(
+            PoliteSettings(min_interval=1.0, retry_backoff=30.0), answers=[BUSY]
+        )
+        await shaker.handshake("192.0.2.1", "a.example")
+        await shaker.handshake("192.0.2.1", "b.example")
+        await shaker.handshake("192.0.2.9", "c.example")
+        return session
+
+    calls = run(scenario()).calls
+    assert [(sni, start) for _, sni, start in calls] == [
+        ("a.example", 0.0),
+        ("a.example", 30.0),  # the back-off
+        ("b.example", 32.0),  # the interval the 421 doubled
+        ("c.example", 32.0),  # another address was never held back (the clock is shared)
+    ]
+
+
+def test_an_address_waiting_out_a_window_holds_no_connection_slot() -> None:
+    async def scenario() -> tuple[SessionResult, SessionResult, list[float]]:
+        time = FakeTime()
+        session = FakeSession(time, answers=[GREYLISTED])
+        waiting: list[float] = []
+        released = asyncio.Event()
+
+        async def sleep(seconds: float) -> None:  # a window that lasts until released
+            waiting.append(seconds)
+            await released.wait()
+
+        shaker = Handshaker(
+            SETTINGS,
+            PoliteSettings(min_interval=0.0, max_connections=1),
+            CONTEXT,
+            session=session,
+            clock=time.clock,
+            sleep=sleep,
+        )
+        first = asyncio.ensure_future(shaker.handshake("192.0.2.1", "a.example"))
+        await settle()
+        assert waiting == [43.0]  # greylisted: the address waits out its window
+        other = await shaker.handshake("192.0.2.2", "b.example")  # the only slot is free
+        released.set()
+        return await first, other, waiting
+
+    first, other, waiting = run(scenario())
+    assert other.status is SmtpStatus.TLS_OK
+    assert (first.status, first.attempts) == (SmtpStatus.TLS_OK, 2)
+    assert waiting == [43.0]
 
 
 @pytest.mark.parametrize(
-    ("outcome", "retry"),
+    ("text", "seconds"),
     [
-        (result(SmtpStatus.BANNER_ERROR, banner=421, ehlo=None, starttls=None), True),
-        (result(SmtpStatus.BANNER_ERROR, banner=554, ehlo=None, starttls=None), False),
-        (result(SmtpStatus.BANNER_ERROR, ehlo=421, starttls=None), True),
-        (result(SmtpStatus.BANNER_ERROR, ehlo=None, starttls=None), False),  # garbage banner
-        (result(SmtpStatus.STARTTLS_REFUSED, starttls=454), True),
-        (result(SmtpStatus.STARTTLS_REFUSED, starttls=502), False),
-        (result(SmtpStatus.NO_STARTTLS, starttls=None), False),
-        (result(SmtpStatus.PROTOCOL_ERROR, ehlo=421), False),
-        (result(SmtpStatus.TLS_OK), False),
+        ("4.7.1 Greylisted, try again in 300 seconds", 300.0),
+        ("Greylisted for 60s", 60.0),
+        ("please retry in 5 minutes", 300.0),
+        ("4.2.0 Greylisted, see http://postgrey.schweikert.ch/help/example.org.html", None),
     ],
 )
-def test_should_retry(outcome: SessionResult, retry: bool) -> None:
-    assert should_retry(outcome) is retry
+def test_greylist_window(text: str, seconds: float | None) -> None:
+    assert greylist_window(text) == seconds
+
+
+def test_retry_plan() -> None:
+    polite = PoliteSettings(retry_backoff=10.0, greylist_wait=300.0, max_wait=1000.0)
+    assert retry_plan(BUSY, 1, polite) == Retry(10.0, whole_address=True, slow_down=True)
+    assert retry_plan(BUSY, 2, polite) == Retry(30.0, whole_address=True, slow_down=True)
+    assert retry_plan(BUSY, 3, polite) is None  # attempts=3 in all
+    unnamed = result(SmtpStatus.BANNER_ERROR, ehlo=451, starttls=None)
+    assert retry_plan(unnamed, 1, polite) == Retry(300.0, whole_address=True, slow_down=False)
+    assert retry_plan(unnamed, 2, polite) == Retry(1000.0, whole_address=True, slow_down=False)
+    reset = result(SmtpStatus.TLS_ERROR)
+    assert retry_plan(reset, 1, polite) == Retry(10.0, whole_address=False, slow_down=False)
+    assert retry_plan(result(SmtpStatus.CONNECT_TIMEOUT), 1, polite) is None
+    assert retry_plan(result(), 1, polite) is None
 
 
 def test_excluded_addresses_and_names_are_blocked_without_a_session() -> None:
@@ -364,6 +426,8 @@ def test_aclose_cancels_sessions_in_flight() -> None:
         {"cache_size": 0},
         {"min_interval": -1.0},
         {"retry_backoff": -1.0},
+        {"attempts": 0},
+        {"max_interval": 0.5},
     ],
 )
 def test_polite_settings_are_validated(change: dict[str, Any]) -> None:
