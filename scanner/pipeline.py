@@ -94,9 +94,7 @@ class _Flight:
     active: int = 0
     ingesting: bool = True
     resolve_times: deque[float] = field(default_factory=lambda: deque(maxlen=_LATENCY_SAMPLES))
-    handshake_times: deque[float] = field(
-        default_factory=lambda: deque(maxlen=_LATENCY_SAMPLES)
-    )
+    handshake_times: deque[float] = field(default_factory=lambda: deque(maxlen=_LATENCY_SAMPLES))
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
 
     def resolved(self, seconds: float) -> None:
@@ -117,9 +115,7 @@ class _Flight:
             self._idle.clear()
             await self._idle.wait()
 
-    def gauges(
-        self, flow: Flow, client: DnsClient, handshaker: Handshaker, busy: float
-    ) -> Gauges:
+    def gauges(self, flow: Flow, client: DnsClient, handshaker: Handshaker, busy: float) -> Gauges:
         limit = flow.limit
         if limit is not Limit.INPUT:
             if self.parked.waiting:
@@ -259,9 +255,7 @@ class Pipeline:
 
                 def start(work: Observation) -> None:
                     flight.active += 1
-                    group.create_task(
-                        self._domain(work, flight, discoverer, handshaker, q_match)
-                    )
+                    group.create_task(self._domain(work, flight, discoverer, handshaker, q_match))
 
                 await self._ingest(flight, start, q_out)
                 flight.ingesting = False
