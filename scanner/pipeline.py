@@ -117,11 +117,12 @@ class _Flight:
 
     def gauges(self, flow: Flow, client: DnsClient, handshaker: Handshaker, busy: float) -> Gauges:
         limit = flow.limit
-        if limit is not Limit.INPUT:
-            if self.parked.waiting:
-                limit = Limit.POLITENESS
-            elif busy >= _CPU_BOUND:
-                limit = Limit.CPU
+        if self.parked.waiting or (limit is Limit.INPUT and self.parked.used):
+            # Admission waits for room among the parked, or all that is
+            # left is domains waiting for their mail servers.
+            limit = Limit.POLITENESS
+        elif limit is not Limit.INPUT and busy >= _CPU_BOUND:
+            limit = Limit.CPU
         resolve = _percentiles(self.resolve_times)
         handshake = _percentiles(self.handshake_times)
         return Gauges(

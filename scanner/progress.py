@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import TextIO
 
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+
+# Seconds over which the ETA's rate is taken.
+_RECENT = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,10 +93,15 @@ class Snapshot:
 
     @property
     def eta(self) -> float | None:
-        if self.total is None or self.rate <= 0:
+        return self.eta_at(self.rate)
+
+    def eta_at(self, rate: float) -> float | None:
+        """Seconds left at ``rate`` domains a second (the recent rate says
+        more than the average once mail servers set the pace)."""
+        if self.total is None or rate <= 0:
             return None
         left = max(0, self.total - self.read) + (self.admitted - self.concluded)
-        return left / self.rate
+        return left / rate
 
 
 def _clock(seconds: float | None) -> str:
@@ -107,19 +115,19 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:,.0f} ms"
 
 
-def line(s: Snapshot) -> str:
+def line(s: Snapshot, eta: float | None = None) -> str:
     top = ", ".join(f"{k} {v}" for k, v in s.verdicts.most_common(6))
     g = s.gauges
     return (
         f"scan: {s.concluded} domains done ({s.rate:.0f}/s), {s.written} written, "
         f"{g.domains} resolving, {g.queries} DNS queries, {g.parked} waiting for mail servers, "
         f"{s.sessions} TLS sessions, resolve p50/p90 {_ms(g.resolve_p50)}/{_ms(g.resolve_p90)}, "
-        f"limited by {g.limit or '-'}, elapsed {_clock(s.elapsed)}, ETA {_clock(s.eta)}"
-        + (f"; {top}" if top else "")
+        f"limited by {g.limit or '-'}, elapsed {_clock(s.elapsed)}, "
+        f"ETA {_clock(eta if eta is not None else s.eta)}" + (f"; {top}" if top else "")
     )
 
 
-def table(s: Snapshot, title: str = "danescan") -> Table:
+def table(s: Snapshot, title: str = "danescan", eta: float | None = None) -> Table:
     stages = Table(title=title, show_header=True, header_style="bold")
     stages.add_column("stage")
     stages.add_column("done", justify="right")
@@ -147,7 +155,7 @@ def table(s: Snapshot, title: str = "danescan") -> Table:
     stages.add_row("DNS query p50", _ms(g.query_p50), "")
     stages.add_row("limited by", g.limit or "-", "")
     stages.add_row("skipped (dupes, shards, resumed)", f"{s.skipped:,}", "")
-    stages.add_row("elapsed / ETA", _clock(s.elapsed), _clock(s.eta))
+    stages.add_row("elapsed / ETA", _clock(s.elapsed), _clock(eta if eta is not None else s.eta))
     for verdict, count in sorted(s.verdicts.items(), key=lambda kv: -kv[1]):
         share = count / s.concluded if s.concluded else 0.0
         stages.add_row(f"  {verdict}", f"{count:,}", f"{share:.1%}")
@@ -166,6 +174,8 @@ class ProgressView:
         self.console = Console(file=self.stream)
         self._live: Live | None = None
         self._last_line = 0.0
+        # (elapsed, concluded) of recent snapshots: the ETA follows the recent rate.
+        self._recent: deque[tuple[float, int]] = deque()
 
     def __enter__(self) -> ProgressView:
         if not self.quiet and self.console.is_terminal:
@@ -181,11 +191,23 @@ class ProgressView:
     def update(self, snapshot: Snapshot) -> None:
         if self.quiet:
             return
+        eta = self._eta(snapshot)
         if self._live is not None:
-            self._live.update(table(snapshot))
+            self._live.update(table(snapshot, eta=eta))
         elif time.monotonic() - self._last_line >= self.interval:
             self._last_line = time.monotonic()
-            print(line(snapshot), file=self.stream, flush=True)
+            print(line(snapshot, eta), file=self.stream, flush=True)
+
+    def _eta(self, snapshot: Snapshot) -> float | None:
+        recent = self._recent
+        recent.append((snapshot.elapsed, snapshot.concluded))
+        while len(recent) > 2 and snapshot.elapsed - recent[1][0] >= _RECENT:
+            recent.popleft()
+        then, done = recent[0]
+        seconds = snapshot.elapsed - then
+        if seconds < _RECENT / 2:
+            return snapshot.eta
+        return snapshot.eta_at((snapshot.concluded - done) / seconds)
 
     def summary(self, snapshot: Snapshot, title: str) -> None:
         if not self.quiet:
