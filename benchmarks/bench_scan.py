@@ -160,15 +160,20 @@ def measure(args: argparse.Namespace, testbed: Path) -> int:
 
 
 def run_scan(
-    args: argparse.Namespace, testbed: Path, domains: Path, output: Path
+    args: argparse.Namespace,
+    testbed: Path,
+    domains: Path,
+    output: Path,
+    extra: tuple[str, ...] = (),
 ) -> dict[str, Any] | None:
+    """One scan of ``domains`` with ``extra`` options, measured (see the module)."""
     state = json.loads((testbed / "testbed.json").read_text())
     argv = [
         sys.executable, "-m", "scanner.cli", str(domains), "-o", str(output),
         "--resolver", state["resolver"], "--bogus-probe", state["bogus_probe"],
         "--ehlo-name", "scanner.danescan.test", "--rate", str(args.rate),
         "--workers", str(args.workers), "--min-interval", "0", "--retry-backoff", "0.1",
-        "--timeout", "5", "-q",
+        "--timeout", "5", "-q", *extra,
     ]  # fmt: skip
     usage_before = Usage.now(testbed / "processes.json")
     started = time.monotonic()
@@ -205,6 +210,7 @@ def run_scan(
         # The testbed's share of the two cores while the scan ran.
         "cpu_seconds_unbound": round(usage_after.unbound - usage_before.unbound, 1),
         "cpu_seconds_nsd": round(usage_after.nsd - usage_before.nsd, 1),
+        "cpu_seconds_relay": round(usage_after.relay - usage_before.relay, 1),
         "machine_busy": round(busy_share(usage_before, usage_after), 3),
         "load_average": os.getloadavg(),
         "command": " ".join(argv),

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _TICKS = os.sysconf("SC_CLK_TCK")
+_NSD = ("nsd", "nsd-root", "nsd-tld")
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +24,8 @@ class Usage:
     own: float
     children: float
     unbound: float
-    nsd: float
+    nsd: float  # every NSD instance (the internet profile has three)
+    relay: float  # the internet profile's DNS operators; 0 on loopback
     machine_busy: float  # CPU seconds all cores spent not idle
     machine_total: float
 
@@ -38,7 +40,8 @@ class Usage:
             own=own.ru_utime + own.ru_stime,
             children=kids.ru_utime + kids.ru_stime,
             unbound=group_cpu(int(pids["unbound"]["pid"])),
-            nsd=group_cpu(int(pids["nsd"]["pid"])),
+            nsd=sum(group_cpu(int(pids[n]["pid"])) for n in _NSD if n in pids),
+            relay=group_cpu(int(pids["relay"]["pid"])) if "relay" in pids else 0.0,
             machine_busy=busy / _TICKS,
             machine_total=total / _TICKS,
         )

@@ -218,6 +218,10 @@ def _scan_parser() -> argparse.ArgumentParser:
     add("-q", "--quiet", action="store_true", help="no progress display")
     add("--log-json", type=Path, metavar="FILE", help="also write one JSON line per domain")
     add("--part-rows", type=int, default=20_000, help=argparse.SUPPRESS)
+    # Benchmarks only: bounds on the flow control's windows ("150:150" fixes one).
+    add("--domains-in-flight", type=_bounds, help=argparse.SUPPRESS)
+    add("--queries-in-flight", type=_bounds, help=argparse.SUPPRESS)
+    add("--smtp-attempts", type=int, default=3, help=argparse.SUPPRESS)
     _add_common(parser)
     return parser  # fmt: skip
 
@@ -250,6 +254,23 @@ def _config(args: argparse.Namespace, **fields: Any) -> ScanConfig:
         raise _OneLineError(str(exc)) from None
 
 
+def _bounds(text: str) -> tuple[int, int]:
+    low, _, high = text.partition(":")
+    try:
+        return int(low), int(high or low)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN:MAX, got {text!r}") from None
+
+
+def _window_fields(args: argparse.Namespace) -> dict[str, int]:
+    fields = {}
+    if args.domains_in_flight is not None:
+        fields["min_domains_in_flight"], fields["max_domains_in_flight"] = args.domains_in_flight
+    if args.queries_in_flight is not None:
+        fields["min_queries_in_flight"], fields["max_queries_in_flight"] = args.queries_in_flight
+    return fields
+
+
 def _run_scan(args: argparse.Namespace) -> int:
     from scanner.config import Shard
     from scanner.scan import run_scan
@@ -269,6 +290,8 @@ def _run_scan(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         log_json=args.log_json,
         part_rows=args.part_rows,
+        smtp_attempts=args.smtp_attempts,
+        **_window_fields(args),
     )
     return run_scan(config)
 

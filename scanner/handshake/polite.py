@@ -165,6 +165,7 @@ class Handshaker:
         "_clock",
         "_context",
         "_exclusions",
+        "_floors",
         "_gates",
         "_global",
         "_intervals",
@@ -202,8 +203,10 @@ class Handshaker:
         # Bounded like the results: an entry evicted after that many newer
         # connection starts is long past its interval.
         self._next_start: OrderedDict[str, float] = OrderedDict()
-        # Addresses that said they had too many connections: their interval.
+        # Addresses that said they had too many connections: their interval,
+        # and the shortest one they may get again.
         self._intervals: OrderedDict[str, float] = OrderedDict()
+        self._floors: OrderedDict[str, float] = OrderedDict()
         self._open = 0
         self._sessions: SingleFlightLru[tuple[str, str], SessionResult] = SingleFlightLru(
             polite.cache_size
@@ -306,19 +309,27 @@ class Handshaker:
         return self._intervals.get(address, self._polite.min_interval)
 
     def _slow_down(self, address: str) -> None:
+        """The address said it had too many connections from us: twice the
+        interval for now, and never again as short as the one it refused
+        (a quarter longer: a server that allows M a minute is met within a
+        few refusals, as the floor climbs past 60/M)."""
         polite = self._polite
-        slower = max(2 * self._interval(address), polite.min_interval, 1.0)
-        self._remember(self._intervals, address, min(polite.max_interval, slower))
+        interval = max(self._interval(address), polite.min_interval, 0.5)
+        floor = min(polite.max_interval, max(self._floors.get(address, 0.0), interval * 1.25))
+        self._remember(self._floors, address, floor)
+        self._remember(self._intervals, address, min(polite.max_interval, 2 * interval))
 
     def _recover(self, address: str) -> None:
-        """A session went through: an address that was slowed down speeds up again."""
+        """A session went through: a slowed-down address speeds up again, down
+        to its floor."""
         interval = self._intervals.get(address)
         if interval is not None:
+            floor = max(self._floors.get(address, 0.0), self._polite.min_interval)
             faster = interval * 0.9
             if faster <= self._polite.min_interval:
                 del self._intervals[address]
             else:
-                self._intervals[address] = faster
+                self._intervals[address] = max(floor, faster)
 
     def _remember(self, table: OrderedDict[str, float], address: str, value: float) -> None:
         # Bounded like the results: an entry evicted after that many newer

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import ssl
 from collections.abc import Coroutine
 from dataclasses import dataclass, field, replace
@@ -280,6 +281,46 @@ def test_a_421_backs_off_the_whole_address_and_slows_it_down() -> None:
         ("b.example", 32.0),  # the interval the 421 doubled
         ("c.example", 32.0),  # another address was never held back (the clock is shared)
     ]
+
+
+@dataclass
+class RateLimitedServer(FakeSession):
+    """421 for a connection beyond ``per_minute`` in the last 60 s (Postfix's anvil)."""
+
+    per_minute: int = 30
+    starts: list[float] = field(default_factory=list)
+    refused: int = 0
+
+    async def __call__(
+        self, address: str, sni: str, settings: SessionSettings, context: ssl.SSLContext
+    ) -> SessionResult:
+        now = self.time.now
+        self.starts = [t for t in self.starts if t > now - 60]
+        if len(self.starts) >= self.per_minute:
+            self.refused += 1
+            self.answers = [BUSY]
+        else:
+            self.starts.append(now)
+            self.answers = []
+        return await super().__call__(address, sni, settings, context)
+
+
+def test_an_address_that_limits_connections_a_minute_is_met_after_a_few_refusals() -> None:
+    async def scenario() -> tuple[RateLimitedServer, list[SessionResult]]:
+        time = FakeTime()
+        server = RateLimitedServer(time, per_minute=30)
+        polite = PoliteSettings(min_interval=1.0, retry_backoff=5.0, attempts=10)
+        shaker = Handshaker(
+            SETTINGS, polite, CONTEXT, session=server, clock=time.clock, sleep=time.sleep
+        )
+        results = [await shaker.handshake("192.0.2.1", f"mx{i}.example") for i in range(300)]
+        return server, results
+
+    server, results = run(scenario())
+    assert all(r.status is SmtpStatus.TLS_OK for r in results)
+    assert server.refused <= 8
+    late = [t for _, _, t in server.calls][-100:]
+    assert min(b - a for a, b in itertools.pairwise(late)) >= 2.0  # 60 s / 30
 
 
 def test_an_address_waiting_out_a_window_holds_no_connection_slot() -> None:
