@@ -67,9 +67,9 @@ class ScanConfig:
     # Domains and DNS queries in flight per process: the flow control
     # (scanner.flow) sizes both from the latency it measures to reach
     # ``rate``, within these bounds. The upper ones cap memory: a domain in
-    # flight holds its task, its observation and its resolution, about
-    # 5 kB measured (benchmarks/RESULTS.md), so 20,000 of them about 100 MB.
-    # Equal bounds give a fixed window (as before flow control).
+    # flight holds its task, its observation, its resolution and its share
+    # of the DNS client's queries, about 4 kB measured (benchmarks/RESULTS.md),
+    # so 20,000 of them about 80 MB. Equal bounds give a fixed window.
     min_domains_in_flight: int = 50
     max_domains_in_flight: int = 20_000
     min_queries_in_flight: int = 100
