@@ -8,7 +8,8 @@ operator a domain's zones sit at. The controller measures that time and
 sizes the window from it, with headroom for its spread. A window that large
 may be more than the resolver can take: when its quickest answers (cache
 hits, the tenth percentile) slow down well beyond their usual latency, the
-resolver is queueing, and when many queries time out it is dropping; either
+resolver is queueing, and when many queries time out, or are answered only
+when asked again, it is dropping; either
 way it is congested, and a ceiling on the window backs off multiplicatively
 and grows back additively, as TCP's congestion window does (RFC 5681 section
 3.1), so that a scan never turns its own overload into ``dns_error`` rows.
@@ -100,7 +101,7 @@ class FlowController:
         self.settings = settings
         self._durations: deque[float] = deque(maxlen=settings.history)
         self._latencies: list[float] = []
-        self._timeouts = 0
+        self._timeouts = self._retried = 0
         self._baseline: float | None = None
         self._ceiling = float(settings.max_domains)
         self._held = 0
@@ -111,11 +112,13 @@ class FlowController:
     def flow(self) -> Flow:
         return self._flow
 
-    def query_done(self, latency: float, *, timed_out: bool) -> None:
-        """One DNS query answered (or given up on) after ``latency`` seconds."""
+    def query_done(self, latency: float, *, timed_out: bool, retried: bool = False) -> None:
+        """One DNS query answered (or given up on) after ``latency`` seconds;
+        ``retried``: answered, but only after an attempt had timed out."""
         if timed_out:
             self._timeouts += 1
         else:
+            self._retried += retried
             self._latencies.append(latency)
 
     def domain_done(self, seconds: float) -> None:
@@ -134,6 +137,7 @@ class FlowController:
         median = latencies[answered // 2] if answered else 0.0
         fast = latencies[answered // 10] if answered else 0.0
         total = answered + self._timeouts
+        timed_out = self._timeouts + self._retried  # an attempt at least
         congested = False
         if answered >= 20:
             # The baseline follows the lowest values seen, and slowly drifts
@@ -144,7 +148,7 @@ class FlowController:
             else:
                 self._baseline += (fast - self._baseline) * 0.01
             congested = fast > self._baseline * s.latency_factor + s.latency_margin
-        if total >= 20 and self._timeouts / total > s.timeout_share:
+        if total >= 20 and timed_out / total > s.timeout_share:
             congested = True
         if congested:
             self._ceiling = max(float(s.min_domains), min(self._ceiling, in_flight * s.decrease))
@@ -155,7 +159,7 @@ class FlowController:
             grown = self._ceiling + max(s.increase_min, s.increase * self._ceiling)
             self._ceiling = min(float(s.max_domains), grown)
         self._latencies = []
-        self._timeouts = 0
+        self._timeouts = self._retried = 0
         self._flow = self._decide(
             congested=congested, median=median, fast=fast, input_left=admitting
         )

@@ -432,10 +432,11 @@ class Pipeline:
         wall, cpu = time.monotonic(), time.process_time()
         while True:
             await asyncio.sleep(_CONTROL_INTERVAL)
-            latencies, gave_up = client.take_latencies()
+            latencies, retried, gave_up = client.take_latencies()
             controller = flight.controller
-            for latency in latencies:
-                controller.query_done(latency, timed_out=False)
+            # Which answers needed a retry does not matter, only how many.
+            for index, latency in enumerate(latencies):
+                controller.query_done(latency, timed_out=False, retried=index < retried)
             for _ in range(gave_up):
                 controller.query_done(0.0, timed_out=True)
             flow = controller.update(in_flight=flight.window.used, admitting=flight.ingesting)
