@@ -73,7 +73,7 @@ class ScanConfig:
     min_domains_in_flight: int = 50
     max_domains_in_flight: int = 20_000
     min_queries_in_flight: int = 100
-    max_queries_in_flight: int = 10_000
+    max_queries_in_flight: int = 7_500  # 30,000 query IDs over 4 attempts (ResolverSettings)
     # Domains that wait for mail servers (parked while the handshaker paces
     # each address) per process: beyond this, admission waits. A parked
     # domain holds about as much as one in flight, and waits for minutes when
