@@ -796,16 +796,21 @@ _INTERNET_TIMING = """\
     # The internet profile's operators answer in up to a few hundred ms with
     # a tail to seconds, and lose queries. Unbound backs a server's timeout
     # off from 376 ms, doubling it at each loss, and gives up on the server
-    # once it would exceed this ceiling: 6 s lets a slow, lossy operator lose
-    # three queries in a row before it counts as down (and keep-probing lets
-    # it back in), and gives a dead operator's zones a SERVFAIL after about
-    # 11 s. Unbound's default (120 s) would hold such a query for minutes.
-    infra-cache-max-rtt: 6000
-    infra-keep-probing: yes
+    # once it would exceed this ceiling: 3 s gives a dead operator's zones a
+    # SERVFAIL after 0.376 + 0.752 + 1.5 + 3 s, about 5.6 s, as the
+    # scanner's managed Unbound does (scanner.resolve.managed); Unbound's
+    # default (120 s) would hold such a question for minutes. (1.17 probes a
+    # server it gave up on only with a ceiling of 12 s or more:
+    # NLnetLabs/unbound#1241.)
+    infra-cache-max-rtt: 3000
     # Unbound drops, unanswered, a reply that took longer than this (1.9 s
     # by default, against DNSBomb): a dead operator's SERVFAIL must reach
     # the client, as a resolver of the real internet's does within seconds.
     discard-timeout: 15000
+    # ... and drops a client's questions beyond 1,000 waiting for recursion
+    # (the same fix): a scanner's client has thousands in flight when every
+    # answer takes a round trip to an operator. 0: no such limit.
+    wait-limit: 0
 """
 
 
