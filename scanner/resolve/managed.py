@@ -41,28 +41,8 @@ Unbound joins it to the question already in flight. After a truncated answer
 the TCP query is answered from Unbound's cache, unless the answer cannot be
 cached (TTL 0) and Unbound must fetch it again: tcp_timeout 10 s covers that.
 
-Measured on the internet testbed (2,000 domains, seed 9, 2 threads), each
-question asked once with a 90 s timeout, the cache cold:
-
-- a dead operator's domain: SERVFAIL after 5.35-5.45 s (10 domains); again,
-  or another name of the zone, at once. Zones with 2 and 3 dead addresses:
-  10.5 and 15.8 s. With infra-cache-max-rtt 6000 ms: 11.4, 22.6 and 33.9 s;
-  12000 ms: 17.4 s; Unbound's default: 29.4 s for one address.
-- a lame operator's domain: SERVFAIL after 0.8-1.6 s; again, 0-0.3 s.
-- a lossy, slow operator (202 ms median, 4.6% loss): the first question
-  0.27 s median, 0.74 s at most; a new name of a zone it knows 0.24 s, at
-  most 1.04 s. Of all answers from live operators the slowest took 1.4 s
-  (3.1 s with infra-cache-max-rtt 6000 ms); none failed that the truth says
-  resolves, with either cap.
-- discard-timeout at its default: the dead domains' SERVFAIL (after 11.4 s
-  with a 6 s cap) reached none of a client's attempts at 0, 2 and 6 s, which
-  timed out at 14 s; with the 3 s cap, the attempt at 6 s was answered at once.
-- wait-limit at its default: of 1,500 questions about dead zones asked at once,
-  499 got no answer.
-- so-reuseport at its default: the client's 4 sockets split 3:1 over two
-  threads in 5 runs of 8 (dnsperf's 4 sockets 4:0 in 1 of 2); with one shared
-  socket it was between 55:45 and 65:35.
-- after a truncated answer the TCP exchange takes under a millisecond.
+What this gives, measured on the internet testbed, is in benchmarks/RESULTS.md
+("Managed Unbound: how long a question takes").
 """
 
 from __future__ import annotations
