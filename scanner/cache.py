@@ -86,6 +86,17 @@ class SingleFlightLru(Generic[K, V]):
         if len(self._done) > self._size:
             self._done.popitem(last=False)
 
+    def forget(self, key: K) -> None:
+        """Drop the finished value of ``key``: the next request computes it anew."""
+        self._done.pop(key, None)
+
+    def forget_where(self, stale: Callable[[V], bool]) -> int:
+        """Drop every finished value ``stale`` says is; how many were."""
+        keys = [key for key, value in self._done.items() if stale(value)]
+        for key in keys:
+            del self._done[key]
+        return len(keys)
+
     async def aclose(self) -> None:
         """Cancel the computations still under way (at the end of a scan)."""
         futures = list(self._running.values())

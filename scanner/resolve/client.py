@@ -41,6 +41,7 @@ from scanner.resolve.wire import (
     answer_from_message,
     build_query,
     is_plain_name,
+    is_transient,
     normalize_name,
     parse_message,
 )
@@ -48,6 +49,7 @@ from scanner.status import DnsOutcome
 
 __all__ = ["ClientStats", "DnsAnswer", "DnsClient", "ResolverSettings", "parse_server"]
 
+_RESPONSES: Final = (DnsOutcome.ANSWER, DnsOutcome.NODATA, DnsOutcome.NXDOMAIN)
 # Latencies kept between two reads by the scan's flow control (take_latencies).
 _LATENCY_SAMPLES: Final = 65_536
 
@@ -294,6 +296,11 @@ class DnsClient:
         self._latencies: list[float] = []
         self._retried = 0
         self._gave_up = 0
+        # What the resolver's watchdog reads (take_health): answers that show
+        # a working resolver, and answers and attempts that show nothing or
+        # a failure of its own, since last read.
+        self._healthy = 0
+        self._unhealthy = 0
 
     async def start(self) -> None:
         """Open ``sockets`` UDP sockets per resolver."""
@@ -404,6 +411,15 @@ class DnsClient:
         self._latencies, self._retried, self._gave_up = [], 0, 0
         return taken
 
+    def take_health(self) -> tuple[int, int]:
+        """Since the last call: answers that show the resolver at work (data,
+        NODATA, NXDOMAIN, a validation failure), and attempts that timed out
+        or were refused plus answers that were a failure of the resolver's
+        own (a SERVFAIL without a validation EDE, REFUSED); both reset."""
+        taken = self._healthy, self._unhealthy
+        self._healthy = self._unhealthy = 0
+        return taken
+
     @property
     def stats(self) -> ClientStats:
         c = self._counters
@@ -510,6 +526,7 @@ class DnsClient:
         query.deadline = 0.0
         query.timeouts += 1
         self._counters.timeouts += 1
+        self._unhealthy += 1
         query.wait *= self.settings.backoff
         self._next_or_give_up(query)
 
@@ -518,6 +535,7 @@ class DnsClient:
         query.refused += 1
         query.refused_why = why
         self._counters.refused += 1
+        self._unhealthy += 1
         self._next_or_give_up(query)
 
     def _next_or_give_up(self, query: _Query) -> None:
@@ -582,7 +600,14 @@ class DnsClient:
 
     def _finish(self, query: _Query, answer: DnsAnswer) -> None:
         self._release(query)
-        if answer.outcome is DnsOutcome.TIMEOUT:
+        outcome = answer.outcome
+        if outcome in _RESPONSES or (
+            outcome is DnsOutcome.SERVFAIL and not is_transient(outcome, answer.ede_code)
+        ):
+            self._healthy += 1
+        elif answer.rcode is not None and outcome is not DnsOutcome.MALFORMED:
+            self._unhealthy += 1  # SERVFAIL or REFUSED said by the resolver itself
+        if outcome is DnsOutcome.TIMEOUT:
             self._gave_up += 1
         else:
             if answer.attempts > 1:

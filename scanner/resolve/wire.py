@@ -682,6 +682,21 @@ def dnssec_status(outcome: DnsOutcome, ad: bool, ede_code: int | None) -> Dnssec
     return DnssecStatus.INDETERMINATE
 
 
+def is_transient(outcome: DnsOutcome, ede_code: int | None) -> bool:
+    """Whether an answer may well be different if asked again later.
+
+    A timeout, a refusal, a truncated answer that TCP could not fetch, and a
+    SERVFAIL that is not a validation failure (no EDE 6-12, RFC 8914 section
+    4) say something about the path or the resolver's state at the time, not
+    about the name: they are retried, never recorded as facts. A malformed
+    answer is not: the same question gets the same bytes, and a name that
+    cannot be encoded never leaves the client.
+    """
+    if outcome is DnsOutcome.SERVFAIL:
+        return ede_code not in BOGUS_EDE_CODES
+    return outcome in (DnsOutcome.TIMEOUT, DnsOutcome.REFUSED, DnsOutcome.TRUNCATED)
+
+
 class DnsAnswer(_Value):
     """The result of one query, whatever happened to it (immutable).
 
