@@ -49,6 +49,7 @@ def up(
     ipv6: bool = True,
     profile: Profile = Profile.LOOPBACK,
     latency_scale: float = 1.0,
+    dns_loss: float = 0.0,
     out: Callable[[str], None] = print,
 ) -> dict[str, object]:
     """Bring the testbed up in ``directory``; return what testbed.json holds."""
@@ -73,6 +74,7 @@ def up(
         postfix=with_postfix,
         profile=profile,
         latency_scale=latency_scale,
+        dns_loss=dns_loss,
     )
     for address in (plan.auth_address, plan.resolver_address):
         ensure_free(address, 53)
@@ -130,6 +132,7 @@ def up(
         "net": net,
         "profile": plan.profile.value,
         "latency_scale": plan.latency_scale,
+        "dns_loss": dns_loss,
         "truth_policy": json.loads(plan.policy.to_json()),
         "operators_file": str(paths["operators"]) if plan.operators else None,
         "relay_stats": str(directory / RELAY_STATS) if plan.operators else None,
@@ -352,6 +355,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="multiply every delay of the internet profile by F (0: no delays, "
         "every other behaviour kept)",
     )
+    p_up.add_argument(
+        "--dns-loss",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="internet profile: lose a further share P of the queries to every DNS "
+        "operator over UDP (soak tests)",
+    )
     for name, text in (("status", "show a testbed and its processes"), ("down", "stop it")):
         p = sub.add_parser(name, help=text)
         p.add_argument("--dir", type=Path, required=True)
@@ -374,6 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ipv6=not args.no_ipv6,
                 profile=args.profile,
                 latency_scale=args.latency_scale,
+                dns_loss=args.dns_loss,
                 out=lambda line: print(line, file=sys.stderr),
             )
             print(json.dumps(state, indent=2))

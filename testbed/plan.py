@@ -115,9 +115,12 @@ def make_plan(
     postfix: bool = True,
     profile: Profile = Profile.LOOPBACK,
     latency_scale: float = 1.0,
+    dns_loss: float = 0.0,
 ) -> Plan:
     if latency_scale < 0 or latency_scale != latency_scale:
         raise ValueError("the latency scale must be a number >= 0")
+    if not 0 <= dns_loss < 1:
+        raise ValueError("the DNS loss must be in [0, 1)")
     internet = profile is Profile.INTERNET
     builder = Builder(seed=seed, net=net, now=now, zone_per_domain=internet)
     catalogue = catalogue_for(profile, ipv6=ipv6, postfix=postfix)
@@ -134,7 +137,9 @@ def make_plan(
     operators: tuple[Operator, ...] = ()
     if internet:
         draws = random.Random(f"internet-{seed}")
-        operators = tuple(op.scaled(latency_scale) for op in draw_operators(draws, net))
+        operators = tuple(
+            op.scaled(latency_scale).lossier(dns_loss) for op in draw_operators(draws, net)
+        )
         zones = _place_zones(draws, builder.zones.values(), operators)
         listeners = _with_pushback(draws, listeners, latency_scale)
     return Plan(

@@ -46,7 +46,7 @@ import json
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 
 from testbed.model import NO_PUSHBACK, Pushback
@@ -106,6 +106,12 @@ class Operator:
             self.max_ms * factor,
             self.rate_limit,
         )
+
+    def lossier(self, extra: float) -> Operator:
+        """The same operator on a path that loses a further ``extra`` of its
+        queries (independently of the loss it has)."""
+        loss = 1 - (1 - self.loss) * (1 - extra)
+        return replace(self, loss=round(loss, 6))
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)

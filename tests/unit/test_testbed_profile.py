@@ -188,3 +188,15 @@ def test_a_slower_testbed_assumes_a_longer_deadline() -> None:
 def test_a_negative_scale_is_refused(scale: float) -> None:
     with pytest.raises(ValueError, match="latency scale"):
         make_plan(n=600, seed=1, net=43, now=NOW, profile=Profile.INTERNET, latency_scale=scale)
+
+
+def test_dns_loss_adds_to_every_operators_own_loss() -> None:
+    now = dt.datetime(2026, 12, 4, tzinfo=dt.UTC)
+    plain = make_plan(n=300, seed=3, net=9, now=now, profile=Profile.INTERNET)
+    lossy = make_plan(n=300, seed=3, net=9, now=now, profile=Profile.INTERNET, dns_loss=0.02)
+    for before, after in zip(plain.operators, lossy.operators, strict=True):
+        assert after.loss == pytest.approx(1 - (1 - before.loss) * 0.98, abs=1e-6)
+        assert after.median_ms == before.median_ms
+    assert lossy.truth == plain.truth  # the resolver retries: the verdicts stand
+    with pytest.raises(ValueError, match="DNS loss"):
+        make_plan(n=10, seed=3, net=9, now=now, profile=Profile.INTERNET, dns_loss=1.0)
