@@ -37,7 +37,6 @@ is all the earlier scan of a comparison needs.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -55,6 +54,7 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from scanner.output.manifest import MANIFEST, Manifest, ManifestError
 from scanner.output.schema import SCHEMA, SCHEMA_VERSION, VERSION_KEY
 from scanner.resolve.policy import TlsaState
 from scanner.status import DaneVerdict, DomainVerdict
@@ -75,7 +75,6 @@ __all__ = [
     "open_dataset",
 ]
 
-MANIFEST = "manifest.json"
 PART_PREFIX = "part-"
 
 _HOST = "mx_hosts.list.element."
@@ -158,39 +157,6 @@ class SchemaVersionError(DatasetError):
 
 
 @dataclass(frozen=True, slots=True)
-class Manifest:
-    """The scan's own description (written by scanner.output next to the parts)."""
-
-    schema_version: str | None
-    scanner_version: str | None
-    started_at: str | None
-    finished_at: str | None
-    counts: Mapping[str, Any]
-    config: Mapping[str, Any]
-    raw: Mapping[str, Any] = field(repr=False)
-
-    @classmethod
-    def from_json(cls, text: str) -> Manifest:
-        raw = json.loads(text)
-        if not isinstance(raw, dict):
-            raise DatasetError("manifest.json is not a JSON object")
-
-        def text_of(key: str) -> str | None:
-            value = raw.get(key)
-            return None if value is None else str(value)
-
-        return cls(
-            schema_version=text_of("schema_version"),
-            scanner_version=text_of("scanner_version"),
-            started_at=text_of("started_at"),
-            finished_at=text_of("finished_at"),
-            counts=raw.get("counts") or {},
-            config=raw.get("config") or {},
-            raw=raw,
-        )
-
-
-@dataclass(frozen=True, slots=True)
 class Dataset:
     """The files of one scan, checked: where they are and what the manifest says."""
 
@@ -255,7 +221,10 @@ def open_dataset(
         manifest_path = f"{path.rstrip('/')}/{MANIFEST}"
         if fs.get_file_info(manifest_path).type == pafs.FileType.File:
             with fs.open_input_stream(manifest_path) as stream:
-                manifest = Manifest.from_json(stream.read().decode())
+                try:
+                    manifest = Manifest.from_json(stream.read())
+                except ManifestError as exc:
+                    raise DatasetError(f"{location}: {exc}") from None
     else:
         raise DatasetError(f"{location}: no such file or folder")
     if not parts:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import datetime as dt
 import html
 import math
 import os
@@ -27,7 +28,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from analysis import figures, metrics
-from analysis.load import DatasetError, Scan, ScanDomains, load, load_domains
+from analysis.load import DatasetError, Manifest, Scan, ScanDomains, load, load_domains
 
 __all__ = [
     "DIFF_FIGURE_ID",
@@ -128,6 +129,27 @@ def _section(section_id: str, title: str, *blocks: HtmlBlock) -> str:
     return f'<section id="{section_id}"><h2>{html.escape(title)}</h2>\n{body}\n</section>'
 
 
+def provenance(manifest: Manifest) -> list[tuple[str, str]]:
+    """What the manifest says about the scan, as (label, text) pairs: the
+    scanner and its version, the times, how the scan ended. The report's
+    header and the notebook show these."""
+    status = manifest.status.value if manifest.status is not None else "unknown"
+    facts = [
+        ("scanner", manifest.scanner or "unknown"),
+        ("scanner version", manifest.scanner_version or "unknown"),
+        ("started", _when(manifest.started_at)),
+        ("finished", _when(manifest.finished_at)),
+        ("status", f"{status}: {manifest.failure}" if manifest.failure else status),
+    ]
+    if manifest.counts.transient:
+        facts.append(("rows left transient", f"{manifest.counts.transient:,}"))
+    return facts
+
+
+def _when(moment: dt.datetime | None) -> str:
+    return "unknown" if moment is None else moment.isoformat(sep=" ", timespec="seconds")
+
+
 def _header(scan: Scan, old: ScanDomains | None) -> str:
     manifest = scan.dataset.manifest
     facts = [
@@ -136,11 +158,7 @@ def _header(scan: Scan, old: ScanDomains | None) -> str:
         ("schema version", scan.dataset.schema_version),
     ]
     if manifest is not None:
-        facts += [
-            ("scanner version", manifest.scanner_version or "unknown"),
-            ("started", manifest.started_at or "unknown"),
-            ("finished", manifest.finished_at or "unknown"),
-        ]
+        facts += provenance(manifest)
     if old is not None:
         facts.append(("compared with", old.dataset.location))
     items = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in facts)

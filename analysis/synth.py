@@ -42,7 +42,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from scanner.match import der
-from scanner.output.schema import MX_HOST, SCHEMA, SCHEMA_VERSION
+from scanner.output.manifest import Counts, Manifest, ScanStatus, write_manifest
+from scanner.output.schema import MX_HOST, SCHEMA
 from scanner.status import DaneVerdict as V
 from scanner.status import DnssecStatus as S
 from scanner.status import DomainVerdict as D
@@ -932,18 +933,24 @@ def _truth_rows(
 def _write_manifest(
     out: Path, summary: SynthSummary, started: dt.datetime, seed: int, churn: float
 ) -> None:
-    manifest = {
-        "scanner_version": "synthetic",
-        "schema_version": SCHEMA_VERSION,
-        "config": {"generator": "analysis.synth", "seed": seed, "churn": churn},
-        "started_at": started.isoformat(),
-        "finished_at": started.isoformat(),
-        "counts": {"domains": summary.domains, "verdicts": summary.verdicts()},
-        "synthetic": {"variants": summary.per_variant},
-    }
-    tmp = out / "manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    tmp.replace(out / "manifest.json")
+    # The scanner's manifest, as a scan that wrote these rows would have left
+    # it; "synthetic" for the version, so no report mistakes it for a scan.
+    manifest = Manifest(
+        scanner_version="synthetic",
+        status=ScanStatus.COMPLETE,
+        started_at=started,
+        finished_at=started,
+        config={
+            "generator": "analysis.synth",
+            "seed": seed,
+            "churn": churn,
+            "variants": summary.per_variant,
+        },
+        counts=Counts(
+            domains=summary.domains, written=summary.domains, verdicts=summary.verdicts()
+        ),
+    )
+    write_manifest(out, manifest)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

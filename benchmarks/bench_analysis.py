@@ -22,6 +22,7 @@ benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -40,10 +41,11 @@ MEMORY_LIMIT_BYTES = 4 * 1024**3
 
 def _ensure(directory: Path, domains: int, churn: float) -> float:
     """Write the synthetic scan unless it is already there; seconds spent."""
-    manifest = directory / "manifest.json"
-    if manifest.exists():
-        written = json.loads(manifest.read_text())
-        if written.get("counts", {}).get("domains") == domains:
+    from scanner.output.manifest import ManifestError, read_manifest
+
+    with contextlib.suppress(ManifestError):
+        written = read_manifest(directory)
+        if written is not None and written.counts.domains == domains:
             return 0.0
     from analysis import synth
 

@@ -36,7 +36,7 @@ COMPARE = os.environ.get("DANESCAN_COMPARE") or None
 import duckdb
 from IPython.display import display
 
-from analysis import figures, load, metrics
+from analysis import figures, load, metrics, report
 
 connection = duckdb.connect()
 scan = load.load(RESULTS, name="scan", connection=connection)
@@ -44,7 +44,7 @@ old = load.load_domains(COMPARE, name="old", connection=connection) if COMPARE e
 manifest = scan.dataset.manifest
 print(f"{RESULTS}: {len(scan.dataset.parts)} part files, schema {scan.dataset.schema_version}")
 if manifest is not None:
-    print(f"scanner {manifest.scanner_version}, {manifest.started_at} to {manifest.finished_at}")
+    print(", ".join(f"{label}: {text}" for label, text in report.provenance(manifest)))
 
 # %% [markdown]
 # ## The funnel

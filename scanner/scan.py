@@ -1,10 +1,13 @@
 """Running a scan: the dataset folder, the resolver, the workers, signals,
 progress and the manifest. The pipeline itself is scanner.pipeline.
 
-Exit status: 0 the input was scanned to the end; 1 the scan could not run
-(unreadable input, a resolver that does not validate, a dataset folder in
-use); 130 interrupted by SIGINT or SIGTERM (the manifest says "interrupted"
-and ``--resume`` continues where the parts end).
+Exit status and manifest say the same (scanner.output.manifest.ScanStatus):
+0 complete, the input was scanned to the end; 1 failed, with the reason in
+one line on stderr and in the manifest (the scan could not start: unreadable
+input, a resolver that does not validate, a dataset folder in use; or it
+stopped: disk full, resolver lost, a worker process failed); 130 interrupted
+by SIGINT or SIGTERM. After a failure or an interruption ``--resume``
+continues where the parts end, losing and repeating nothing.
 """
 
 from __future__ import annotations
@@ -13,12 +16,14 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import errno
 import multiprocessing as mp
 import os
 import signal
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from queue import Empty
 from typing import Any
@@ -29,9 +34,11 @@ from scanner import __version__
 from scanner.config import ScanConfig, Shard
 from scanner.handshake.exclude import Exclusions, parse_exclusions
 from scanner.ingest.reader import InputError
-from scanner.output.writer import DatasetError, Resumed, part_files, read_done, write_manifest
+from scanner.output.manifest import Counts, Manifest, ScanStatus, write_manifest
+from scanner.output.writer import DatasetError, Resumed, part_files, read_done
 from scanner.pipeline import Pipeline
 from scanner.progress import ProgressView, Snapshot
+from scanner.resolve.health import ResolverLost
 from scanner.resolve.managed import ResolverError, managed_unbound, probe
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
@@ -39,6 +46,24 @@ EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
 class ScanError(Exception):
     """The scan cannot run; a one-line message for the user."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """How a scan that started ended: what it did, and why it stopped."""
+
+    snapshot: Snapshot
+    status: ScanStatus
+    failure: str | None = None  # one line, when status is failed
+    # An unexpected exception (a bug): raised once the manifest records the
+    # failure, so that its traceback is what the user reads.
+    bug: Exception | None = None
+
+
+# Failures that are facts about the scan's surroundings, told in one line;
+# anything else is a bug, and keeps its traceback (after the manifest has
+# recorded it).
+_EXPECTED = (ScanError, ResolverError, ResolverLost, InputError, OSError)
 
 
 def load_exclusions(path: Path | None) -> Exclusions | None:
@@ -123,29 +148,34 @@ def resolver_for(config: ScanConfig) -> Iterator[ScanConfig]:
 
 
 def _manifest(
-    config: ScanConfig, status: str, started: dt.datetime, snap: Snapshot
-) -> dict[str, Any]:
-    return {
-        "scanner": "danescan",
-        "version": __version__,
-        "status": status,
-        "host": socket.getfqdn(),
-        "started": started.isoformat(),
-        "ended": dt.datetime.now(dt.UTC).isoformat() if status != "running" else None,
-        "resolvers": list(config.resolvers),
-        "config": {
+    config: ScanConfig,
+    started: dt.datetime,
+    snap: Snapshot,
+    status: ScanStatus,
+    failure: str | None = None,
+) -> Manifest:
+    return Manifest(
+        scanner_version=__version__,
+        status=status,
+        started_at=started,
+        finished_at=None if status is ScanStatus.RUNNING else dt.datetime.now(dt.UTC),
+        failure=failure,
+        host=socket.getfqdn(),
+        resolvers=tuple(config.resolvers),
+        config={
             k: (str(v) if isinstance(v, Path | Shard) else v)
             for k, v in dataclasses.asdict(config).items()
         },
-        "counts": {
-            "read": snap.read,
-            "skipped": snap.skipped,
-            "domains": snap.concluded,
-            "written": snap.written,
-            "tls_sessions": snap.sessions,
-            "verdicts": dict(snap.verdicts),
-        },
-    }
+        counts=Counts(
+            read=snap.read,
+            skipped=snap.skipped,
+            domains=snap.concluded,
+            written=snap.written,
+            tls_sessions=snap.sessions,
+            verdicts=dict(snap.verdicts),
+            transient=snap.transient,
+        ),
+    )
 
 
 def run_scan(config: ScanConfig) -> int:
@@ -157,32 +187,72 @@ def run_scan(config: ScanConfig) -> int:
         resumed = prepare_output(config)
         exclusions = load_exclusions(config.exclude)
         with resolver_for(config) as config:
-            write_manifest(config.output, _manifest(config, "running", started, Snapshot()))
+            running = _manifest(config, started, Snapshot(), ScanStatus.RUNNING)
+            write_manifest(config.output, running)
             with view:
                 if config.workers == 1:
-                    snap, interrupted = _run_single(config, resumed, exclusions, view, total)
+                    ending = _run_single(config, resumed, exclusions, view, total)
                 else:
-                    snap, interrupted = _run_workers(config, resumed, view, total)
-    except (ScanError, ResolverError, InputError, OSError) as exc:
-        print(f"scan: {_one_line(exc)}", file=sys.stderr)
-        return EXIT_FAILED
-    except BaseExceptionGroup as group:  # from the pipeline's task group
-        failures = group.subgroup((ScanError, InputError, OSError))
-        if failures is None or failures.exceptions != group.exceptions:
+                    ending = _run_workers(config, resumed, view, total)
+    except Exception as exc:  # the scan did not start (or its resolver did not stop)
+        reason = failure_reason(exc)
+        if reason is None:
             raise
-        print(f"scan: {_one_line(failures.exceptions[0])}", file=sys.stderr)
+        print(f"scan: {reason}", file=sys.stderr)
         return EXIT_FAILED
-    status = "interrupted" if interrupted else "complete"
-    write_manifest(config.output, _manifest(config, status, started, snap))
-    view.summary(snap, f"danescan: {status}, {snap.concluded:,} domains -> {config.output}")
-    return EXIT_INTERRUPTED if interrupted else EXIT_OK
+    final = _manifest(config, started, ending.snapshot, ending.status, ending.failure)
+    try:
+        write_manifest(config.output, final)
+    except OSError as exc:
+        print(f"scan: {ending.status}, but the manifest: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+    if ending.bug is not None:
+        raise ending.bug
+    if ending.status is ScanStatus.FAILED:
+        print(f"scan: {ending.failure} (--resume continues the scan)", file=sys.stderr)
+        return EXIT_FAILED
+    snap = ending.snapshot
+    view.summary(snap, f"danescan: {ending.status}, {snap.concluded:,} domains -> {config.output}")
+    return EXIT_INTERRUPTED if ending.status is ScanStatus.INTERRUPTED else EXIT_OK
 
 
-def _one_line(exc: BaseException) -> str:
+def failure_reason(exc: BaseException, where: Path | None = None) -> str | None:
+    """The one line that says why the scan failed; None for an unexpected
+    exception (a bug). An exception group (the pipeline's task group) says
+    what its first real failure says. ``where``: the folder an I/O error
+    without a file name happened in (a part written through pyarrow)."""
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in _leaves(exc):
+            if not isinstance(inner, asyncio.CancelledError):
+                return failure_reason(inner, where)
+        return None
+    if not isinstance(exc, _EXPECTED):
+        return None
+    if isinstance(exc, ResolverLost):
+        return f"resolver lost: {exc}"
+    return _one_line(exc, where)
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    for inner in group.exceptions:
+        if isinstance(inner, BaseExceptionGroup):
+            yield from _leaves(inner)
+        else:
+            yield inner
+
+
+def _one_line(exc: BaseException, folder: Path | None = None) -> str:
     if isinstance(exc, OSError):
-        where = f" {exc.filename}" if exc.filename else ""
+        name = exc.filename or folder
+        where = f" {name}" if name else ""
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return f"disk full{' writing to' + where if where else ''}: {exc.strerror or exc}"
         return f"I/O error{where}: {exc.strerror or exc}"
-    return str(exc)
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _bug(exc: BaseException) -> str:
+    return f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())}"
 
 
 def _run_single(
@@ -191,7 +261,7 @@ def _run_single(
     exclusions: Exclusions | None,
     view: ProgressView,
     total: int | None,
-) -> tuple[Snapshot, bool]:
+) -> Ending:
     pipeline = Pipeline(config, resumed=resumed, exclusions=exclusions)
 
     async def main() -> bool:
@@ -216,8 +286,19 @@ def _run_single(
             ticker.cancel()
         return pipeline.stopping
 
-    interrupted = uvloop.run(main())
-    return pipeline.progress.snapshot(total), interrupted
+    try:
+        interrupted = uvloop.run(main())
+    except Exception as exc:
+        return _failed(exc, pipeline.progress.snapshot(total), config.output)
+    status = ScanStatus.INTERRUPTED if interrupted else ScanStatus.COMPLETE
+    return Ending(pipeline.progress.snapshot(total), status)
+
+
+def _failed(exc: Exception, snap: Snapshot, folder: Path) -> Ending:
+    reason = failure_reason(exc, folder)
+    if reason is None:
+        return Ending(snap, ScanStatus.FAILED, _bug(exc), bug=exc)
+    return Ending(snap, ScanStatus.FAILED, reason)
 
 
 async def _tick(update: Any, interval: float = 0.5) -> None:
@@ -227,6 +308,16 @@ async def _tick(update: Any, interval: float = 0.5) -> None:
 
 
 # -- several processes, one shard each -------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Report:
+    """What a worker process tells the parent, every half second and at its end."""
+
+    index: int
+    snapshot: Snapshot
+    done: bool = False
+    failure: str | None = None  # the one-line reason when the worker failed
 
 
 def _worker_main(config: ScanConfig, index: int, resumed: Resumed, reports: Any) -> None:
@@ -240,7 +331,7 @@ def _worker_main(config: ScanConfig, index: int, resumed: Resumed, reports: Any)
 
         async def report() -> None:
             while True:
-                reports.put((index, pipeline.progress.snapshot(), False))
+                reports.put(_Report(index, pipeline.progress.snapshot()))
                 await asyncio.sleep(0.5)
 
         ticker = asyncio.create_task(report())
@@ -248,14 +339,23 @@ def _worker_main(config: ScanConfig, index: int, resumed: Resumed, reports: Any)
             await pipeline.run()
         finally:
             ticker.cancel()
-            reports.put((index, pipeline.progress.snapshot(), True))
 
-    uvloop.run(main())
+    try:
+        uvloop.run(main())
+    except Exception as exc:
+        # The parent writes the manifest and the one line: it needs the
+        # reason, which an exit code cannot carry.
+        reason = failure_reason(exc, config.output)
+        reports.put(_Report(index, pipeline.progress.snapshot(), True, reason or _bug(exc)))
+        if reason is None:
+            raise  # a bug: its traceback goes to stderr
+        sys.exit(EXIT_FAILED)
+    reports.put(_Report(index, pipeline.progress.snapshot(), True))
 
 
 def _run_workers(
     config: ScanConfig, resumed: Resumed, view: ProgressView, total: int | None
-) -> tuple[Snapshot, bool]:
+) -> Ending:
     context = mp.get_context("spawn")
     reports = context.Queue()
     processes = [
@@ -266,40 +366,67 @@ def _run_workers(
         process.start()
     latest: dict[int, Snapshot] = {}
     finished: set[int] = set()
+    failures: dict[int, str] = {}
     interrupted = False
+
+    def stop_all() -> None:
+        for process in processes:
+            if process.pid is not None and process.is_alive():
+                os.kill(process.pid, signal.SIGTERM)
 
     def stop(_signum: int, _frame: object) -> None:
         nonlocal interrupted
         interrupted = True
-        for process in processes:
-            if process.pid is not None and process.is_alive():
-                os.kill(process.pid, signal.SIGTERM)
+        stop_all()
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         while len(finished) < len(processes):
             try:
-                index, snap, done = reports.get(timeout=0.5)
+                report: _Report = reports.get(timeout=0.5)
             except Empty:
                 if all(not p.is_alive() for p in processes):
                     break
                 continue
-            latest[index] = snap
-            if done:
-                finished.add(index)
+            latest[report.index] = report.snapshot
+            if report.done:
+                finished.add(report.index)
+            if report.failure is not None and report.index not in failures:
+                # One worker failed, so the scan has: the others stop and
+                # write what they finished, and --resume does the rest.
+                failures[report.index] = report.failure
+                stop_all()
             view.update(_sum(latest.values(), total))
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         for process in processes:
             process.join()
-    failed = [p.exitcode for p in processes if p.exitcode != 0]
-    if failed and not interrupted:
-        raise ScanError(f"{len(failed)} worker processes failed (exit codes {failed})")
-    return _sum(latest.values(), total), interrupted
+    snap = _sum(latest.values(), total)
+    for index, process in enumerate(processes):
+        if process.exitcode != 0 and index not in failures:
+            failures[index] = _exit_reason(process.exitcode)
+    if failures:
+        return Ending(snap, ScanStatus.FAILED, _workers_failed(failures))
+    return Ending(snap, ScanStatus.INTERRUPTED if interrupted else ScanStatus.COMPLETE)
 
 
-def _sum(snaps: Any, total: int | None) -> Snapshot:
+def _exit_reason(code: int | None) -> str:
+    if code is not None and code < 0:
+        return f"killed by signal {signal.Signals(-code).name}"
+    return f"exited with status {code}"
+
+
+def _workers_failed(failures: dict[int, str]) -> str:
+    """One line for the failed workers: the first reason, and how many more."""
+    first = min(failures)
+    more = len(failures) - 1
+    return f"worker {first} failed: {failures[first]}" + (
+        f" (and {more} more worker{'s' if more > 1 else ''})" if more else ""
+    )
+
+
+def _sum(snaps: Iterable[Snapshot], total: int | None) -> Snapshot:
     result = Snapshot(total=total)
     for snap in snaps:
         result = result + snap

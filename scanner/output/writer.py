@@ -1,30 +1,31 @@
-"""The Parquet dataset of a scan: part files written atomically, a manifest,
-and what a resumed scan needs to know about the parts already there.
+"""The Parquet dataset of a scan: part files written atomically, and what a
+resumed scan needs to know about the parts already there (the manifest is
+scanner.output.manifest).
 
 A part is written to a temporary name, flushed to disk and renamed, so a
 part file either holds all of its rows or does not exist: after a kill -9 the
 parts on disk are exactly the rows that are done, and ``--resume`` skips
-them, losing and repeating nothing.
+them, losing and repeating nothing. A part that cannot be written (a full
+disk) leaves no temporary file behind: its rows stay buffered, and a resumed
+scan redoes them.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from scanner.ingest.seen import KeySet, name_key
 from scanner.output.rows import ROW_TYPE, Row
-from scanner.output.schema import SCHEMA, SCHEMA_VERSION
+from scanner.output.schema import SCHEMA
 
-MANIFEST = "manifest.json"
 _PART = re.compile(r"part-(\d+)-(\d+)\.parquet\Z")
 
 
@@ -142,11 +143,18 @@ class PartWriter:
         table = pa.Table.from_batches(self._batches, schema=SCHEMA)
         path = self.directory / f"part-{self.worker:03d}-{self._next:06d}.parquet"
         tmp = self.directory / f".{path.name}.tmp"
-        with tmp.open("wb") as out:
-            pq.write_table(table, out, compression="zstd")
-            out.flush()
-            os.fsync(out.fileno())
-        tmp.replace(path)
+        try:
+            with tmp.open("wb") as out:
+                pq.write_table(table, out, compression="zstd")
+                out.flush()
+                os.fsync(out.fileno())
+            tmp.replace(path)
+        except BaseException:
+            # A full disk must not also be left fuller: the rows are still
+            # buffered, and the next flush (or a resumed scan) writes them.
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
         self._fsync_dir()
         self._next += 1
         self.written += table.num_rows
@@ -161,24 +169,3 @@ class PartWriter:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-
-def write_manifest(directory: Path, document: dict[str, Any]) -> None:
-    """Write manifest.json atomically (it is rewritten as the scan progresses)."""
-    body = {"schema_version": SCHEMA_VERSION, **document}
-    tmp = directory / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(body, indent=2, sort_keys=True, default=str) + "\n")
-    tmp.replace(directory / MANIFEST)
-
-
-def read_manifest(directory: Path) -> dict[str, Any] | None:
-    path = directory / MANIFEST
-    if not path.exists():
-        return None
-    try:
-        document = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DatasetError(f"{path} is not readable: {exc}") from None
-    if not isinstance(document, dict):
-        raise DatasetError(f"{path} is not a manifest")
-    return document

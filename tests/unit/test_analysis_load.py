@@ -56,7 +56,7 @@ def test_open_dataset_finds_parts_and_manifest(written: synth.SynthSummary) -> N
     ]
     assert dataset.local
     assert dataset.manifest is not None
-    assert dataset.manifest.counts["domains"] == N
+    assert dataset.manifest.counts.domains == N
     assert dataset.manifest.scanner_version == "synthetic"
     single = load.open_dataset(dataset.parts[0])
     assert single.parts == (dataset.parts[0],)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pandas as pd
 import pytest
 
 from analysis import load, metrics, report, synth
+from scanner.output.manifest import Counts, Manifest, ScanStatus
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +114,23 @@ def test_records_are_checked_against_chains_once_per_report(
     assert 'id="rollover"' in page
     assert 'id="anchors"' in page
     assert len(calls) == 1
+
+
+def test_the_header_shows_what_the_manifest_says() -> None:
+    when = dt.datetime(2026, 11, 28, 12, 0, 7, 123456, tzinfo=dt.UTC)
+    manifest = Manifest(
+        scanner_version="1.2.3",
+        status=ScanStatus.FAILED,
+        started_at=when,
+        finished_at=None,
+        failure="disk full: No space left on device",
+        counts=Counts(transient=4),
+    )
+    assert report.provenance(manifest) == [
+        ("scanner", "danescan"),
+        ("scanner version", "1.2.3"),
+        ("started", "2026-11-28 12:00:07+00:00"),
+        ("finished", "unknown"),
+        ("status", "failed: disk full: No space left on device"),
+        ("rows left transient", "4"),
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import errno
 import threading
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from scanner.handshake.smtp import Reply, Transcript
 from scanner.ingest.seen import name_key
 from scanner.output.rows import ROW_TYPE, domain_row
 from scanner.output.schema import SCHEMA, SCHEMA_VERSION, VERSION_KEY
-from scanner.output.writer import PartWriter, read_done, read_manifest, write_manifest
+from scanner.output.writer import PartWriter, read_done
 from scanner.ratelimit import TokenBucket
 from scanner.resolve.discover import HostResolution
 from scanner.resolve.policy import (
@@ -229,12 +230,25 @@ def test_dataset_is_readable_by_duckdb_pandas_and_polars(tmp_path: Path) -> None
     assert pl.read_parquet(glob).height == 6
 
 
-def test_manifest_round_trip(tmp_path: Path) -> None:
-    write_manifest(tmp_path, {"status": "running", "counts": {"domains": 1}})
-    manifest = read_manifest(tmp_path)
-    assert manifest is not None
-    assert manifest["status"] == "running"
-    assert manifest["schema_version"] == SCHEMA_VERSION
+def test_a_part_that_cannot_be_written_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = PartWriter(tmp_path, 0)
+    writer.add(domain_row(dane_result("a.example", 1)))
+    real_write = pq.write_table
+
+    def disk_full(table: pa.Table, where: object, **kwargs: object) -> None:
+        real_write(table, where, **kwargs)  # the temporary file takes space...
+        raise OSError(errno.ENOSPC, "No space left on device")  # ...and then none is left
+
+    monkeypatch.setattr(pq, "write_table", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        writer.flush()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    assert len(writer) == 1  # the rows wait for the next flush
+    monkeypatch.setattr(pq, "write_table", real_write)
+    assert writer.flush() == tmp_path / "part-000-000000.parquet"
+    assert pq.read_table(tmp_path).column("domain").to_pylist() == ["a.example"]
 
 
 def test_token_bucket_admits_at_the_rate() -> None:
