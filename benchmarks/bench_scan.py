@@ -173,7 +173,7 @@ def run_scan(
         "--resolver", state["resolver"], "--bogus-probe", state["bogus_probe"],
         "--ehlo-name", "scanner.danescan.test", "--rate", str(args.rate),
         "--workers", str(args.workers), "--min-interval", "0", "--retry-backoff", "0.1",
-        "--timeout", "5", "-q", *extra,
+        "--timeout", "5", "-q", *state["scan_args"], *extra,
     ]  # fmt: skip
     usage_before = Usage.now(testbed / "processes.json")
     started = time.monotonic()

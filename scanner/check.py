@@ -16,6 +16,7 @@ from typing import TextIO
 
 from scanner.conclude import Observation, conclude, match_jobs, tls_targets
 from scanner.config import ScanConfig, StartTlsMode
+from scanner.handshake.contact import contact_policy
 from scanner.handshake.polite import Handshaker
 from scanner.handshake.session import client_context
 from scanner.match.batch import match_batch
@@ -37,12 +38,17 @@ EXIT_NO_DANE = 3
 
 
 async def check(config: ScanConfig, domain: str) -> DomainResult:
-    """Resolve, handshake and match one domain exactly as the pipeline does."""
+    """Resolve, handshake and match one domain exactly as the pipeline does.
+
+    Raises ContactPolicyError, before any query, for a bad --exclude file."""
+    policy = contact_policy(config)  # the same policy as the pipeline's
     now = dt.datetime.now(dt.UTC)
     obs = Observation(0, domain, time.monotonic(), now)
     async with DnsClient(config.resolver_settings) as client:
         obs.resolution = await Discoverer(client, max_mx=config.max_mx).domain(domain)
-    handshaker = Handshaker(config.session_settings, config.polite_settings, client_context())
+    handshaker = Handshaker(
+        config.session_settings, config.polite_settings, client_context(), policy=policy
+    )
     try:
         targets = tls_targets(obs, config.starttls, config.max_addresses)
         sessions = await asyncio.gather(

@@ -163,6 +163,14 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
     add("--exclude", type=Path, metavar="FILE", help="CIDRs and domains never to contact")
     add(
+        "--allow-range",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="contact special-purpose addresses (RFC 6890: private, loopback, ...) in CIDR "
+        "all the same (repeatable; for a private testbed: its testbed.json scan_args)",
+    )
+    add(
         "--starttls",
         choices=["dane", "all", "none"],
         default="dane",
@@ -240,6 +248,7 @@ def _config(args: argparse.Namespace, **fields: Any) -> ScanConfig:
             bogus_probe=args.bogus_probe or None,
             ehlo_name=args.ehlo_name if args.ehlo_name is not None else default_ehlo_name(),
             exclude=args.exclude,
+            allow_ranges=tuple(args.allow_range),
             starttls=StartTlsMode(args.starttls),
             timeout=args.timeout,
             max_mx=args.max_mx,
@@ -318,6 +327,7 @@ def _run_check(args: argparse.Namespace) -> int:
     import uvloop
 
     from scanner import check
+    from scanner.handshake.contact import ContactPolicyError
     from scanner.ingest.normalise import normalise
     from scanner.resolve.managed import ResolverError
     from scanner.scan import ScanError, resolver_for
@@ -329,7 +339,7 @@ def _run_check(args: argparse.Namespace) -> int:
     try:
         with resolver_for(config) as ready:
             result = uvloop.run(check.check(ready, name.domain))
-    except (ScanError, ResolverError) as exc:
+    except (ScanError, ResolverError, ContactPolicyError) as exc:
         print(f"scan check: {exc}", file=sys.stderr)
         return 1
     check.print_explanation(result, sys.stdout)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from scanner.handshake.contact import parse_allow_range
 from scanner.handshake.polite import PoliteSettings
 from scanner.handshake.session import SessionSettings
 from scanner.ingest.normalise import normalise
@@ -56,6 +57,10 @@ class ScanConfig:
     bogus_probe: str | None = "dnssec-failed.org."  # a name that must fail validation
     ehlo_name: str = ""
     exclude: Path | None = None
+    # Special-purpose networks (RFC 6890) the scan may contact all the same,
+    # as CIDRs: none for the internet, the testbed's for a testbed (its
+    # testbed.json says which, under "scan_args"). scanner.handshake.contact.
+    allow_ranges: tuple[str, ...] = ()
     starttls: StartTlsMode = StartTlsMode.DANE
     timeout: float = 30.0  # whole SMTP session deadline, seconds
     max_mx: int = 10
@@ -130,6 +135,8 @@ class ScanConfig:
             )
         if self.workers > 1 and self.shard is not None:
             raise ValueError("--workers and --shard cannot be combined")
+        for cidr in self.allow_ranges:
+            parse_allow_range(cidr)
 
     @property
     def resolver_settings(self) -> ResolverSettings:

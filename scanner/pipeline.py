@@ -34,7 +34,7 @@ from typing import TextIO
 from scanner.conclude import Observation, conclude, match_jobs, tls_targets
 from scanner.config import ScanConfig, Shard, StartTlsMode
 from scanner.flow import Flow, FlowController, FlowSettings, Limit
-from scanner.handshake.exclude import Exclusions
+from scanner.handshake.contact import ContactPolicy, contact_policy
 from scanner.handshake.polite import Handshaker
 from scanner.handshake.session import SessionResult, client_context
 from scanner.ingest.reader import InputName, read_names
@@ -188,13 +188,15 @@ class Pipeline:
         worker: int = 0,
         shard: Shard | None = None,
         resumed: Resumed | None = None,
-        exclusions: Exclusions | None = None,
+        policy: ContactPolicy | None = None,
     ) -> None:
         self.config = config
         self.worker = worker
         self.shard = shard if shard is not None else config.shard
         self.resumed = resumed if resumed is not None else Resumed()
-        self.exclusions = exclusions
+        # Whom the handshaker may contact: from the config (its --exclude
+        # file read) unless the caller already built it from the same config.
+        self.policy = policy if policy is not None else contact_policy(config)
         self.progress = Progress()
         self._stop = asyncio.Event()
         # Keys of the admitted domains, for scanning duplicates once (a few
@@ -286,7 +288,7 @@ class Pipeline:
             self.config.session_settings,
             self.config.polite_settings,
             client_context(),
-            exclusions=self.exclusions,
+            policy=self.policy,
         )
         try:
             yield handshaker

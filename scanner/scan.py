@@ -32,7 +32,7 @@ import uvloop
 
 from scanner import __version__
 from scanner.config import ScanConfig, Shard
-from scanner.handshake.exclude import Exclusions, parse_exclusions
+from scanner.handshake.contact import ContactPolicy, ContactPolicyError, contact_policy
 from scanner.ingest.reader import InputError
 from scanner.output.manifest import Counts, Manifest, ScanStatus, write_manifest
 from scanner.output.writer import DatasetError, Resumed, part_files, read_done
@@ -66,20 +66,13 @@ class Ending:
 _EXPECTED = (ScanError, ResolverError, ResolverLost, InputError, OSError)
 
 
-def load_exclusions(path: Path | None) -> Exclusions | None:
-    if path is None:
-        return None
+def load_policy(config: ScanConfig) -> ContactPolicy:
+    """Whom the scan may contact (scanner.handshake.contact), built before
+    anything starts so that a bad --exclude file stops the scan at once."""
     try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise ScanError(f"cannot read --exclude {path}: {exc.strerror}") from None
-    parsed = parse_exclusions(lines)
-    if parsed.bad_lines:
-        bad = parsed.bad_lines[0]
-        raise ScanError(
-            f"{path}:{bad.line_no}: {bad.reason} ({len(parsed.bad_lines)} bad lines in all)"
-        )
-    return parsed.exclusions
+        return contact_policy(config)
+    except ContactPolicyError as exc:
+        raise ScanError(str(exc)) from None
 
 
 def check_input(source: str) -> None:
@@ -185,13 +178,13 @@ def run_scan(config: ScanConfig) -> int:
     try:
         check_input(config.input)
         resumed = prepare_output(config)
-        exclusions = load_exclusions(config.exclude)
+        policy = load_policy(config)
         with resolver_for(config) as config:
             running = _manifest(config, started, Snapshot(), ScanStatus.RUNNING)
             write_manifest(config.output, running)
             with view:
                 if config.workers == 1:
-                    ending = _run_single(config, resumed, exclusions, view, total)
+                    ending = _run_single(config, resumed, policy, view, total)
                 else:
                     ending = _run_workers(config, resumed, view, total)
     except Exception as exc:  # the scan did not start (or its resolver did not stop)
@@ -258,11 +251,11 @@ def _bug(exc: BaseException) -> str:
 def _run_single(
     config: ScanConfig,
     resumed: Resumed,
-    exclusions: Exclusions | None,
+    policy: ContactPolicy,
     view: ProgressView,
     total: int | None,
 ) -> Ending:
-    pipeline = Pipeline(config, resumed=resumed, exclusions=exclusions)
+    pipeline = Pipeline(config, resumed=resumed, policy=policy)
 
     async def main() -> bool:
         task = asyncio.current_task()
@@ -322,9 +315,9 @@ class _Report:
 
 def _worker_main(config: ScanConfig, index: int, resumed: Resumed, reports: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; SIGTERM stops
-    exclusions = load_exclusions(config.exclude)
     shard = Shard(index, config.workers)
-    pipeline = Pipeline(config, worker=index, shard=shard, resumed=resumed, exclusions=exclusions)
+    # The policy is built from the config as in the parent, which checked it.
+    pipeline = Pipeline(config, worker=index, shard=shard, resumed=resumed)
 
     async def main() -> None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, pipeline.stop)

@@ -48,6 +48,9 @@ class SmtpStatus(StrEnum):
     TLS_ERROR = "tls_error"
     PROTOCOL_ERROR = "protocol_error"
     BLOCKED = "blocked"  # excluded by the scan's blocklist: no packet sent
+    # A special-purpose address (RFC 6890: private, loopback, documentation,
+    # ...) the scan does not allow: no packet sent (scanner.handshake.contact).
+    RESERVED = "reserved"
     SKIPPED = "skipped"
 
 

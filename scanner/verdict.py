@@ -35,7 +35,7 @@ _SEVERITY = (
 )
 _NO_DANE = (DaneVerdict.NO_DANE_INSECURE, DaneVerdict.NO_DANE_ABSENT)
 _UNREACHABLE = (SmtpStatus.CONNECT_REFUSED, SmtpStatus.CONNECT_TIMEOUT)
-_NOT_TRIED = (SmtpStatus.BLOCKED, SmtpStatus.SKIPPED)
+_NOT_TRIED = (SmtpStatus.BLOCKED, SmtpStatus.RESERVED, SmtpStatus.SKIPPED)
 
 
 def session_failure(session: SessionResult) -> tuple[DaneVerdict | None, str]:

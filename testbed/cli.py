@@ -39,6 +39,15 @@ REQUIRED = (
 )
 
 
+def allow_ranges(state: dict[str, object]) -> tuple[str, ...]:
+    """The ``scan_args`` of a testbed.json as ScanConfig.allow_ranges, for a
+    scan configured in Python rather than on the command line."""
+    args = state["scan_args"]
+    if not isinstance(args, list) or args[::2] != ["--allow-range"] * (len(args) // 2):
+        raise ValueError(f"scan_args holds more than --allow-range options: {args!r}")
+    return tuple(str(cidr) for cidr in args[1::2])
+
+
 def up(
     directory: Path,
     *,
@@ -139,6 +148,8 @@ def up(
         "connection_log": str(directory / CONNECTION_LOG),
         "mail_addresses": len(plan.listeners),
         "ipv6": ipv6,
+        # Extra arguments a scan of this testbed needs: `scan ... $scan_args`.
+        "scan_args": plan.scan_args,
         "zones": len(plan.zones),
         "started_at": now.isoformat(),
         "up_seconds": round(time.monotonic() - started, 1),

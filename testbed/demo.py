@@ -98,7 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         results = args.dir.resolve() / "results"
         shutil.rmtree(results, ignore_errors=True)
-        console.print(f"[bold]2. scan {state['domains_file']} --rate {args.rate:g} -o {results}")
+        extra = " ".join(f"--allow-range {cidr}" for cidr in cli.allow_ranges(state))
+        console.print(
+            f"[bold]2. scan {state['domains_file']} --rate {args.rate:g} -o {results} {extra}"
+        )
         config = ScanConfig(
             input=str(state["domains_file"]),
             output=results,
@@ -106,6 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             resolvers=(str(state["resolver"]),),
             bogus_probe=str(state["bogus_probe"]),
             ehlo_name=EHLO_NAME,
+            # Its addresses are loopback ones, which a scan contacts only
+            # where told to (testbed.json "scan_args").
+            allow_ranges=cli.allow_ranges(state),
             # The testbed's hosts are ours: no need to pace them, nor to wait
             # long before trying one again.
             min_interval=0.0,

@@ -12,6 +12,7 @@ a generator of its own, so the loopback profile's plan is what it always was.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields, replace
@@ -68,6 +69,22 @@ class Plan:
     @property
     def domains(self) -> list[str]:
         return [t.domain.rstrip(".") for t in self.truth]
+
+    @property
+    def scan_args(self) -> list[str]:
+        """The options a scan of this testbed needs besides resolver and names:
+        its addresses are special-purpose (RFC 6890: loopback), which a scan
+        contacts only in ranges it is told to allow (scanner.handshake.contact).
+        The net's 127.<net>.0.0/16, and each IPv6 address its zones publish
+        (::1) as itself, never the whole host's loopback."""
+        ranges = [f"127.{self.net}.0.0/16"]
+        for zone in self.zones:
+            for record in zone.records:
+                if record.rtype == "AAAA":
+                    cidr = f"{ipaddress.IPv6Address(record.rdata)}/128"
+                    if cidr not in ranges:
+                        ranges.append(cidr)
+        return [arg for cidr in ranges for arg in ("--allow-range", cidr)]
 
     @property
     def root_address(self) -> str:

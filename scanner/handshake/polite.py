@@ -2,8 +2,10 @@
 
 Wraps ``run_session`` so that, across a whole scan:
 
-- no address on the exclusion list is ever contacted: it is recorded as
-  ``blocked`` before any packet is sent;
+- no address the scan's contact policy refuses (scanner.handshake.contact:
+  the exclusion list, special-purpose addresses) is ever contacted, first
+  try or retry: it is recorded as ``blocked`` or ``reserved`` before any
+  packet is sent;
 - each (address, SNI name) pair is handshaken once (RFC 7672 section 8.1
   makes the TLSA base domain the SNI, so the pair, not the address alone,
   identifies what the server shows): concurrent requests share one session,
@@ -37,7 +39,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 
 from scanner.cache import SingleFlightLru
-from scanner.handshake.exclude import Exclusions
+from scanner.handshake.contact import ContactPolicy
 from scanner.handshake.session import SessionResult, SessionSettings, run_session, unattempted
 from scanner.handshake.smtp import Reply
 from scanner.status import SmtpStatus
@@ -83,7 +85,7 @@ class PoliteStats:
     retries: int = 0
     cache_hits: int = 0  # answered from a finished session
     joined: int = 0  # answered by a session already in flight
-    blocked: int = 0
+    blocked: int = 0  # refused by the contact policy (blocked or reserved)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,13 +166,13 @@ class Handshaker:
     __slots__ = (
         "_clock",
         "_context",
-        "_exclusions",
         "_floors",
         "_gates",
         "_global",
         "_intervals",
         "_next_start",
         "_open",
+        "_policy",
         "_polite",
         "_session",
         "_sessions",
@@ -185,7 +187,7 @@ class Handshaker:
         polite: PoliteSettings,
         context: ssl.SSLContext,
         *,
-        exclusions: Exclusions | None = None,
+        policy: ContactPolicy | None = None,
         session: Session = run_session,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -193,7 +195,9 @@ class Handshaker:
         self._settings = settings
         self._polite = polite
         self._context = context
-        self._exclusions = exclusions if exclusions is not None else Exclusions()
+        # The default contacts no special-purpose address: a caller that
+        # means to reach one (a test on loopback) says so.
+        self._policy = policy if policy is not None else ContactPolicy()
         self._session = session
         self._clock = clock
         self._sleep = sleep
@@ -227,16 +231,17 @@ class Handshaker:
         """The handshake with ``address`` presenting ``sni``: done once per scan.
 
         ``names`` are further names the address stands for (MX host, mail
-        domain), checked against the exclusion list along with ``sni``.
+        domain), checked against the contact policy along with ``sni``.
         """
         port = self._settings.port
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
             return unattempted(address, sni, port, SmtpStatus.SKIPPED, "not an IP address")
-        if self._exclusions.is_excluded(ip, (sni, *names)):
+        refusal = self._policy.refusal(ip, (sni, *names))
+        if refusal is not None:
             self._count("blocked")
-            return unattempted(str(ip), sni, port, SmtpStatus.BLOCKED, "on the exclusion list")
+            return unattempted(str(ip), sni, port, refusal.status, refusal.reason)
         key = (str(ip), sni.lower().rstrip("."))
         return await self._sessions.get(key, lambda: self._with_retry(key[0], sni))
 

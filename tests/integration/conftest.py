@@ -1,12 +1,14 @@
 """A testbed shared by the integration tests of one run, brought up once.
 
 It lives on its own loopback net (127.250.0.0/16) so that it never collides
-with a demo testbed (net 10) or with the component tests' own servers.
+with a demo testbed (net 10) or with the component tests' own servers;
+DANESCAN_TEST_NET picks another, for two test runs side by side.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -18,7 +20,7 @@ import pytest
 from testbed import cli
 from tests.integration.support import Testbed
 
-TEST_NET = 250
+TEST_NET = int(os.environ.get("DANESCAN_TEST_NET", "250"))
 TEST_DOMAINS = 1500
 TEST_SEED = 20261128
 

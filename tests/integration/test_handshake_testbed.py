@@ -333,7 +333,10 @@ def test_concurrent_handshakes_share_one_session(testbed: Testbed) -> None:
 
     async def scenario() -> tuple[list[SessionResult], PoliteStats, PoliteStats]:
         handshaker = Handshaker(
-            SETTINGS, PoliteSettings(per_address=1, min_interval=0.0), client_context()
+            SETTINGS,
+            PoliteSettings(per_address=1, min_interval=0.0),
+            client_context(),
+            policy=testbed.contact_policy,
         )
         try:
             # Same pair three times, spelled differently: one key, one session.

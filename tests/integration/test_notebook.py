@@ -102,7 +102,7 @@ def test_the_notebook_reports_the_truth_of_a_testbed_scan(testbed: Testbed, tmp_
             "-o", str(results), "--resolver", str(testbed.state["resolver"]),
             "--bogus-probe", str(testbed.state["bogus_probe"]),
             "--ehlo-name", "scanner.danescan.test", "--rate", "5000", "--min-interval", "0",
-            "--retry-backoff", "0.1", "--timeout", "4", "-q"]  # fmt: skip
+            "--retry-backoff", "0.1", "--timeout", "4", "-q", *testbed.scan_args]  # fmt: skip
     scan = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
     assert scan.returncode == 0, scan.stderr
     nb = notebook.execute(NOTEBOOK, results, timeout=300)

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.testbed
 def scan(tb: Testbed, source: str, output: Path) -> subprocess.CompletedProcess[str]:
     argv = [sys.executable, "-m", "scanner.cli", source, "-o", str(output), "-q",
             "--resolver", str(tb.state["resolver"]), "--bogus-probe", str(tb.state["bogus_probe"]),
-            "--ehlo-name", "scanner.danescan.test", "--rate", "20000"]  # fmt: skip
+            "--ehlo-name", "scanner.danescan.test", "--rate", "20000", *tb.scan_args]  # fmt: skip
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc

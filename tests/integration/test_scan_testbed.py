@@ -28,7 +28,8 @@ def scan_args(tb: Testbed, output: Path, *extra: str) -> list[str]:
         sys.executable, "-m", "scanner.cli", str(tb.state["domains_file"]),
         "-o", str(output), "--resolver", str(tb.state["resolver"]),
         "--bogus-probe", str(tb.state["bogus_probe"]), "--ehlo-name", EHLO,
-        "--min-interval", "0", "--retry-backoff", "0.1", "--timeout", "4", "-q", *extra,
+        "--min-interval", "0", "--retry-backoff", "0.1", "--timeout", "4", "-q",
+        *tb.scan_args, *extra,
     ]  # fmt: skip
 
 
@@ -171,7 +172,9 @@ def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str
 
 
 def resolver_args(tb: Testbed) -> Sequence[str]:
-    return ["--resolver", str(tb.state["resolver"]), "--bogus-probe", str(tb.state["bogus_probe"])]
+    """The testbed's resolver, and the ranges a scan of it must allow."""
+    return ["--resolver", str(tb.state["resolver"]), "--bogus-probe", str(tb.state["bogus_probe"]),
+            *tb.scan_args]  # fmt: skip
 
 
 def test_stdin_input_and_input_errors(testbed: Testbed, tmp_path: Path) -> None:
@@ -209,7 +212,7 @@ def test_managed_unbound_with_the_testbed_root(testbed: Testbed, tmp_path: Path)
     proc = cli("check", domain, "--trust-anchor", str(testbed.state["trust_anchor"]),
                "--root-hints", str(testbed.state["root_hints"]),
                "--bogus-probe", str(testbed.state["bogus_probe"]), "--ehlo-name", EHLO,
-               "--min-interval", "0")  # fmt: skip
+               "--min-interval", "0", *testbed.scan_args)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "Verdict: dane_valid" in proc.stdout
 

@@ -496,7 +496,7 @@ def test_a_scan_of_the_internet_testbed_equals_its_truth(still: Internet, tmp_pa
     argv = [sys.executable, "-m", "scanner.cli", still.state["domains_file"], "-o", str(output),
             "--resolver", still.state["resolver"], "--bogus-probe", still.state["bogus_probe"],
             "--ehlo-name", "scanner.danescan.test", "--rate", "2000", "--retry-backoff", "0.5",
-            "-q"]  # fmt: skip
+            "-q", *still.state["scan_args"]]  # fmt: skip
     done = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False, cwd=REPO)
     assert done.returncode == 0, done.stderr
     differing = (

@@ -1,4 +1,5 @@
-"""Politeness: single flight, per-address and global limits, pacing, retry, exclusion."""
+"""Politeness: single flight, per-address and global limits, pacing, retry, exclusion,
+special-purpose addresses."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from scanner.handshake.contact import ContactPolicy
 from scanner.handshake.exclude import parse_exclusions
 from scanner.handshake.polite import (
     Handshaker,
@@ -29,6 +31,11 @@ T = TypeVar("T")
 SETTINGS = SessionSettings(ehlo_name="scanner.example.net", read_timeout=1.0, quit_timeout=0.2)
 CONTEXT = client_context()
 SNI = "mx.example.org"
+# The tests' servers sit on documentation and loopback addresses, which a
+# Handshaker contacts only when allowed (scanner.handshake.contact).
+TEST_NETS = ContactPolicy.build(
+    allow=("192.0.2.0/24", "198.51.100.0/24", "127.0.0.0/8", "2001:db8::/32")
+)
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
@@ -116,7 +123,13 @@ def handshaker(
     time = FakeTime()
     session = FakeSession(time, **kwargs)
     shaker = Handshaker(
-        SETTINGS, polite, CONTEXT, session=session, clock=time.clock, sleep=time.sleep
+        SETTINGS,
+        polite,
+        CONTEXT,
+        policy=TEST_NETS,
+        session=session,
+        clock=time.clock,
+        sleep=time.sleep,
     )
     return shaker, session, time
 
@@ -311,7 +324,13 @@ def test_an_address_that_limits_connections_a_minute_is_met_after_a_few_refusals
         server = RateLimitedServer(time, per_minute=30)
         polite = PoliteSettings(min_interval=1.0, retry_backoff=5.0, attempts=10)
         shaker = Handshaker(
-            SETTINGS, polite, CONTEXT, session=server, clock=time.clock, sleep=time.sleep
+            SETTINGS,
+            polite,
+            CONTEXT,
+            policy=TEST_NETS,
+            session=server,
+            clock=time.clock,
+            sleep=time.sleep,
         )
         results = [await shaker.handshake("192.0.2.1", f"mx{i}.example") for i in range(300)]
         return server, results
@@ -338,6 +357,7 @@ def test_an_address_waiting_out_a_window_holds_no_connection_slot() -> None:
             SETTINGS,
             PoliteSettings(min_interval=0.0, max_connections=1),
             CONTEXT,
+            policy=TEST_NETS,
             session=session,
             clock=time.clock,
             sleep=sleep,
@@ -392,7 +412,8 @@ def test_excluded_addresses_and_names_are_blocked_without_a_session() -> None:
             SETTINGS,
             PoliteSettings(min_interval=0.0),
             CONTEXT,
-            exclusions=exclusions,
+            # Exclusions win over allowed ranges.
+            policy=ContactPolicy(exclusions, TEST_NETS.allowed),
             session=session,
             clock=time.clock,
             sleep=time.sleep,
@@ -413,6 +434,31 @@ def test_excluded_addresses_and_names_are_blocked_without_a_session() -> None:
     assert results[0].connect_ms is None
     assert [call[:2] for call in session.calls] == [("198.51.100.1", SNI)]
     assert shaker.stats == PoliteStats(sessions=1, blocked=4)
+
+
+def test_special_purpose_addresses_are_reserved_without_a_session() -> None:
+    async def scenario() -> tuple[list[SessionResult], Handshaker, FakeSession]:
+        time = FakeTime()
+        session = FakeSession(time)
+        shaker = Handshaker(
+            SETTINGS,
+            PoliteSettings(min_interval=0.0),
+            CONTEXT,  # the default policy: the real internet's
+            session=session,
+            clock=time.clock,
+            sleep=time.sleep,
+        )
+        addresses = ("127.0.0.1", "10.1.2.3", "::1", "fe80::1", "::ffff:192.168.0.1", "192.0.3.1")
+        results = [await shaker.handshake(a, SNI) for a in addresses]
+        return results, shaker, session
+
+    results, shaker, session = run(scenario())
+    assert [r.status for r in results] == [SmtpStatus.RESERVED] * 5 + [SmtpStatus.TLS_OK]
+    assert "loopback" in results[0].error
+    assert "--allow-range" in results[0].error
+    assert results[0].connect_ms is None
+    assert [call[:2] for call in session.calls] == [("192.0.3.1", SNI)]
+    assert shaker.stats == PoliteStats(sessions=1, blocked=5)
 
 
 def test_not_an_address_is_skipped() -> None:
@@ -505,6 +551,7 @@ def test_retry_against_a_real_server() -> None:
                 replace(SETTINGS, port=port),
                 PoliteSettings(min_interval=0.0, retry_backoff=0.0),
                 CONTEXT,
+                policy=TEST_NETS,
             )
             return await shaker.handshake("127.0.0.1", SNI)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from scanner.handshake.contact import ContactPolicy
 from scanner.status import DaneVerdict, DomainVerdict
 from testbed.model import DsMode
 from testbed.plan import Plan, catalogue_for, make_plan, scenario_counts
@@ -173,3 +174,22 @@ def test_truth_parquet_round_trip(plan: Plan, tmp_path: Path) -> None:
     assert rows[0]["mx_hosts"] == [
         {"host": h.host.rstrip("."), "verdict": h.verdict.value} for h in first.mx_hosts
     ]
+
+
+def test_scan_args_allow_every_mail_address_of_the_testbed_and_no_more(plan: Plan) -> None:
+    args = plan.scan_args
+    assert args == ["--allow-range", "127.42.0.0/16", "--allow-range", "::1/128"]
+    policy = ContactPolicy.build(allow=args[1::2])
+    published = {
+        record.rdata
+        for zone in plan.zones
+        for record in zone.records
+        if record.rtype in ("A", "AAAA") and not record.owner.startswith("dnssec-failed.")
+    }
+    addresses = published | {listener.address for listener in plan.listeners}
+    assert addresses
+    assert all(policy.refusal(ipaddress.ip_address(a)) is None for a in addresses)
+    assert policy.refusal(ipaddress.ip_address("127.0.0.1")) is not None
+    assert policy.refusal(ipaddress.ip_address("127.43.0.1")) is not None
+    without_ipv6 = make_plan(n=600, seed=7, net=42, now=NOW, ipv6=False)
+    assert without_ipv6.scan_args == ["--allow-range", "127.42.0.0/16"]
