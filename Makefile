@@ -13,7 +13,7 @@ PROFILE ?= loopback
 LATENCY_SCALE ?= 1
 BENCH_DOMAINS ?= 100000
 
-.PHONY: setup deb venv native demo test lint unit integration bench notebooks clean
+.PHONY: setup deb venv native demo test lint unit integration fuzz bench notebooks clean
 
 setup: deb venv native
 
@@ -67,6 +67,17 @@ integration: setup
 
 test: lint
 	$(BIN)/pytest -q tests
+
+# Coverage-guided fuzzing (atheris) of every parser of remote or user bytes,
+# FUZZ_SECONDS per target (tests/fuzz/run.py; findings in .cache/fuzz/<target>/).
+# `make test` runs the same harnesses briefly over their seed corpus.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= dns_message dns_name smtp der tlsa normalise reader exclude
+fuzz: setup
+	@for target in $(FUZZ_TARGETS); do \
+	  echo "fuzzing $$target for $(FUZZ_SECONDS) s"; \
+	  $(BIN)/python -m tests.fuzz.run $$target -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || exit 1; \
+	done
 
 # sslyze (the handshake benchmark's peer) pins an older cryptography than the
 # project's, so it lives in a virtualenv of its own.

@@ -14,6 +14,7 @@ import gzip
 import io
 import lzma
 import sys
+import zlib
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,7 +82,9 @@ def read_names(source: str) -> Generator[InputName, None, None]:
         )
         try:
             yield from _names(_lines(text))
-        except (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError) as exc:
+        # Each decompressor's own error for a corrupt stream (gzip raises
+        # zlib.error from inside a deflate block, OSError for its header).
+        except (OSError, EOFError, zlib.error, lzma.LZMAError, zstandard.ZstdError) as exc:
             raise InputError(f"cannot read {source}: {exc}") from None
         finally:
             # Detach so that closing the wrapper never closes standard input.

@@ -292,7 +292,12 @@ def cert_info(der: bytes) -> CertInfo | None:
         common_names = tuple(
             str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         )
-    except ValueError:  # cryptography's answer to malformed input: an outcome, not a crash
+    # cryptography's answers to malformed input, an outcome, not a crash:
+    # mostly ValueError, but InvalidVersion for a version other than v1 or v3,
+    # and TypeError for a name attribute whose string type its OID forbids
+    # (a BIT STRING that is not an x500UniqueIdentifier), raised when the
+    # subject or issuer is first read.
+    except (ValueError, TypeError, x509.InvalidVersion):
         return None
     ski = aki_keyid = None
     aki_serial = ca = path_length = key_usage = ext_key_usage = None
@@ -314,7 +319,13 @@ def cert_info(der: bytes) -> CertInfo | None:
                 ext_key_usage = frozenset(oid.dotted_string for oid in value)
             elif isinstance(value, x509.SubjectAlternativeName):
                 dns_names = tuple(value.get_values_for_type(x509.DNSName))
-    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
+    # TypeError: a directory name in an extension with the attribute fault above.
+    except (
+        ValueError,
+        TypeError,
+        x509.DuplicateExtension,
+        x509.UnsupportedGeneralNameType,
+    ) as exc:
         extension_error = f"{type(exc).__name__}: {exc}"
     return CertInfo(
         der=der,
