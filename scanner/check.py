@@ -26,6 +26,7 @@ from scanner.resolve.discover import Discoverer
 from scanner.resolve.policy import MxKind
 from scanner.results import DomainResult, HostResult
 from scanner.status import DomainVerdict, SmtpStatus
+from scanner.terminal import printable
 
 EXIT_BY_VERDICT = {
     DomainVerdict.DANE_VALID: 0,
@@ -132,5 +133,7 @@ def exit_status(result: DomainResult) -> int:
 
 
 def print_explanation(result: DomainResult, out: TextIO) -> None:
+    # Banners, replies, errors and names are the remote's text: escaped
+    # here, at the terminal, and kept as received in the result.
     for line in explain(result):
-        print(line, file=out)
+        print(printable(line), file=out)

@@ -130,13 +130,15 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         "--trust-anchor",
         type=Path,
         metavar="FILE",
-        help="DNSSEC trust anchor for the private Unbound",
+        help="DNSSEC trust anchor for the private Unbound (default: the root's, "
+        "/usr/share/dns/root.key from Debian's dns-root-data)",
     )
     add(
         "--root-hints",
         type=Path,
         metavar="FILE",
-        help="root hints for the private Unbound (for a private root such as the testbed)",
+        help="root hints for the private Unbound, for a private root such as the testbed "
+        "(default: /usr/share/dns/root.hints with the default trust anchor)",
     )
     add(
         "--allow-nonvalidating",
@@ -331,6 +333,7 @@ def _run_check(args: argparse.Namespace) -> int:
     from scanner.ingest.normalise import normalise
     from scanner.resolve.managed import ResolverError
     from scanner.scan import ScanError, resolver_for
+    from scanner.terminal import printable
 
     name = normalise(args.domain)
     if name.domain is None:
@@ -340,7 +343,7 @@ def _run_check(args: argparse.Namespace) -> int:
         with resolver_for(config) as ready:
             result = uvloop.run(check.check(ready, name.domain))
     except (ScanError, ResolverError, ContactPolicyError) as exc:
-        print(f"scan check: {exc}", file=sys.stderr)
+        print(f"scan check: {printable(str(exc))}", file=sys.stderr)
         return 1
     check.print_explanation(result, sys.stdout)
     return check.exit_status(result)
@@ -418,7 +421,9 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: --help exits 0, a usage error 2
         return exc.code if isinstance(exc.code, int) else 2
     except _OneLineError as exc:
-        print(f"scan{' ' + first if first else ''}: {exc}", file=sys.stderr)
+        from scanner.terminal import printable  # an argument may hold anything
+
+        print(f"scan{' ' + first if first else ''}: {printable(str(exc))}", file=sys.stderr)
         return 2
 
 

@@ -11,7 +11,10 @@ from typing import TextIO
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
+
+from scanner.terminal import printable
 
 # Seconds over which the ETA's rate is taken.
 _RECENT = 30.0
@@ -115,14 +118,20 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:,.0f} ms"
 
 
+def _cell(text: str) -> str:
+    """Text for a rich table: controls escaped (scanner.terminal), and
+    brackets too, which rich would read as markup."""
+    return escape(printable(text))
+
+
 def line(s: Snapshot, eta: float | None = None) -> str:
-    top = ", ".join(f"{k} {v}" for k, v in s.verdicts.most_common(6))
+    top = ", ".join(f"{printable(k)} {v}" for k, v in s.verdicts.most_common(6))
     g = s.gauges
     return (
         f"scan: {s.concluded} domains done ({s.rate:.0f}/s), {s.written} written, "
         f"{g.domains} resolving, {g.queries} DNS queries, {g.parked} waiting for mail servers, "
         f"{s.sessions} TLS sessions, resolve p50/p90 {_ms(g.resolve_p50)}/{_ms(g.resolve_p90)}, "
-        f"limited by {g.limit or '-'}, elapsed {_clock(s.elapsed)}, "
+        f"limited by {printable(g.limit) or '-'}, elapsed {_clock(s.elapsed)}, "
         f"ETA {_clock(eta if eta is not None else s.eta)}" + (f"; {top}" if top else "")
     )
 
@@ -153,12 +162,12 @@ def table(s: Snapshot, title: str = "danescan", eta: float | None = None) -> Tab
     stages.add_row("resolve p50 / p90", _ms(g.resolve_p50), _ms(g.resolve_p90))
     stages.add_row("mail servers p50 / p90", _ms(g.handshake_p50), _ms(g.handshake_p90))
     stages.add_row("DNS query p50", _ms(g.query_p50), "")
-    stages.add_row("limited by", g.limit or "-", "")
+    stages.add_row("limited by", _cell(g.limit) or "-", "")
     stages.add_row("skipped (dupes, shards, resumed)", f"{s.skipped:,}", "")
     stages.add_row("elapsed / ETA", _clock(s.elapsed), _clock(eta if eta is not None else s.eta))
     for verdict, count in sorted(s.verdicts.items(), key=lambda kv: -kv[1]):
         share = count / s.concluded if s.concluded else 0.0
-        stages.add_row(f"  {verdict}", f"{count:,}", f"{share:.1%}")
+        stages.add_row(f"  {_cell(verdict)}", f"{count:,}", f"{share:.1%}")
     return stages
 
 

@@ -30,8 +30,8 @@ from typing import Any
 
 import uvloop
 
-from scanner import __version__
-from scanner.config import ScanConfig, Shard
+from scanner import __version__, fdlimit
+from scanner.config import ScanConfig, Shard, StartTlsMode
 from scanner.handshake.contact import ContactPolicy, ContactPolicyError, contact_policy
 from scanner.ingest.reader import InputError
 from scanner.output.manifest import Counts, Manifest, ScanStatus, write_manifest
@@ -40,6 +40,7 @@ from scanner.pipeline import Pipeline
 from scanner.progress import ProgressView, Snapshot
 from scanner.resolve.health import ResolverLost
 from scanner.resolve.managed import ResolverError, managed_unbound, probe
+from scanner.terminal import printable
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
@@ -107,6 +108,31 @@ def prepare_output(config: ScanConfig) -> Resumed:
         return read_done(config.output) if config.resume else Resumed()
     except DatasetError as exc:
         raise ScanError(str(exc)) from None
+
+
+def fit_open_files(config: ScanConfig) -> ScanConfig:
+    """The config with no more connections than open files allow
+    (scanner.fdlimit), decided once, before the managed Unbound and the
+    workers start (they inherit the raised limit), and recorded in the
+    manifest's config."""
+    budget = fdlimit.file_budget()
+    dns_sockets = max(1, len(config.resolvers)) * config.resolver_settings.sockets
+    cap = fdlimit.connection_cap(budget, dns_sockets=dns_sockets, wanted=config.max_connections)
+    if cap >= config.max_connections:
+        return config
+    needs_connections = config.starttls is not StartTlsMode.NONE
+    if cap < 1 and needs_connections:
+        raise ScanError(
+            f"open files are limited to {budget.limit} ({budget.open} open), which leaves "
+            "no room for SMTP connections: raise the limit (ulimit -n) or pass --starttls none"
+        )
+    if needs_connections and not config.quiet:
+        print(
+            f"scan: open files are limited to {budget.limit} (ulimit -n): "
+            f"at most {cap} SMTP connections at a time instead of {config.max_connections}",
+            file=sys.stderr,
+        )
+    return dataclasses.replace(config, max_connections=max(1, cap))
 
 
 def count_lines(source: str) -> int | None:
@@ -179,6 +205,7 @@ def run_scan(config: ScanConfig) -> int:
         check_input(config.input)
         resumed = prepare_output(config)
         policy = load_policy(config)
+        config = fit_open_files(config)
         with resolver_for(config) as config:
             running = _manifest(config, started, Snapshot(), ScanStatus.RUNNING)
             write_manifest(config.output, running)
@@ -240,12 +267,14 @@ def _one_line(exc: BaseException, folder: Path | None = None) -> str:
         where = f" {name}" if name else ""
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             return f"disk full{' writing to' + where if where else ''}: {exc.strerror or exc}"
-        return f"I/O error{where}: {exc.strerror or exc}"
-    return " ".join(str(exc).split()) or type(exc).__name__
+        return printable(f"I/O error{where}: {exc.strerror or exc}")
+    # An error may quote a remote's words (a resolver's, a mail server's):
+    # the line goes to a terminal, so its controls are escaped.
+    return printable(" ".join(str(exc).split())) or type(exc).__name__
 
 
 def _bug(exc: BaseException) -> str:
-    return f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())}"
+    return printable(f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())}")
 
 
 def _run_single(

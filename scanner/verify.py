@@ -23,6 +23,7 @@ from scanner.match import der
 from scanner.match.batch import MatchJob, match_batch
 from scanner.match.tlsa import MatchResult, TlsaRecord, parse_tlsa, unusable_records
 from scanner.status import DaneVerdict
+from scanner.terminal import printable
 
 __all__ = ["BadInput", "VerifyRequest", "result_json", "run"]
 
@@ -113,7 +114,7 @@ def run(request: VerifyRequest, out: TextIO, err: TextIO) -> int:
             _read_certificates(request.ca_file, "CA file") if request.ca_file is not None else None
         )
     except BadInput as exc:
-        print(f"scan verify: {exc}", file=err)
+        print(f"scan verify: {printable(str(exc))}", file=err)
         return 2
     job = MatchJob(chain=chain, records=records, names=list(request.names))
     (result,) = match_batch(
@@ -122,5 +123,6 @@ def run(request: VerifyRequest, out: TextIO, err: TextIO) -> int:
     if request.json:
         print(json.dumps(result_json(result, request, records), indent=2), file=out)
     else:
-        print(_text(result, records), file=out)
+        # A chain captured from a server carries its names: escaped for the terminal.
+        print("\n".join(printable(line) for line in _text(result, records).splitlines()), file=out)
     return 0 if result.verdict is DaneVerdict.PASS else 1

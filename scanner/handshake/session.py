@@ -35,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from scanner.fdlimit import is_local_exhaustion
 from scanner.handshake.smtp import (
     Done,
     Event,
@@ -53,6 +54,10 @@ from scanner.status import SmtpStatus
 _READ_CHUNK = 16 * 1024
 # The stream pauses the socket once its buffer holds twice this much.
 _STREAM_LIMIT = 64 * 1024
+# Seconds to wait before connecting again when this machine had no
+# descriptor to spare, doubled up to the maximum: a session frees its
+# descriptor within its deadline, most within milliseconds.
+_LOCAL_WAIT, _LOCAL_WAIT_MAX = 0.01, 1.0
 # OpenSSL's SSL_OP_LEGACY_SERVER_CONNECT; the ssl module names it from 3.12 on.
 _OP_LEGACY_SERVER_CONNECT = ssl.Options(getattr(ssl, "OP_LEGACY_SERVER_CONNECT", 0x4))
 # "(_ssl.c:1006)" varies with the Python build and would split error counts.
@@ -323,19 +328,33 @@ class _Session:
                 return event.status, event.error
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        limit, why = self._limit(self.settings.connect_timeout)
-        try:
-            async with asyncio.timeout(limit):
-                reader, writer = await asyncio.open_connection(
-                    self.address, self.settings.port, limit=_STREAM_LIMIT
-                )
-        except TimeoutError:
-            raise _Stop(SmtpStatus.CONNECT_TIMEOUT, f"no connection within {why}") from None
-        except ConnectionRefusedError:
-            raise _Stop(SmtpStatus.CONNECT_REFUSED, "connection refused") from None
-        except OSError as exc:
-            # Unreachable networks and hosts end here too: no status is closer.
-            raise _Stop(SmtpStatus.CONNECT_REFUSED, f"connect failed: {_describe(exc)}") from None
+        wait = _LOCAL_WAIT
+        while True:
+            limit, why = self._limit(self.settings.connect_timeout)
+            try:
+                async with asyncio.timeout(limit):
+                    reader, writer = await asyncio.open_connection(
+                        self.address, self.settings.port, limit=_STREAM_LIMIT
+                    )
+                break
+            except TimeoutError:
+                raise _Stop(SmtpStatus.CONNECT_TIMEOUT, f"no connection within {why}") from None
+            except ConnectionRefusedError:
+                raise _Stop(SmtpStatus.CONNECT_REFUSED, "connection refused") from None
+            except OSError as exc:
+                if not is_local_exhaustion(exc):
+                    # Unreachable networks and hosts end here too: no status is closer.
+                    raise _Stop(
+                        SmtpStatus.CONNECT_REFUSED, f"connect failed: {_describe(exc)}"
+                    ) from None
+            # No descriptor (EMFILE, ENFILE) or socket memory left here
+            # (scanner.fdlimit): nothing reached the server, which is not at
+            # fault. Wait for other sessions to close theirs, and start this
+            # session's clock again: the wait was ours, not the server's.
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, _LOCAL_WAIT_MAX)
+            self.started = self.clock()
+            self.deadline = self.started + self.settings.session_deadline
         self.reader, self.writer = reader, writer
         self.connect_ms = self._ms_since(self.started)
         return reader, writer

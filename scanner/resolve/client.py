@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, cast
 
+from scanner.fdlimit import is_local_exhaustion
 from scanner.resolve.wire import (
     EDNS_PAYLOAD,
     OPT_RR_SIZE,
@@ -52,6 +53,10 @@ __all__ = ["ClientStats", "DnsAnswer", "DnsClient", "ResolverSettings", "parse_s
 _RESPONSES: Final = (DnsOutcome.ANSWER, DnsOutcome.NODATA, DnsOutcome.NXDOMAIN)
 # Latencies kept between two reads by the scan's flow control (take_latencies).
 _LATENCY_SAMPLES: Final = 65_536
+# Seconds between tries to open a TCP connection while this machine has no
+# descriptor to spare (scanner.fdlimit), doubled up to the maximum.
+_LOCAL_WAIT: Final = 0.01
+_LOCAL_WAIT_MAX: Final = 1.0
 
 
 def parse_server(text: str) -> tuple[str, int]:
@@ -644,7 +649,7 @@ class DnsClient:
         answer: DnsAnswer | None = None
         try:
             async with asyncio.timeout(self.settings.tcp_timeout):
-                reader, writer = await asyncio.open_connection(host, port)
+                reader, writer = await _open_tcp(host, port)
                 try:
                     writer.write(len(message).to_bytes(2, "big") + message)
                     size = int.from_bytes(await reader.readexactly(2), "big")
@@ -676,6 +681,21 @@ class DnsClient:
                 elapsed=time.monotonic() - query.started,
             )
         self._finish(query, answer)
+
+
+async def _open_tcp(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A TCP connection to the resolver. Out of descriptors or socket memory
+    here (EMFILE, ENFILE) is this machine's passing condition, not the
+    resolver's: wait for one to come free, within the caller's timeout."""
+    wait = _LOCAL_WAIT
+    while True:
+        try:
+            return await asyncio.open_connection(host, port)
+        except OSError as exc:
+            if not is_local_exhaustion(exc):
+                raise
+        await asyncio.sleep(wait)
+        wait = min(wait * 2, _LOCAL_WAIT_MAX)
 
 
 def _conclude(

@@ -64,10 +64,35 @@ from scanner.resolve.unbound_conf import Sizing, unbound_conf
 from scanner.resolve.wire import RdType
 from scanner.status import DnsOutcome
 
+# The real root's trust anchor and name servers, as `make setup` installs
+# them (Debian's dns-root-data, kept current by its updates), first found wins.
 SYSTEM_TRUST_ANCHORS = (
     Path("/usr/share/dns/root.key"),  # Debian's dns-root-data
     Path("/var/lib/unbound/root.key"),  # unbound-anchor
 )
+SYSTEM_ROOT_HINTS = (Path("/usr/share/dns/root.hints"),)  # Debian's dns-root-data
+
+
+@dataclass(frozen=True, slots=True)
+class RootFiles:
+    """What the managed Unbound starts from: the root's trust anchor (None:
+    there is none, the scan cannot validate) and its hints (None: Unbound's
+    compiled-in list)."""
+
+    trust_anchor: Path | None
+    root_hints: Path | None
+
+
+def root_files(trust_anchor: Path | None, root_hints: Path | None) -> RootFiles:
+    """The files given, else the system's for the real root. System hints
+    go only with the system anchor: a --trust-anchor of a private root (a
+    testbed) with the real root's servers would make every answer bogus."""
+    hints = root_hints
+    if trust_anchor is None and hints is None:
+        hints = next((p for p in SYSTEM_ROOT_HINTS if p.exists()), None)
+    anchor = trust_anchor or next((p for p in SYSTEM_TRUST_ANCHORS if p.exists()), None)
+    return RootFiles(anchor, hints)
+
 
 # Attempts to start Unbound when the port picked was taken meanwhile.
 _START_ATTEMPTS = 3
@@ -158,11 +183,12 @@ def managed_unbound(
     binary = shutil.which("unbound")
     if binary is None:
         raise ResolverError("unbound not found: install the Debian package 'unbound'")
-    anchor = trust_anchor or next((p for p in SYSTEM_TRUST_ANCHORS if p.exists()), None)
+    files = root_files(trust_anchor, root_hints)
+    anchor, root_hints = files.trust_anchor, files.root_hints
     if anchor is None:
         raise ResolverError(
             "no trust anchor: pass --trust-anchor FILE or install the Debian package "
-            "'dns-root-data'"
+            "'dns-root-data' (make setup does)"
         )
     with tempfile.TemporaryDirectory(prefix="danescan-unbound-") as tmp:
         workdir = Path(tmp)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import errno
+import os
 import socket
 import ssl
 import warnings
@@ -608,3 +610,29 @@ class _Neither:
 )
 def test_peer_chain_compatibility(ssl_object: object, chain: tuple[bytes, ...]) -> None:
     assert peer_chain(cast(ssl.SSLObject, ssl_object)) == chain
+
+
+@pytest.mark.parametrize("code", [errno.EMFILE, errno.ENFILE])
+def test_no_descriptor_here_waits_and_is_not_the_servers_fault(
+    code: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EMFILE/ENFILE on connect is this machine's (scanner.fdlimit): the
+    session waits for a descriptor and goes on; no connect_refused."""
+    seen = Seen()
+    real = asyncio.open_connection
+    failures = [OSError(code, os.strerror(code))] * 3
+
+    async def scarce(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return await real(*args, **kwargs)
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await greet(reader, writer, seen, ehlo=b"250-mx\r\n250 8BITMIME\r\n")
+        seen.lines.append(await reader.readline())
+        writer.write(b"221 bye\r\n")
+
+    monkeypatch.setattr(asyncio, "open_connection", scarce)
+    result = run(probe(handler))
+    assert failures == []
+    assert (result.status, result.error) == (SmtpStatus.NO_STARTTLS, "")
