@@ -359,6 +359,8 @@ def _row(
         "mx_hosts": list(hosts),
         "scanned_at": None,
         "duration_ms": None,
+        "attempts": 1,
+        "transient": False,
     }
 
 

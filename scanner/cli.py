@@ -190,8 +190,16 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=10.0,
         metavar="SECONDS",
-        help="pause before trying a server again after a TLS reset or a 454, tripled at each "
+        help="pause before trying again after a transient outcome, tripled at each "
         "attempt (greylisting and 421 set their own; default 10)",
+    )
+    add(
+        "--retries",
+        type=int,
+        default=2,
+        metavar="N",
+        help="tries after the first for a transient outcome: a DNS timeout or SERVFAIL "
+        "without a validation error, an SMTP 4xx or 421, a TLS reset (default 2)",
     )
     add("--now", metavar="ISO8601", help=argparse.SUPPRESS)  # reproducible tests
 
@@ -231,7 +239,18 @@ def _scan_parser() -> argparse.ArgumentParser:
     # Benchmarks only: bounds on the flow control's windows ("150:150" fixes one).
     add("--domains-in-flight", type=_bounds, help=argparse.SUPPRESS)
     add("--queries-in-flight", type=_bounds, help=argparse.SUPPRESS)
-    add("--smtp-attempts", type=int, default=3, help=argparse.SUPPRESS)
+    add(
+        "--retry-transient",
+        action="store_true",
+        help="with --resume: redo the domains whose rows were left transient",
+    )
+    add(
+        "--resolver-patience",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="end the scan as failed when the resolver stays down this long (default 300)",
+    )
     _add_common(parser)
     return parser  # fmt: skip
 
@@ -258,6 +277,7 @@ def _config(args: argparse.Namespace, **fields: Any) -> ScanConfig:
             min_interval=args.min_interval,
             max_connections=args.max_connections,
             retry_backoff=args.retry_backoff,
+            retries=args.retries,
             now_override=_iso8601(args.now).isoformat() if args.now else None,
             **fields,
         )
@@ -301,7 +321,8 @@ def _run_scan(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         log_json=args.log_json,
         part_rows=args.part_rows,
-        smtp_attempts=args.smtp_attempts,
+        retry_transient=args.retry_transient,
+        resolver_patience=args.resolver_patience,
         **_window_fields(args),
     )
     return run_scan(config)

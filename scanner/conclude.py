@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from scanner.config import StartTlsMode
+from scanner.handshake.polite import is_transient as session_transient
 from scanner.handshake.session import SessionResult
 from scanner.match.batch import MatchJob
 from scanner.match.tlsa import MatchResult, TlsaRecord
@@ -39,6 +40,7 @@ class Observation:
     targets: Sequence[TlsTarget] = ()  # tls_targets(), set by the resolve stage
     sessions: dict[Key, SessionResult] = field(default_factory=dict)
     error: str = ""
+    attempts: int = 1  # lookups of the domain, counted (not those an outage spoilt)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +120,19 @@ def conclude(
         hosts=tuple(hosts),
         scanned_at=obs.scanned_at,
         duration_ms=(time.monotonic() - obs.started) * 1000,
+        attempts=obs.attempts,
+        transient=is_transient(obs),
     )
+
+
+def is_transient(obs: Observation) -> bool:
+    """Whether what was observed rests on an outcome that may differ if
+    tried again: a transient DNS answer (scanner.resolve.wire.is_transient)
+    or a session that ended transiently (scanner.handshake.polite)."""
+    resolution = obs.resolution
+    if resolution is not None and resolution.transient:
+        return True
+    return any(session_transient(s) for s in obs.sessions.values())
 
 
 def _host_result(

@@ -17,6 +17,7 @@ from scanner.handshake.polite import PoliteSettings
 from scanner.handshake.session import SessionSettings
 from scanner.ingest.normalise import normalise
 from scanner.resolve.client import ResolverSettings, parse_server
+from scanner.resolve.health import HealthSettings
 
 
 class StartTlsMode(StrEnum):
@@ -91,10 +92,21 @@ class ScanConfig:
     part_seconds: float = 60.0  # ... or at most this long between part files
     per_address: int = 1
     min_interval: float = 1.0
-    # Sessions per (address, SNI name): greylisting needs a second one after
-    # its window, a reset or a 421 another after a pause (scanner.handshake.polite).
-    smtp_attempts: int = 3
-    retry_backoff: float = 10.0  # seconds, then tripled, after a TLS reset or a 454
+    # Tries after the first for a transient outcome (a DNS timeout or a
+    # SERVFAIL that is no validation failure, a 4xx or 421, a TLS reset):
+    # sessions per (address, SNI name) and lookups per domain are at most
+    # 1 + retries. Two: greylisting (postgrey, spamd) passes the second
+    # session after its window, and a 421 from a connection limit or a reset
+    # from an overloaded server has had two pauses (retry_backoff, then
+    # three times it) to clear; a zone that failed three times minutes
+    # apart is down, not unlucky, and a third retry would cost every dead
+    # zone of a survey another resolver give-up.
+    retries: int = 2
+    retry_backoff: float = 10.0  # seconds, then tripled, before trying again
+    retry_transient: bool = False  # with resume: redo the rows left transient
+    # An outage of the resolver longer than this ends the scan as failed
+    # (scanner.resolve.health); a restarted Unbound is back within seconds.
+    resolver_patience: float = 300.0
     max_connections: int = 500
     # Caps that bound memory per worker process, never the input (DESIGN.md).
     # Measured per entry: a cached MX host ~0.55 kB on the testbed (allow
@@ -126,6 +138,12 @@ class ScanConfig:
             raise ValueError("need 1 <= min_queries_in_flight <= max_queries_in_flight")
         if self.max_parked < 1:
             raise ValueError("max_parked must be at least 1")
+        if not 0 <= self.retries <= 10:
+            raise ValueError("--retries must be between 0 and 10")
+        if self.retry_backoff < 0 or self.resolver_patience <= 0:
+            raise ValueError("--retry-backoff must not be negative, the patience positive")
+        if self.retry_transient and not self.resume:
+            raise ValueError("--retry-transient needs --resume: it redoes rows of an earlier scan")
         for server in self.resolvers:
             parse_server(server)
         if self.starttls is not StartTlsMode.NONE and not is_fqdn(self.ehlo_name):
@@ -146,6 +164,10 @@ class ScanConfig:
         )
 
     @property
+    def health_settings(self) -> HealthSettings:
+        return HealthSettings(patience=self.resolver_patience)
+
+    @property
     def session_settings(self) -> SessionSettings:
         return SessionSettings(
             ehlo_name=self.ehlo_name,
@@ -161,7 +183,7 @@ class ScanConfig:
             min_interval=self.min_interval,
             max_connections=self.max_connections,
             cache_size=self.session_cache_size,
-            attempts=self.smtp_attempts,
+            attempts=1 + self.retries,
             retry_backoff=self.retry_backoff,
         )
 

@@ -40,6 +40,7 @@ class Limit(StrEnum):
     POLITENESS = "politeness"  # domains wait for busy mail servers (set by the pipeline)
     CPU = "CPU"  # the process is busy all the time (set by the pipeline)
     INPUT = "input"  # nothing left to admit
+    RESOLVER_DOWN = "resolver down"  # an outage: nothing is admitted (set by the pipeline)
 
 
 @dataclass(frozen=True, slots=True)

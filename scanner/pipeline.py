@@ -16,6 +16,15 @@ never by the size of the input. The per-host DNS cache
 Nothing a remote party does raises out of a stage: the stages return outcome
 values, and a bug that does raise is recorded on that domain's row (verdict
 None, the exception text as ``error``) rather than stopping the scan.
+
+A lookup whose outcome is transient (a timeout, a SERVFAIL that is no
+validation failure) is done again after a pause, up to ``retries`` times;
+the handshaker does the same for sessions. A watchdog (scanner.resolve.
+watchdog) tells an outage of the resolver from the domains' own failures:
+during one nothing is admitted, and a lookup the outage spoilt is done again
+once the resolver is back, without counting as an attempt. An outage beyond
+the scan's patience ends it with ResolverLost; the domains it caught are not
+written, so that ``--resume`` does them.
 """
 
 from __future__ import annotations
@@ -48,6 +57,8 @@ from scanner.progress import Gauges, Snapshot
 from scanner.ratelimit import TokenBucket, Window
 from scanner.resolve.client import DnsClient
 from scanner.resolve.discover import Discoverer
+from scanner.resolve.health import Health, ResolverLost
+from scanner.resolve.watchdog import Watchdog
 from scanner.results import DomainResult
 from scanner.status import DomainVerdict
 
@@ -75,13 +86,25 @@ class Progress:
     verdicts: Counter[str] = field(default_factory=Counter)
     started: float = field(default_factory=time.monotonic)
     gauges: Gauges = field(default_factory=Gauges)  # set by the flow control
+    transient: int = 0  # rows written whose outcome is still transient
+    retried: int = 0  # lookups done again
+    outages: int = 0  # of the resolver
 
     def snapshot(self, total: int | None = None) -> Snapshot:
         return Snapshot(
             self.read, self.skipped, self.admitted, self.resolved, self.handshaken,
             self.concluded, self.written, self.sessions, Counter(self.verdicts),
-            time.monotonic() - self.started, total, self.gauges,
+            time.monotonic() - self.started, total, self.gauges, self.transient,
+            self.retried, self.outages,
         )  # fmt: skip
+
+
+@dataclass(slots=True)
+class _Hold:
+    """Which of the flight's windows one domain holds a place in."""
+
+    window: bool = True
+    parked: bool = False
 
 
 @dataclass(slots=True)
@@ -93,6 +116,7 @@ class _Flight:
     controller: FlowController
     active: int = 0
     ingesting: bool = True
+    retrying: int = 0  # domains waiting to be looked up again
     resolve_times: deque[float] = field(default_factory=lambda: deque(maxlen=_LATENCY_SAMPLES))
     handshake_times: deque[float] = field(default_factory=lambda: deque(maxlen=_LATENCY_SAMPLES))
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
@@ -103,6 +127,34 @@ class _Flight:
 
     def handshaken(self, seconds: float) -> None:
         self.handshake_times.append(seconds)
+
+    async def park(self, hold: _Hold) -> None:
+        """Out of the window (the domain costs the resolver nothing while it
+        waits), within the cap on waiting domains; a full cap holds
+        admission back."""
+        if not hold.parked:
+            await self.parked.acquire()
+            hold.parked = True
+        if hold.window:
+            self.window.release()
+            hold.window = False
+
+    async def unpark(self, hold: _Hold) -> None:
+        """Back into the window, to be looked up again."""
+        if not hold.window:
+            await self.window.acquire()
+            hold.window = True
+        if hold.parked:
+            self.parked.release()
+            hold.parked = False
+
+    def leave(self, hold: _Hold) -> None:
+        if hold.window:
+            self.window.release()
+            hold.window = False
+        if hold.parked:
+            self.parked.release()
+            hold.parked = False
 
     def done(self) -> None:
         self.active -= 1
@@ -115,9 +167,13 @@ class _Flight:
             self._idle.clear()
             await self._idle.wait()
 
-    def gauges(self, flow: Flow, client: DnsClient, handshaker: Handshaker, busy: float) -> Gauges:
+    def gauges(
+        self, flow: Flow, client: DnsClient, handshaker: Handshaker, busy: float, down: bool
+    ) -> Gauges:
         limit = flow.limit
-        if self.parked.waiting or (limit is Limit.INPUT and self.parked.used):
+        if down:
+            limit = Limit.RESOLVER_DOWN
+        elif self.parked.waiting or (limit is Limit.INPUT and self.parked.used):
             # Admission waits for room among the parked, or all that is
             # left is domains waiting for their mail servers.
             limit = Limit.POLITENESS
@@ -138,6 +194,7 @@ class _Flight:
             handshake_p90=handshake[1],
             query_p50=flow.query_median,
             limit=limit.value,
+            retrying=self.retrying,
         )
 
 
@@ -199,6 +256,7 @@ class Pipeline:
         self.policy = policy if policy is not None else contact_policy(config)
         self.progress = Progress()
         self._stop = asyncio.Event()
+        self.lost: ResolverLost | None = None  # set when the resolver stayed down
         # Keys of the admitted domains, for scanning duplicates once (a few
         # bytes per domain: see scanner.ingest.seen for the false-duplicate odds).
         self._seen = KeySet()
@@ -230,6 +288,8 @@ class Pipeline:
             # the scan is cancelled (a second SIGINT).
             writer.flush()
             self.progress.written = writer.written
+        if self.lost is not None:
+            raise self.lost
         return writer
 
     async def _run(
@@ -245,6 +305,14 @@ class Pipeline:
             self._handshaker() as handshaker,
         ):
             discoverer = Discoverer(client, max_mx=config.max_mx, cache_size=config.host_cache_size)
+            watchdog = Watchdog(
+                client,
+                client.settings.servers,
+                config.secure_probe,
+                config.health_settings,
+                need_ad=not config.allow_nonvalidating,
+                on_recovered=discoverer.forget_transient,
+            )
             flight = _Flight(
                 window=Window(controller.flow.domains),
                 parked=Window(config.max_parked),
@@ -254,13 +322,16 @@ class Pipeline:
             async with asyncio.TaskGroup() as group:
                 output = group.create_task(self._output(q_out, writer))
                 matcher = group.create_task(self._match(q_match, q_out))
-                control = group.create_task(self._control(flight, client, handshaker))
+                watch = group.create_task(watchdog.watch())
+                control = group.create_task(self._control(flight, client, handshaker, watchdog))
 
                 def start(work: Observation) -> None:
                     flight.active += 1
-                    group.create_task(self._domain(work, flight, discoverer, handshaker, q_match))
+                    group.create_task(
+                        self._domain(work, flight, discoverer, handshaker, watchdog, q_match)
+                    )
 
-                await self._ingest(flight, start, q_out)
+                await self._ingest(flight, start, q_out, watchdog)
                 flight.ingesting = False
                 await flight.idle()
                 # Each domain is in q_match before it leaves the flight, and
@@ -268,7 +339,7 @@ class Pipeline:
                 # in order drains the rest.
                 await q_match.join()
                 await q_out.join()
-                for task in (control, matcher, output):
+                for task in (control, watch, matcher, output):
                     task.cancel()
 
     def _flow_settings(self) -> FlowSettings:
@@ -302,6 +373,7 @@ class Pipeline:
         flight: _Flight,
         start: Callable[[Observation], None],
         q_out: asyncio.Queue[DomainResult],
+        watchdog: Watchdog,
     ) -> None:
         bucket = TokenBucket(self.config.rate / self.config.workers)
         names = read_names(self.config.input)
@@ -318,6 +390,10 @@ class Pipeline:
                     if isinstance(work, DomainResult):
                         await q_out.put(work)
                     elif work is not None:
+                        try:
+                            await watchdog.up()  # nothing is admitted during an outage
+                        except ResolverLost:
+                            break
                         await bucket.take()
                         await flight.window.acquire()
                         work.started = time.monotonic()
@@ -370,40 +446,67 @@ class Pipeline:
         flight: _Flight,
         discoverer: Discoverer,
         handshaker: Handshaker,
+        watchdog: Watchdog,
         q_match: asyncio.Queue[Observation],
     ) -> None:
-        in_window, parked = True, False
+        hold = _Hold()
         try:
             try:
-                await self._resolve(discoverer, work)
-                flight.resolved(time.monotonic() - work.started)
+                await self._resolve(discoverer, work, flight, hold, watchdog)
                 if work.targets:
-                    # Parked: out of the window (it costs the resolver nothing
-                    # more), within the cap on domains waiting for mail
-                    # servers; a full cap holds admission back.
-                    await flight.parked.acquire()
-                    parked = True
-                    flight.window.release()
-                    in_window = False
+                    await flight.park(hold)
                     handshake_started = time.monotonic()
                     await self._handshake(handshaker, work)
                     flight.handshaken(time.monotonic() - handshake_started)
+            except ResolverLost:
+                return  # not written: ``--resume`` looks it up again
             except Exception as exc:  # a bug, not a remote party: keep it on the row
                 work.error = f"internal error: {exc!r} at {traceback.format_exc(limit=-1)}"
                 work.targets = ()
-            if in_window:
-                flight.window.release()
-                in_window = False
+            flight.leave(hold)
             await q_match.put(work)
         finally:
-            if in_window:
-                flight.window.release()
-            if parked:
-                flight.parked.release()
+            flight.leave(hold)
             flight.done()
 
-    async def _resolve(self, discoverer: Discoverer, work: Observation) -> None:
-        work.resolution = await discoverer.domain(work.domain)
+    async def _resolve(
+        self,
+        discoverer: Discoverer,
+        work: Observation,
+        flight: _Flight,
+        hold: _Hold,
+        watchdog: Watchdog,
+    ) -> None:
+        """Look the domain up, again while the outcome is transient: after a
+        pause, up to ``retries`` times; at once, and not counted, when an
+        outage of the resolver spoilt the lookup."""
+        config = self.config
+        refresh = False
+        while True:
+            started = time.monotonic()
+            resolution = await discoverer.domain(work.domain, refresh=refresh)
+            finished = time.monotonic()
+            if not resolution.transient:
+                break
+            await watchdog.judged(finished)
+            spoilt = watchdog.overlaps(started, finished)
+            if not spoilt and work.attempts > config.retries:
+                break
+            await flight.park(hold)
+            flight.retrying += 1
+            try:
+                if not spoilt:
+                    # Paced like the handshaker's retries (scanner.handshake.polite).
+                    await asyncio.sleep(config.retry_backoff * 3 ** (work.attempts - 1))
+                    work.attempts += 1
+                await watchdog.up()
+            finally:
+                flight.retrying -= 1
+            await flight.unpark(hold)
+            self.progress.retried += 1
+            refresh = True
+        flight.resolved(finished - started)
+        work.resolution = resolution
         self.progress.resolved += 1
         config = self.config
         work.targets = tls_targets(work, config.starttls, config.max_addresses)
@@ -429,7 +532,9 @@ class Pipeline:
 
     # -- flow control ------------------------------------------------------------
 
-    async def _control(self, flight: _Flight, client: DnsClient, handshaker: Handshaker) -> None:
+    async def _control(
+        self, flight: _Flight, client: DnsClient, handshaker: Handshaker, watchdog: Watchdog
+    ) -> None:
         """Every interval: what the resolver did, the windows resized, the gauges."""
         wall, cpu = time.monotonic(), time.process_time()
         while True:
@@ -447,7 +552,12 @@ class Pipeline:
             now_wall, now_cpu = time.monotonic(), time.process_time()
             busy = (now_cpu - cpu) / (now_wall - wall) if now_wall > wall else 0.0
             wall, cpu = now_wall, now_cpu
-            self.progress.gauges = flight.gauges(flow, client, handshaker, busy)
+            down = watchdog.state is Health.DOWN
+            self.progress.gauges = flight.gauges(flow, client, handshaker, busy, down)
+            self.progress.outages = watchdog.health.outages
+            if watchdog.lost is not None and self.lost is None:
+                self.lost = watchdog.lost
+                self.stop()
 
     # -- match -------------------------------------------------------------------
 
@@ -523,6 +633,7 @@ class Pipeline:
                 if log is not None:
                     log.write(domain_json(result) + "\n")
                 progress.concluded += 1
+                progress.transient += result.transient
                 progress.verdicts[str(result.verdict) if result.verdict else "unknown"] += 1
             rows = len(writer)
             if rows and (

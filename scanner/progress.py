@@ -38,6 +38,7 @@ class Gauges:
     handshake_p90: float = 0.0
     query_p50: float = 0.0  # one DNS query, answered
     limit: str = ""  # what keeps the rate down at the moment (scanner.flow.Limit)
+    retrying: int = 0  # domains waiting to be looked up again (a transient outcome)
 
     def __add__(self, other: Gauges) -> Gauges:
         """Several workers: counts add up, latencies are the worst of them."""
@@ -54,6 +55,7 @@ class Gauges:
             max(self.handshake_p90, other.handshake_p90),
             max(self.query_p50, other.query_p50),
             self.limit or other.limit,
+            self.retrying + other.retrying,
         )
 
 
@@ -73,6 +75,9 @@ class Snapshot:
     elapsed: float = 0.0
     total: int | None = None  # lines in the input, when known
     gauges: Gauges = field(default_factory=Gauges)
+    transient: int = 0  # rows written whose outcome is still transient
+    retried: int = 0  # lookups redone after a transient outcome (counted or not)
+    outages: int = 0  # resolver outages seen
 
     def __add__(self, other: Snapshot) -> Snapshot:
         return Snapshot(
@@ -88,6 +93,9 @@ class Snapshot:
             max(self.elapsed, other.elapsed),
             self.total if self.total is not None else other.total,
             self.gauges + other.gauges,
+            self.transient + other.transient,
+            self.retried + other.retried,
+            self.outages + other.outages,
         )
 
     @property
@@ -130,6 +138,7 @@ def line(s: Snapshot, eta: float | None = None) -> str:
     return (
         f"scan: {s.concluded} domains done ({s.rate:.0f}/s), {s.written} written, "
         f"{g.domains} resolving, {g.queries} DNS queries, {g.parked} waiting for mail servers, "
+        f"{g.retrying} to retry, {s.transient} transient, "
         f"{s.sessions} TLS sessions, resolve p50/p90 {_ms(g.resolve_p50)}/{_ms(g.resolve_p90)}, "
         f"limited by {printable(g.limit) or '-'}, elapsed {_clock(s.elapsed)}, "
         f"ETA {_clock(eta if eta is not None else s.eta)}" + (f"; {top}" if top else "")
@@ -162,6 +171,9 @@ def table(s: Snapshot, title: str = "danescan", eta: float | None = None) -> Tab
     stages.add_row("resolve p50 / p90", _ms(g.resolve_p50), _ms(g.resolve_p90))
     stages.add_row("mail servers p50 / p90", _ms(g.handshake_p50), _ms(g.handshake_p90))
     stages.add_row("DNS query p50", _ms(g.query_p50), "")
+    stages.add_row("to retry / retried", f"{g.retrying:,}", f"{s.retried:,}")
+    stages.add_row("rows left transient", f"{s.transient:,}", "")
+    stages.add_row("resolver outages", f"{s.outages:,}", "")
     stages.add_row("limited by", _cell(g.limit) or "-", "")
     stages.add_row("skipped (dupes, shards, resumed)", f"{s.skipped:,}", "")
     stages.add_row("elapsed / ETA", _clock(s.elapsed), _clock(eta if eta is not None else s.eta))

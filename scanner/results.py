@@ -54,3 +54,5 @@ class DomainResult:
     hosts: tuple[HostResult, ...]
     scanned_at: dt.datetime
     duration_ms: float
+    attempts: int = 1  # lookups of the domain (scanner.conclude.Observation.attempts)
+    transient: bool = False  # rests on an outcome that may differ if tried again

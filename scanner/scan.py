@@ -35,7 +35,7 @@ from scanner.config import ScanConfig, Shard, StartTlsMode
 from scanner.handshake.contact import ContactPolicy, ContactPolicyError, contact_policy
 from scanner.ingest.reader import InputError
 from scanner.output.manifest import Counts, Manifest, ScanStatus, write_manifest
-from scanner.output.writer import DatasetError, Resumed, part_files, read_done
+from scanner.output.writer import DatasetError, Resumed, drop_transient, part_files, read_done
 from scanner.pipeline import Pipeline
 from scanner.progress import ProgressView, Snapshot
 from scanner.resolve.health import ResolverLost
@@ -105,6 +105,8 @@ def prepare_output(config: ScanConfig) -> Resumed:
             "pass --resume to continue that scan, or choose another -o"
         )
     try:
+        if config.retry_transient:
+            drop_transient(config.output)
         return read_done(config.output) if config.resume else Resumed()
     except DatasetError as exc:
         raise ScanError(str(exc)) from None
@@ -193,6 +195,8 @@ def _manifest(
             tls_sessions=snap.sessions,
             verdicts=dict(snap.verdicts),
             transient=snap.transient,
+            retried=snap.retried,
+            outages=snap.outages,
         ),
     )
 

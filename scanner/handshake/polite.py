@@ -131,6 +131,14 @@ def _refusal(result: SessionResult) -> Reply | None:
 _TRANSIENT = (SmtpStatus.TLS_ERROR,)
 
 
+def is_transient(result: SessionResult) -> bool:
+    """Whether the session ended in a way that may differ if tried again
+    later (what ``retry_plan`` retries): a 4xx reply, a reset or an alert in
+    the TLS handshake. A result that still is after its last attempt is
+    recorded as transient, not as a fact about the server."""
+    return result.status in _TRANSIENT or _refusal(result) is not None
+
+
 def retry_plan(result: SessionResult, attempt: int, polite: PoliteSettings) -> Retry | None:
     """Whether and when the session that ended as ``result`` (attempt number
     ``attempt``) is tried again; None when its outcome stands."""

@@ -59,6 +59,8 @@ class Counts:
     tls_sessions: int | None = None
     verdicts: Mapping[str, int] = field(default_factory=dict)  # domain verdict -> rows
     transient: int | None = None  # rows written whose outcome is still transient
+    retried: int | None = None  # lookups done again after a transient outcome
+    outages: int | None = None  # outages of the resolver the scan waited out
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -69,6 +71,8 @@ class Counts:
             "tls_sessions": self.tls_sessions,
             "verdicts": dict(sorted(self.verdicts.items())),
             "transient": self.transient,
+            "retried": self.retried,
+            "outages": self.outages,
         }
 
     @classmethod
@@ -88,6 +92,8 @@ class Counts:
                 else {}
             ),
             transient=_int(raw.get("transient")),
+            retried=_int(raw.get("retried")),
+            outages=_int(raw.get("outages")),
         )
 
 

@@ -94,4 +94,6 @@ def domain_row(result: DomainResult) -> Row:
         [_host(h) for h in result.hosts],
         result.scanned_at,
         result.duration_ms,
+        result.attempts,
+        result.transient,
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 VERSION_KEY = b"danescan.schema_version"
 
 TLSA_RECORD = pa.struct(
@@ -78,6 +78,12 @@ SCHEMA = pa.schema(
         ("mx_hosts", pa.list_(MX_HOST)),
         ("scanned_at", pa.timestamp("ms", tz="UTC")),
         ("duration_ms", pa.float32()),
+        # Lookups of the domain the scan counted (scanner.conclude), and
+        # whether the row rests on an outcome that may differ if tried
+        # again (a timeout, a SERVFAIL that is no validation failure, a 4xx,
+        # a TLS reset) after the last of them: ``--retry-transient`` redoes those.
+        ("attempts", pa.uint8()),
+        ("transient", pa.bool_()),
     ],
     metadata={VERSION_KEY: SCHEMA_VERSION.encode()},
 )

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from scanner.ingest.seen import KeySet, name_key
@@ -76,6 +77,48 @@ def read_done(directory: Path) -> Resumed:
                 done.domains.add(name_key(domain))
         done.rows += table.num_rows
     return done
+
+
+def drop_transient(directory: Path) -> int:
+    """Rewrite every part that holds rows left transient without them, for
+    ``--retry-transient``: the domains are then not done, and the resumed
+    scan looks them up again and writes their new rows. Each part is
+    replaced atomically, so a kill at any point leaves either the old part
+    or the new one, and a later ``--resume`` redoes whatever is missing.
+    Returns the number of rows dropped. Parts of a scan from before the
+    ``transient`` column have none."""
+    dropped = 0
+    for path in part_files(directory):
+        try:
+            if "transient" not in pq.read_schema(path).names:
+                continue
+            table = pq.read_table(path)
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise DatasetError(f"{path} is not a readable part: {exc}") from None
+        transient = table.column("transient").fill_null(False)
+        count = pc.sum(transient).as_py() or 0
+        if not count:
+            continue
+        _replace_part(path, table.filter(pc.invert(transient)))
+        dropped += count
+    return dropped
+
+
+def _replace_part(path: Path, table: pa.Table) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with tmp.open("wb") as out:
+            pq.write_table(table, out, compression="zstd")
+            out.flush()
+            os.fsync(out.fileno())
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class PartWriter:

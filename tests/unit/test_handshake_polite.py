@@ -20,6 +20,7 @@ from scanner.handshake.polite import (
     PoliteStats,
     Retry,
     greylist_window,
+    is_transient,
     retry_plan,
 )
 from scanner.handshake.session import SessionResult, SessionSettings, client_context
@@ -558,3 +559,25 @@ def test_retry_against_a_real_server() -> None:
     outcome = run(scenario())
     assert (outcome.status, outcome.attempts) == (SmtpStatus.NO_STARTTLS, 2)
     assert outcome.banner == Reply(220, ("mx ESMTP",))
+
+
+@pytest.mark.parametrize(
+    ("session", "transient"),
+    [
+        (result(), False),
+        (result(SmtpStatus.TLS_ERROR), True),  # a reset or an alert in the handshake
+        (result(SmtpStatus.BANNER_ERROR, banner=421, ehlo=None, starttls=None), True),
+        (result(SmtpStatus.BANNER_ERROR, ehlo=450, starttls=None), True),  # greylisting
+        (result(SmtpStatus.BANNER_ERROR, banner=554, ehlo=None, starttls=None), False),
+        (result(SmtpStatus.STARTTLS_REFUSED, starttls=454), True),
+        (result(SmtpStatus.STARTTLS_REFUSED, starttls=502), False),
+        (result(SmtpStatus.IO_TIMEOUT, starttls=None), False),  # a deadline is not retried
+        (result(SmtpStatus.CONNECT_REFUSED, banner=0, ehlo=None, starttls=None), False),
+    ],
+)
+def test_transient_sessions_are_those_retry_plan_retries(
+    session: SessionResult, transient: bool
+) -> None:
+    assert is_transient(session) is transient
+    plan = retry_plan(session, 1, PoliteSettings(attempts=2))
+    assert (plan is not None) is transient

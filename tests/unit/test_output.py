@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import errno
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -21,7 +22,7 @@ from scanner.handshake.smtp import Reply, Transcript
 from scanner.ingest.seen import name_key
 from scanner.output.rows import ROW_TYPE, domain_row
 from scanner.output.schema import SCHEMA, SCHEMA_VERSION, VERSION_KEY
-from scanner.output.writer import PartWriter, read_done
+from scanner.output.writer import PartWriter, drop_transient, read_done
 from scanner.ratelimit import TokenBucket
 from scanner.resolve.discover import HostResolution
 from scanner.resolve.policy import (
@@ -140,7 +141,7 @@ def every_field_result() -> DomainResult:
     return DomainResult(
         "every.example", 77, DomainVerdict.DANE_INVALID, "oops", mx, 3602,
         (HostResult(host, 5, resolution, DaneVerdict.FAIL_TA_NAME, "host why", addresses),),
-        WHEN, 99.5,
+        WHEN, 99.5, 3, True,
     )  # fmt: skip
 
 
@@ -190,7 +191,25 @@ def test_every_row_field_lands_in_its_schema_column() -> None:
         ],
         "scanned_at": WHEN,
         "duration_ms": 99.5,
+        "attempts": 3,
+        "transient": True,
     }
+
+
+def test_retry_transient_drops_transient_rows_and_resume_redoes_them(tmp_path: Path) -> None:
+    writer = PartWriter(tmp_path, 0)
+    writer.add(domain_row(dane_result("a.example", 1)))
+    writer.add(domain_row(replace(dane_result("b.example", 2), attempts=3, transient=True)))
+    writer.flush()
+    writer.add(domain_row(dane_result("c.example", 3)))
+    writer.flush()
+    assert drop_transient(tmp_path) == 1
+    assert drop_transient(tmp_path) == 0  # nothing left to drop
+    done = read_done(tmp_path)
+    assert name_key("b.example") not in done.domains
+    assert {name_key("a.example"), name_key("c.example")} <= set(done.domains)
+    assert done.next_part == {0: 2}  # the resumed scan writes new parts
+    assert not list(tmp_path.glob(".*.tmp"))
 
 
 def test_writer_converts_rows_to_arrow_in_batches(tmp_path: Path) -> None:

@@ -14,14 +14,18 @@ import pytest
 
 from scanner.conclude import Observation, TlsTarget
 from scanner.config import ScanConfig, Shard
+from scanner.flow import FlowController
 from scanner.handshake.session import SessionResult
 from scanner.ingest.normalise import normalise
 from scanner.ingest.reader import InputName
 from scanner.ingest.seen import name_key
 from scanner.output.writer import PartWriter, Resumed
-from scanner.pipeline import Pipeline, collector_for_scan, shard_of
+from scanner.pipeline import Pipeline, _Flight, _Hold, collector_for_scan, shard_of
+from scanner.ratelimit import Window
+from scanner.resolve.discover import DomainResolution
+from scanner.resolve.policy import MxDecision, MxKind
 from scanner.results import DomainResult
-from scanner.status import DomainVerdict, SmtpStatus
+from scanner.status import DnssecStatus, DomainVerdict, SmtpStatus
 from tests.unit.test_output import WHEN, dane_result
 
 
@@ -181,3 +185,77 @@ def test_caps_reach_the_caches(tmp_path: Path) -> None:
     scan = config(tmp_path, session_cache_size=7, cert_pool_size=9)
     assert scan.polite_settings.cache_size == 7
     assert Pipeline(scan)._pool.max_certificates == 9
+
+
+class FakeDiscoverer:
+    """Answers each lookup with the next of ``transient``: True a transient outcome."""
+
+    def __init__(self, transient: list[bool]) -> None:
+        self.transient = transient
+        self.refreshes: list[bool] = []
+
+    async def domain(self, domain: str, *, refresh: bool = False) -> DomainResolution:
+        self.refreshes.append(refresh)
+        flag = self.transient[len(self.refreshes) - 1]
+        mx = MxDecision(MxKind.FAILED if flag else MxKind.NXDOMAIN, DnssecStatus.INDETERMINATE)
+        return DomainResolution(domain + ".", mx, None, (), transient=flag)
+
+
+class FakeWatchdog:
+    """A resolver whose outage spoilt the lookups numbered in ``spoilt``."""
+
+    def __init__(self, spoilt: set[int]) -> None:
+        self.spoilt = spoilt
+        self.judgements = 0
+
+    async def judged(self, when: float) -> None:
+        self.judgements += 1
+
+    def overlaps(self, start: float, end: float) -> bool:
+        return self.judgements in self.spoilt
+
+    async def up(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize(
+    ("answers", "spoilt", "retries", "lookups", "attempts", "transient"),
+    [
+        ([False], set(), 2, 1, 1, False),  # final at once
+        ([True, False], set(), 2, 2, 2, False),  # a timeout, then an answer
+        ([True, True, True, True], set(), 2, 3, 3, True),  # given up after 1 + 2
+        ([True, True], set(), 0, 1, 1, True),  # --retries 0
+        ([True, True, False], {1, 2}, 0, 3, 1, False),  # an outage's failures not counted
+        ([True, True, True, True], {2}, 2, 4, 3, True),  # one spoilt among the retries
+    ],
+)
+def test_transient_lookups_are_retried_up_to_the_bound_and_outages_not_counted(
+    tmp_path: Path,
+    answers: list[bool],
+    spoilt: set[int],
+    retries: int,
+    lookups: int,
+    attempts: int,
+    transient: bool,
+) -> None:
+    pipeline = Pipeline(config(tmp_path, retries=retries, retry_backoff=0.0))
+    discoverer = FakeDiscoverer(answers)
+
+    async def scenario() -> Observation:
+        flight = _Flight(Window(10), Window(10), FlowController(pipeline._flow_settings()))
+        await flight.window.acquire()
+        work = Observation(1, "a.example", 0.0, WHEN)
+        hold = _Hold()
+        await pipeline._resolve(discoverer, work, flight, hold, FakeWatchdog(spoilt))  # type: ignore[arg-type]
+        assert hold.window
+        assert not hold.parked
+        assert flight.window.used == 1
+        assert flight.parked.used == 0
+        return work
+
+    work = asyncio.run(scenario())
+    assert len(discoverer.refreshes) == lookups
+    assert discoverer.refreshes == [False] + [True] * (lookups - 1)
+    assert work.attempts == attempts
+    assert work.resolution is not None
+    assert work.resolution.transient is transient
