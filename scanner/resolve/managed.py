@@ -8,7 +8,8 @@ it at the end; its configuration (unbound_conf.py, every setting with its
 reason) is made for recursing for millions of domains on the real internet.
 Either way it first probes: a known-secure name must come back with AD, a
 known-bogus name must fail; a resolver that does neither is refused unless
---allow-nonvalidating.
+--allow-nonvalidating. A managed Unbound that exits during the scan is
+started again on its port (``Supervisor``).
 
 How long a question may take, end to end
 ----------------------------------------
@@ -53,9 +54,11 @@ import resource
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +66,7 @@ from scanner.resolve.client import DnsClient, ResolverSettings
 from scanner.resolve.unbound_conf import Sizing, unbound_conf
 from scanner.resolve.wire import RdType
 from scanner.status import DnsOutcome
+from scanner.terminal import printable
 
 # The real root's trust anchor and name servers, as `make setup` installs
 # them (Debian's dns-root-data, kept current by its updates), first found wins.
@@ -200,26 +204,88 @@ def managed_unbound(
             port = _free_port()
             conf = workdir / "unbound.conf"
             conf.write_text(unbound_config(workdir, port, anchor, root_hints))
-            proc = subprocess.Popen(
-                [binary, "-d", "-c", str(conf)],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
             try:
-                _wait_ready(proc, port, timeout, workdir)
+                proc = _launch(binary, conf, port, timeout, workdir)
             except ResolverError as exc:
-                _stop(proc)
                 # Another process may take the port between our check and
                 # Unbound's bind: pick another.
                 if "could not open ports" in str(exc) and attempt < _START_ATTEMPTS:
                     continue
                 raise
             break
+        supervisor = Supervisor(proc, lambda: _launch(binary, conf, port, timeout, workdir))
+        supervisor.start()
         try:
             yield f"127.0.0.1:{port}"
         finally:
-            _stop(proc)
+            supervisor.stop()
+
+
+class Supervisor(threading.Thread):
+    """Restarts the managed Unbound when it exits during the scan.
+
+    Unbound that crashed or was killed leaves the scan without a resolver:
+    the scan's watchdog sees the outage and holds admission, and this
+    thread starts Unbound again on the same port, with the same
+    configuration (an empty cache), so the scan resumes within seconds.
+    """
+
+    def __init__(
+        self,
+        proc: subprocess.Popen[bytes],
+        launch: Callable[[], subprocess.Popen[bytes]],
+        *,
+        interval: float = 0.5,
+    ) -> None:
+        super().__init__(name="unbound-supervisor", daemon=True)
+        self.proc = proc
+        self.restarts = 0
+        self._launch = launch
+        self._interval = interval
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+
+    def run(self) -> None:
+        while not self._stopping.wait(self._interval):
+            with self._lock:
+                if self._stopping.is_set() or self.proc.poll() is None:
+                    continue
+                status = self.proc.returncode
+                _stop(self.proc)
+                try:
+                    self.proc = self._launch()
+                except ResolverError as exc:
+                    print(f"scan: managed Unbound exited ({status}), restart failed: "
+                          f"{printable(str(exc))}",
+                          file=sys.stderr, flush=True)  # fmt: skip
+                    continue  # tried again at the next interval
+                self.restarts += 1
+                print(f"scan: managed Unbound exited ({status}), restarted",
+                      file=sys.stderr, flush=True)  # fmt: skip
+
+    def stop(self) -> None:
+        self._stopping.set()
+        with self._lock:
+            _stop(self.proc)
+        self.join()
+
+
+def _launch(
+    binary: str, conf: Path, port: int, timeout: float, workdir: Path
+) -> subprocess.Popen[bytes]:
+    """Unbound started with ``conf`` and answering on ``port``."""
+    proc = subprocess.Popen(
+        [binary, "-d", "-c", str(conf)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        _wait_ready(proc, port, timeout, workdir)
+    except ResolverError:
+        _stop(proc)
+        raise
+    return proc
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
