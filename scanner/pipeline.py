@@ -339,7 +339,9 @@ class Pipeline:
                 # in order drains the rest.
                 await q_match.join()
                 await q_out.join()
-                for task in (control, watch, matcher, output):
+                watchdog.close()
+                await watch
+                for task in (control, matcher, output):
                     task.cancel()
 
     def _flow_settings(self) -> FlowSettings:

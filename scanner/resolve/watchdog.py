@@ -12,6 +12,7 @@ or the resolver's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 
@@ -54,6 +55,7 @@ class Watchdog:
         self._up.set()
         self._judgement = asyncio.Event()  # set, and replaced, at each judgement
         self.lost: ResolverLost | None = None
+        self._closing = asyncio.Event()
 
     @property
     def state(self) -> Health:
@@ -78,29 +80,39 @@ class Watchdog:
         settings = ResolverSettings(
             servers=self._servers, timeout=_PROBE_TIMEOUT, retries=_PROBE_RETRIES
         )
-        async with DnsClient(settings) as prober:
-            while True:
-                await asyncio.sleep(self._tick)
-                answered, failed = self._client.take_health()
-                now = self._clock()
-                was = self.health.state
-                if self.health.tick(answered, failed, now):
-                    working = await self._probe(prober)
-                    self.health.probed(working, self._clock())
-                now = self._clock()
-                if self.health.lost(now) and self.lost is None:
-                    outage = self.health.current
-                    began = outage.began if outage is not None else now
-                    self.lost = ResolverLost(
-                        f"resolver lost: {', '.join(self._servers)} did not answer for "
-                        f"{now - began:.0f} s"
-                    )
-                self._publish(was)
-                if self.lost is not None:
-                    self._up.set()  # what waits for the resolver learns it is lost
+        while not self._closing.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), self._tick)
+            if self._closing.is_set():
+                return
+            answered, failed = self._client.take_health()
+            now = self._clock()
+            was = self.health.state
+            if self.health.tick(answered, failed, now):
+                working = await self._probe(settings)
+                self.health.probed(working, self._clock())
+            now = self._clock()
+            if self.health.lost(now) and self.lost is None:
+                outage = self.health.current
+                began = outage.began if outage is not None else now
+                self.lost = ResolverLost(
+                    f"resolver lost: {', '.join(self._servers)} did not answer for "
+                    f"{now - began:.0f} s"
+                )
+            self._publish(was)
+            if self.lost is not None:
+                self._up.set()  # what waits for the resolver learns it is lost
 
-    async def _probe(self, prober: DnsClient) -> bool:
-        answer = await prober.query(self._probe_name, RdType.SOA)
+    def close(self) -> None:
+        """End ``watch`` at its next tick (or probe's end): the scan is over.
+        Ending it so, rather than cancelling it, never interrupts a probe's
+        client while it opens or closes its sockets."""
+        self._closing.set()
+
+    async def _probe(self, settings: ResolverSettings) -> bool:
+        # A client per probe: probes are rare, and no sockets stay open between.
+        async with DnsClient(settings) as prober:
+            answer = await prober.query(self._probe_name, RdType.SOA)
         answered = answer.outcome in (DnsOutcome.ANSWER, DnsOutcome.NODATA)
         return answered and (answer.ad or not self._need_ad)
 
