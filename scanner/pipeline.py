@@ -44,7 +44,7 @@ from scanner.conclude import Observation, conclude, match_jobs, tls_targets
 from scanner.config import ScanConfig, Shard, StartTlsMode
 from scanner.flow import Flow, FlowController, FlowSettings, Limit
 from scanner.handshake.contact import ContactPolicy, contact_policy
-from scanner.handshake.polite import Handshaker
+from scanner.handshake.polite import Handshaker, backoff
 from scanner.handshake.session import SessionResult, client_context
 from scanner.ingest.reader import InputName, read_names
 from scanner.ingest.seen import KeySet, name_key
@@ -498,8 +498,10 @@ class Pipeline:
             flight.retrying += 1
             try:
                 if not spoilt:
-                    # Paced like the handshaker's retries (scanner.handshake.polite).
-                    await asyncio.sleep(config.retry_backoff * 3 ** (work.attempts - 1))
+                    polite = config.polite_settings
+                    await asyncio.sleep(
+                        backoff(config.retry_backoff, work.attempts, polite.max_wait)
+                    )
                     work.attempts += 1
                 await watchdog.up()
             finally:

@@ -139,12 +139,18 @@ def is_transient(result: SessionResult) -> bool:
     return result.status in _TRANSIENT or _refusal(result) is not None
 
 
+def backoff(base: float, attempt: int, ceiling: float) -> float:
+    """The pause after attempt number ``attempt``: ``base``, tripled at each
+    attempt, at most ``ceiling``; the scan's one rule for trying again."""
+    return min(ceiling, base * 3.0 ** (attempt - 1))
+
+
 def retry_plan(result: SessionResult, attempt: int, polite: PoliteSettings) -> Retry | None:
     """Whether and when the session that ended as ``result`` (attempt number
     ``attempt``) is tried again; None when its outcome stands."""
     if attempt >= polite.attempts:
         return None
-    growing = min(polite.max_wait, polite.retry_backoff * 3 ** (attempt - 1))
+    growing = backoff(polite.retry_backoff, attempt, polite.max_wait)
     refusal = _refusal(result)
     if refusal is None:
         return Retry(growing, False, False) if result.status in _TRANSIENT else None
