@@ -132,6 +132,18 @@ def check(state: dict[str, Any], output: Path) -> dict[str, Any]:
     }
 
 
+def outcome(output: Path, name: str, code: int, started: float, stderr: str) -> dict[str, Any]:
+    """One run's exit, time and manifest; its whole stderr is kept beside the dataset."""
+    (output.parent / f"{output.name}.{name}.stderr").write_text(stderr)
+    manifest_file = output / "manifest.json"
+    return {
+        "exit": code,
+        "seconds": round(time.monotonic() - started),
+        "stderr": stderr.strip()[-300:],
+        "manifest": json.loads(manifest_file.read_text()) if manifest_file.exists() else None,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--domains", type=int, default=1_000_000)
@@ -153,16 +165,12 @@ def main() -> None:
     chaos.start()
     _, first_err = scan.communicate()
     chaos.join()
-    first = {"exit": scan.returncode, "seconds": round(time.monotonic() - started),
-             "stderr": first_err.strip()[-300:],
-             "manifest": json.loads((output / "manifest.json").read_text())}  # fmt: skip
+    first = outcome(output, "scan", scan.returncode, started, first_err)
     started = time.monotonic()
     resumed = subprocess.run(
         [*scan_argv(state, output, args), "--resume"], capture_output=True, text=True, check=False
     )
-    second = {"exit": resumed.returncode, "seconds": round(time.monotonic() - started),
-              "stderr": resumed.stderr.strip()[-300:],
-              "manifest": json.loads((output / "manifest.json").read_text())}  # fmt: skip
+    second = outcome(output, "resume", resumed.returncode, started, resumed.stderr)
     result = {"domains": args.domains, "dns_loss": args.dns_loss, "faults": log,
               "scan": first, "resume": second, "check": check(state, output)}  # fmt: skip
     print(json.dumps(result, indent=2, default=str))
