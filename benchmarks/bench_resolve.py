@@ -798,13 +798,18 @@ def instructions(args: argparse.Namespace, bed: Bed, domains: list[str]) -> None
     settings = scanner_settings(args, bed)
     run_loop(scanner_pass(domains[: 3 * short], settings, args.concurrency))  # Unbound warm
     counted: list[tuple[int, int]] = []
+    # Fixed so that two runs count alike: OpenBLAS (numpy, imported with the
+    # pipeline) starts worker threads that spin for a while, some millions of
+    # instructions more or less each run (5-10% of the difference counted),
+    # and string hashing decides how dictionaries collide.
+    env = os.environ | {"OPENBLAS_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
     for count in (short, 3 * short):
         command = [
             valgrind, "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
             sys.executable, __file__, "--counted-pass", str(count), "--dir", str(bed.directory),
             "--reuse",
         ]  # fmt: skip
-        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
         total = _VALGRIND_TOTAL.search(done.stderr)
         sent = re.search(r"sent (\d+) timeouts (\d+)", done.stdout)
         if total is None or sent is None:
