@@ -38,8 +38,8 @@ $(STAMP): pyproject.toml
 # The resolve stage's hot modules compiled by mypyc (scanner/native.py says
 # which): the same sources, less CPU per query. The extensions shadow the
 # sources on import, so they are rebuilt whenever scanner code changes (mypyc
-# compiles against the types of what they import; a test fails if one is
-# older than its source).
+# compiles against the types of what they import; a build whose sources
+# changed is refused at import by their hashes, and runs from source).
 NATIVE_STAMP := $(VENV)/.native
 NATIVE_DEPS := $(shell find scanner -name '*.py')
 
@@ -100,3 +100,4 @@ notebooks: setup
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis *.egg-info build
 	find scanner -name '*.so' -delete
+	rm -f scanner/_native_build.json
