@@ -79,19 +79,15 @@ import dns.version
 import uvloop
 from procstat import Usage, busy_share
 
+from scanner import names
 from scanner.config import ScanConfig
 from scanner.pipeline import collector_for_scan
+from scanner.resolve.answer import answer_from_message
 from scanner.resolve.client import ClientStats, DnsAnswer, DnsClient, ResolverSettings
-from scanner.resolve.discover import Asker, Discoverer, DomainResolution
-from scanner.resolve.policy import MxKind, TlsaState, tlsa_name
-from scanner.resolve.wire import (
-    Message,
-    RdType,
-    answer_from_message,
-    build_query,
-    normalize_name,
-    parse_message,
-)
+from scanner.resolve.discover import Asker, Discoverer, DomainResolution, HostResolution
+from scanner.resolve.message import Message, RdType
+from scanner.resolve.policy import MxKind, TlsaState, tlsa_bases, tlsa_name
+from scanner.resolve.wire import build_query, parse_message
 from testbed import cli
 from testbed.procs import require_binary
 
@@ -267,7 +263,7 @@ class ScanTally:
             if host.host not in self._seen:
                 self._seen.add(host.host)
                 self.asked += [(host.host, RdType.A), (host.host, RdType.AAAA)]
-                self.asked += [(tlsa_name(base), RdType.TLSA) for base in host.tried]
+                self.asked += [(tlsa_name(base), RdType.TLSA) for base in _bases_asked(host)]
 
     def work(self, stats: ClientStats) -> Work:
         summary: Counter[str] = Counter()
@@ -276,6 +272,15 @@ class ScanTally:
         for state, n in self.tlsa.items():
             summary[f"tlsa {_coarse_tlsa(state)}"] += n
         return Work(stats.sent, stats.timeouts, summary, tuple(self.asked), tcp=stats.tcp)
+
+
+def _bases_asked(host: HostResolution) -> tuple[str, ...]:
+    """The TLSA base domains asked for ``host``: the candidates (RFC 7672
+    section 2.2.2) up to the one whose RRset the Discoverer kept."""
+    if host.tlsa.state is TlsaState.NOT_LOOKED_UP:
+        return ()
+    bases = tlsa_bases(host.host, host.addresses)
+    return bases[: bases.index(host.tlsa.base) + 1]
 
 
 async def scanner_pass(
@@ -594,7 +599,7 @@ class RecordingClient:
 
     def ask(self, name: str, rdtype: int) -> asyncio.Future[DnsAnswer]:
         future = self._client.ask(name, rdtype)
-        key = normalize_name(name), int(rdtype)
+        key = names.absolute(name), int(rdtype)
         future.add_done_callback(lambda done: self.answers.__setitem__(key, done.result()))
         return future
 
@@ -609,7 +614,7 @@ class MemoryClient:
     def ask(self, name: str, rdtype: int) -> asyncio.Future[DnsAnswer]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[DnsAnswer] = loop.create_future()
-        loop.call_soon(future.set_result, self._answers[normalize_name(name), int(rdtype)])
+        loop.call_soon(future.set_result, self._answers[names.absolute(name), int(rdtype)])
         return future
 
 
@@ -629,7 +634,7 @@ def fetch_replies(resolver: str, asked: Sequence[tuple[str, int]]) -> list[bytes
 def codec_pass(asked: Sequence[tuple[str, int]], replies: Sequence[bytes]) -> None:
     """Build every query and read every reply, as the client does."""
     for (name, rdtype), reply in zip(asked, replies, strict=True):
-        build_query(0, normalize_name(name), rdtype)
+        build_query(0, names.absolute(name), rdtype)
         message = parse_message(reply)
         if isinstance(message, Message):
             answer_from_message(message, name, rdtype)

@@ -15,7 +15,7 @@ import argparse
 import platform
 import timeit
 from collections.abc import Callable
-from types import ModuleType
+from types import SimpleNamespace
 
 import dns.flags
 import dns.message
@@ -24,10 +24,9 @@ import dns.rdatatype
 import dns.rrset
 import dns.version
 
-from scanner import native
-from scanner.resolve import wire
-from scanner.resolve.wire import DnsAnswer
+from scanner.resolve.answer import DnsAnswer
 from scanner.status import DnsOutcome
+from tests import codec as dns_codec
 
 RRSIG = "{type} 13 3 300 20300101000000 20200101000000 34505 example.com. " + "A" * 88
 
@@ -93,7 +92,7 @@ MESSAGES = {
 }
 
 
-def ours(codec: ModuleType, name: str, rdtype: int, data: bytes) -> Callable[[], DnsAnswer]:
+def ours(codec: SimpleNamespace, name: str, rdtype: int, data: bytes) -> Callable[[], DnsAnswer]:
     build_query, parse_message = codec.build_query, codec.parse_message
     answer_from_message, message_type = codec.answer_from_message, codec.Message
 
@@ -130,9 +129,9 @@ def main() -> None:
     args = parser.parse_args()
     versions = f"Python {platform.python_version()}, dnspython {dns.version.version}"
     print(f"{versions}, {platform.machine()}")
-    codecs = {"ours": wire}
-    if native.compiled(wire.__name__):
-        codecs = {"compiled": wire, "source": native.source_module(wire.__name__)}
+    codecs = {"ours": dns_codec.shipped()}
+    if dns_codec.compiled():
+        codecs = {"compiled": dns_codec.shipped(), "source": dns_codec.from_source()}
     columns = "".join(f"{f'{kind} µs':>13}" for kind in codecs)
     print(f"{'message':<22}{'octets':>7}{columns}{'dnspython µs':>14}  speed-up")
     for label, (name, rdtype, data) in MESSAGES.items():

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from scanner.handshake.smtp import offers
 from scanner.output.schema import SCHEMA
-from scanner.resolve.wire import Tlsa
+from scanner.resolve.message import Tlsa
 from scanner.results import AddressResult, DomainResult, HostResult
 
 Row = tuple[Any, ...]

@@ -32,20 +32,12 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, cast
 
+from scanner import names
 from scanner.fdlimit import is_local_exhaustion
-from scanner.resolve.wire import (
-    EDNS_PAYLOAD,
-    OPT_RR_SIZE,
-    DnsAnswer,
-    Malformed,
-    Message,
-    answer_from_message,
-    build_query,
-    is_plain_name,
-    is_transient,
-    normalize_name,
-    parse_message,
-)
+from scanner.resolve.answer import DnsAnswer, answer_from_message, is_transient
+from scanner.resolve.dnsname import is_plain_name
+from scanner.resolve.message import EDNS_PAYLOAD, Malformed, Message
+from scanner.resolve.wire import OPT_RR_SIZE, build_query, parse_message
 from scanner.status import DnsOutcome
 
 __all__ = ["ClientStats", "DnsAnswer", "DnsClient", "ResolverSettings", "parse_server"]
@@ -455,7 +447,7 @@ class DnsClient:
         loop = self._loop
         if loop is None or self._closing:
             raise RuntimeError("DnsClient is not running: use it as an async context manager")
-        qname, rdtype = normalize_name(name), int(rdtype)  # a plain int, even for an RdType
+        qname, rdtype = names.absolute(name), int(rdtype)  # a plain int, even for an RdType
         future: asyncio.Future[DnsAnswer] = loop.create_future()
         try:
             template = build_query(0, qname, rdtype, payload=self.settings.payload)

@@ -4,7 +4,7 @@ order RFC 7672 section 2.2 gives (the decisions are scanner.resolve.policy's).
 Per-host results (addresses and TLSA RRset) do not depend on the domain that
 led to the host, so they are cached with single-flight: domains that share a
 provider cost one set of host lookups. A result that rests on a transient
-answer (``wire.is_transient``: a timeout, a SERVFAIL that is no validation
+answer (``answer.is_transient``: a timeout, a SERVFAIL that is no validation
 failure) says so, and a domain looked up again (``refresh``) does not reuse it.
 """
 
@@ -14,7 +14,10 @@ import asyncio
 from dataclasses import dataclass
 from typing import Protocol
 
+from scanner import names
 from scanner.cache import SingleFlightLru
+from scanner.resolve.answer import DnsAnswer, is_transient
+from scanner.resolve.message import RdType
 from scanner.resolve.policy import (
     AddressDecision,
     MxDecision,
@@ -28,7 +31,6 @@ from scanner.resolve.policy import (
     tlsa_name,
     try_next_base,
 )
-from scanner.resolve.wire import DnsAnswer, RdType, is_transient, normalize_name
 from scanner.status import DnssecStatus
 
 
@@ -37,7 +39,6 @@ class HostResolution:
     host: str
     addresses: AddressDecision
     tlsa: TlsaLookup
-    tried: tuple[str, ...]  # TLSA base domains queried, in order
     transient: bool = False  # an answer it rests on may differ if asked again
 
 
@@ -77,7 +78,7 @@ class Discoverer:
     async def domain(self, domain: str, *, refresh: bool = False) -> DomainResolution:
         """``refresh``: a cached host result that rests on a transient answer
         is looked up again (the domain is being retried)."""
-        name = normalize_name(domain)
+        name = names.absolute(domain)
         answer = await self._client.ask(name, RdType.MX)
         mx = decide_mx(name, answer, max_mx=self._max_mx)
         if mx.kind not in (MxKind.HOSTS, MxKind.IMPLICIT):
@@ -117,17 +118,15 @@ class Discoverer:
             # RFC 7672 section 2.2.2: TLSA of a host with insecure or failed
             # address records is not used, so it is not looked up either.
             skipped = TlsaLookup(host, TlsaState.NOT_LOOKED_UP)
-            return HostResolution(host, addresses, skipped, (), transient)
-        tried: list[str] = []
+            return HostResolution(host, addresses, skipped, transient)
         lookup = TlsaLookup(host, TlsaState.NOT_LOOKED_UP)
         for base in tlsa_bases(host, addresses):
-            tried.append(base)
             answer = await self._client.ask(tlsa_name(base), RdType.TLSA)
             transient = transient or is_transient(answer.outcome, answer.ede_code)
             lookup = tlsa_lookup(base, answer)
             if not try_next_base(lookup.state):
                 break
-        return HostResolution(host, addresses, lookup, tuple(tried), transient)
+        return HostResolution(host, addresses, lookup, transient)
 
 
 def _is_transient_host(host: HostResolution) -> bool:

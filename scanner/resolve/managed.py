@@ -63,8 +63,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scanner.resolve.client import DnsClient, ResolverSettings
+from scanner.resolve.message import RdType
 from scanner.resolve.unbound_conf import Sizing, unbound_conf
-from scanner.resolve.wire import RdType
 from scanner.status import DnsOutcome
 from scanner.terminal import printable
 

@@ -26,7 +26,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from scanner.resolve.wire import DnsAnswer, Tlsa, normalize_name
+from scanner import names
+from scanner.resolve.answer import DnsAnswer
+from scanner.resolve.message import Tlsa
 from scanner.status import DaneVerdict, DnsOutcome, DnssecStatus
 
 _RESPONSES = (DnsOutcome.ANSWER, DnsOutcome.NODATA, DnsOutcome.NXDOMAIN)
@@ -91,7 +93,7 @@ def decide_mx(domain: str, answer: DnsAnswer, *, max_mx: int) -> MxDecision:
     targets: dict[str, int] = {}
     rejected: list[str] = []
     for record in records:
-        host = normalize_name(record.exchange)
+        host = names.absolute(record.exchange)
         if host.count(".") < 2:  # "." or "tld.": RFC 7672 section 2.2.1 hygiene
             rejected.append(host)
         elif host not in targets or record.preference < targets[host]:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from scanner.resolve.client import DnsClient, ResolverSettings
 from scanner.resolve.health import Health, HealthSettings, ResolverHealth, ResolverLost
-from scanner.resolve.wire import RdType
+from scanner.resolve.message import RdType
 from scanner.status import DnsOutcome
 
 # A probe's own timing: one attempt, given up after a second. The probe

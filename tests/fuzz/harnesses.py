@@ -9,7 +9,7 @@ is a finding. The same functions run under atheris (``make fuzz``,
 tests/fuzz/run.py) and over the corpus plus seeded mutations in the normal
 test suite (tests/fuzz/test_fuzz.py); they need nothing from atheris.
 
-The DNS codec is compiled by mypyc (scanner/native.py): its harnesses run the
+The DNS codec is compiled by mypyc (scanner.native): its harnesses run the
 shipped extension and the source side by side (``native.source_module``) and
 require the same result from both, so a fuzzer instrumenting the source
 (coverage feedback) also exercises the build that ships.
@@ -27,38 +27,35 @@ import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
+from types import SimpleNamespace
 
-from scanner import native
 from scanner.handshake import smtp
 from scanner.handshake.exclude import Exclusions, parse_exclusions
 from scanner.ingest import reader as ingest_reader
 from scanner.ingest.normalise import Normalised, normalise
 from scanner.match import der, tlsa
 from scanner.match.batch import CertPool
-from scanner.resolve import wire
+from scanner.resolve import dnsname
+from scanner.resolve.message import Message, RdType
+from tests.codec import builds
 
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "corpus"
 
 
-@functools.cache
-def wire_builds() -> tuple[ModuleType, ...]:
-    """The DNS codec as it ships (compiled, when built) and from source."""
-    if native.compiled("scanner.resolve.wire"):
-        return (wire, native.source_module("scanner.resolve.wire"))
-    return (wire,)
+# The codec as it ships and from source (when compiled), built once.
+codec_builds = functools.cache(builds)
 
 
 # --- DNS codec -------------------------------------------------------------
 
 
-def _names_of(message: wire.Message) -> list[str]:
+def _names_of(message: Message) -> list[str]:
     names = [message.question.name] if message.question is not None else []
     for rr in (*message.answer, *message.authority):
         names.append(rr.name)
         rdata = rr.rdata
-        if isinstance(rdata, str) and rr.rdtype == wire.RdType.CNAME:
+        if isinstance(rdata, str) and rr.rdtype == RdType.CNAME:
             names.append(rdata)
         elif type(rdata).__name__ == "Mx":
             names.append(rdata.exchange)  # type: ignore[union-attr]
@@ -67,7 +64,7 @@ def _names_of(message: wire.Message) -> list[str]:
     return names
 
 
-def _check_name_round_trip(codec: ModuleType, name: str) -> None:
+def _check_name_round_trip(codec: SimpleNamespace, name: str) -> None:
     """A decoded name encodes again (at most 255 octets) and decodes to itself."""
     assert name.endswith("."), name
     assert name == name.lower(), name
@@ -78,7 +75,7 @@ def _check_name_round_trip(codec: ModuleType, name: str) -> None:
     assert again.question.name == name, (again.question.name, name)
 
 
-def _check_message(codec: ModuleType, data: bytes) -> str:
+def _check_message(codec: SimpleNamespace, data: bytes) -> str:
     result = codec.parse_message(data)
     if isinstance(result, codec.Malformed):
         assert isinstance(result.error, str)
@@ -121,7 +118,7 @@ def _check_message(codec: ModuleType, data: bytes) -> str:
 
 def fuzz_dns_message(data: bytes) -> None:
     """parse_message: a Message or a Malformed, never an exception; both builds agree."""
-    shown = {_check_message(codec, data) for codec in wire_builds()}
+    shown = {_check_message(codec, data) for codec in codec_builds()}
     assert len(shown) == 1, shown
 
 
@@ -133,7 +130,7 @@ def fuzz_dns_name(data: bytes) -> None:
     rdtype = data[2]
     name = data[3:].decode("utf-8", "replace")
     outcomes = set()
-    for codec in wire_builds():
+    for codec in codec_builds():
         try:
             query = codec.build_query(qid, name, rdtype)
         except ValueError as exc:
@@ -263,7 +260,7 @@ _NOW = datetime(2025, 6, 1, tzinfo=UTC)
 _POOL = CertPool(max_certificates=1000)
 
 
-def _tlsa_message(codec: ModuleType, rdata: bytes) -> bytes:
+def _tlsa_message(codec: SimpleNamespace, rdata: bytes) -> bytes:
     header = struct.pack("!6H", 0x1234, 0x8180, 1, 1, 0, 0)
     question = codec.encode_name("_25._tcp.mx.example.") + struct.pack("!HH", 52, 1)
     record = b"\xc0\x0c" + struct.pack("!HHIH", 52, 1, 300, len(rdata)) + rdata
@@ -283,7 +280,7 @@ def fuzz_tlsa(data: bytes) -> None:
         assert parsed.message
         str(parsed)
     # The same bytes as the RDATA of a TLSA record in a DNS answer.
-    for codec in wire_builds():
+    for codec in codec_builds():
         message = codec.parse_message(_tlsa_message(codec, data))
         if len(data) < 3:
             assert isinstance(message, codec.Malformed), message
@@ -319,7 +316,7 @@ def _check_normalised(result: Normalised) -> None:
     assert len(name) <= 253
     assert not name.endswith("."), name
     assert normalise(name) == result  # idempotent
-    wire.encode_name(name)  # and queryable
+    dnsname.encode_name(name)  # and queryable
 
 
 def fuzz_normalise(data: bytes) -> None:

@@ -19,7 +19,8 @@ import pytest
 import uvloop
 
 from scanner.resolve.client import DnsClient, ResolverSettings
-from scanner.resolve.wire import Message, Mx, RdType, Tlsa, build_query, parse_message
+from scanner.resolve.message import Message, Mx, RdType, Tlsa
+from scanner.resolve.wire import build_query, parse_message
 from scanner.status import DnsOutcome, DnssecStatus
 
 ZONE = "example.test."

@@ -24,8 +24,8 @@ import pytest
 
 from scanner.resolve.client import DnsAnswer, DnsClient, ResolverSettings
 from scanner.resolve.managed import managed_unbound
+from scanner.resolve.message import RdType
 from scanner.resolve.unbound_conf import UNKNOWN_SERVER_MS, dead_address_bound, total_wait
-from scanner.resolve.wire import RdType
 from scanner.status import DnsOutcome
 from testbed import cli
 from testbed.profile import Profile

@@ -33,10 +33,12 @@ from dataclasses import dataclass
 import pytest
 import uvloop
 
+from scanner import names
+from scanner.resolve.answer import DnsAnswer
 from scanner.resolve.client import ClientStats, DnsClient, ResolverSettings
 from scanner.resolve.discover import Discoverer, DomainResolution, HostResolution
-from scanner.resolve.policy import MxKind, TlsaState, dns_verdict
-from scanner.resolve.wire import DnsAnswer, Tlsa, normalize_name
+from scanner.resolve.message import RdType, Tlsa
+from scanner.resolve.policy import MxKind, TlsaState, dns_verdict, tlsa_bases, tlsa_name
 from scanner.status import DaneVerdict, DnssecStatus, DomainVerdict
 from scanner.verdict import domain_verdict
 from testbed.plan import catalogue_for
@@ -92,8 +94,17 @@ class CountingClient:
         self.asked: Counter[tuple[str, int]] = Counter()
 
     def ask(self, name: str, rdtype: int) -> asyncio.Future[DnsAnswer]:
-        self.asked[normalize_name(name), int(rdtype)] += 1
+        self.asked[names.absolute(name), int(rdtype)] += 1
         return self._client.ask(name, rdtype)
+
+
+def bases_asked(host: HostResolution) -> tuple[str, ...]:
+    """The TLSA base domains the Discoverer asked for ``host``, in order: the
+    candidates of RFC 7672 section 2.2.2 up to the one whose RRset it kept."""
+    if host.tlsa.state is TlsaState.NOT_LOOKED_UP:
+        return ()
+    bases = tlsa_bases(host.host, host.addresses)
+    return bases[: bases.index(host.tlsa.base) + 1]
 
 
 class ZoneData:
@@ -196,9 +207,9 @@ def _check_host(
     secure = scenario not in UNSIGNED_HOSTS
     if (host.addresses.dnssec is DnssecStatus.SECURE) is not secure:
         problems.append(f"{where}: addresses {host.addresses.dnssec}, expected secure={secure}")
-    if not secure and (host.tlsa.state, host.tried) != (TlsaState.NOT_LOOKED_UP, ()):
+    if not secure and host.tlsa.state is not TlsaState.NOT_LOOKED_UP:
         # RFC 7672 section 2.2.2: no TLSA lookup for a host with insecure addresses.
-        problems.append(f"{where}: TLSA looked up under insecure addresses ({host.tried})")
+        problems.append(f"{where}: TLSA looked up under insecure addresses ({host.tlsa})")
     decided = dns_verdict(resolution.mx.dane_applies, host.addresses, host.tlsa)
     if truth_verdict in DNS_SETTLED:
         if decided is not truth_verdict:
@@ -291,8 +302,13 @@ def test_cname_hosts_try_the_expanded_name_first(
         assert host.host == f"mx.{domain}."
         assert host.addresses.expanded == f"srv.{domain}."
         assert host.addresses.dnssec is DnssecStatus.SECURE
-        assert host.tried == tuple(f"{label}.{domain}." for label in tried)
-        assert host.tlsa.base == host.tried[-1]
+        asked = {
+            label: discovery.asked[tlsa_name(f"{label}.{domain}."), RdType.TLSA]
+            for label in ("srv", "mx")
+        }
+        assert asked == {label: int(label in tried) for label in ("srv", "mx")}
+        assert bases_asked(host) == tuple(f"{label}.{domain}." for label in tried)
+        assert host.tlsa.base == f"{tried[-1]}.{domain}."
 
 
 def test_shared_hosts_are_looked_up_once(discovery: Discovery) -> None:
@@ -307,7 +323,7 @@ def test_shared_hosts_are_looked_up_once(discovery: Discovery) -> None:
     assert discovery.cache_misses == len(references)
     assert discovery.cache_hits == sum(references.values()) - len(references)
     hosts = {h.host: h for r in resolutions for h in r.hosts}
-    host_queries = sum(2 + len(h.tried) for h in hosts.values())  # A, AAAA, TLSA per base
+    host_queries = sum(2 + len(bases_asked(h)) for h in hosts.values())  # A, AAAA, TLSA per base
     assert sum(discovery.asked.values()) == len(discovery.resolutions) + host_queries
     # UDP datagrams: one per query, plus a retransmission only after a timeout
     # (a loaded machine may delay Unbound's SERVFAIL for the lame TLSA zone).

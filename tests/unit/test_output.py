@@ -25,6 +25,7 @@ from scanner.output.schema import SCHEMA, SCHEMA_VERSION, VERSION_KEY
 from scanner.output.writer import PartWriter, drop_transient, read_done
 from scanner.ratelimit import TokenBucket
 from scanner.resolve.discover import HostResolution
+from scanner.resolve.message import Tlsa
 from scanner.resolve.policy import (
     AddressDecision,
     MxDecision,
@@ -33,7 +34,6 @@ from scanner.resolve.policy import (
     TlsaLookup,
     TlsaState,
 )
-from scanner.resolve.wire import Tlsa
 from scanner.results import AddressResult, DomainResult, HostResult
 from scanner.status import DaneVerdict, DnssecStatus, DomainVerdict, SmtpStatus
 
@@ -46,7 +46,6 @@ def dane_result(domain: str, line: int) -> DomainResult:
         host,
         AddressDecision(("127.0.0.7",), DnssecStatus.SECURE, None, 300),
         TlsaLookup(host, TlsaState.RECORDS, (Tlsa(3, 1, 1, b"\x01" * 32),), 3600),
-        (host,),
     )
     session = SessionResult(
         "127.0.0.7", 25, host.rstrip("."), SmtpStatus.TLS_OK, tls_version="TLSv1.3",
@@ -121,7 +120,6 @@ def every_field_result() -> DomainResult:
         host,
         AddressDecision(("192.0.2.1", "2001:db8::1"), DnssecStatus.SECURE, "alias.example.", 301),
         TlsaLookup("base.example.", TlsaState.RECORDS, (Tlsa(2, 0, 2, b"\x02" * 64),), 3601, "t"),
-        ("base.example.",),
     )
     transcript = Transcript(
         banner=Reply(220, ("banner.every.example ESMTP",)),

@@ -26,7 +26,7 @@ import pytest
 import uvloop
 
 from scanner.resolve.client import DnsClient, ResolverSettings, parse_server
-from scanner.resolve.wire import Mx, RdType, Tlsa
+from scanner.resolve.message import Mx, RdType, Tlsa
 from scanner.status import DnsOutcome, DnssecStatus
 
 Replies = list[tuple[bytes, float]]  # datagrams to send back, each after a delay

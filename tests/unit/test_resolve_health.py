@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from scanner.resolve.answer import is_transient
 from scanner.resolve.health import Health, HealthSettings, Outage, ResolverHealth
-from scanner.resolve.wire import is_transient
 from scanner.status import DnsOutcome
 
 SETTINGS = HealthSettings(probe_interval=2.0, down_probe_interval=1.0, patience=30.0)

@@ -7,6 +7,8 @@ import asyncio
 import pytest
 
 from scanner.cache import SingleFlightLru
+from scanner.resolve.answer import DnsAnswer
+from scanner.resolve.message import Mx, RdType, Tlsa
 from scanner.resolve.policy import (
     AddressDecision,
     MxKind,
@@ -20,7 +22,6 @@ from scanner.resolve.policy import (
     tlsa_lookup,
     try_next_base,
 )
-from scanner.resolve.wire import DnsAnswer, Mx, RdType, Tlsa
 from scanner.status import DaneVerdict, DnsOutcome
 
 D = "example.test."

@@ -66,7 +66,6 @@ def host(verdict: V | None, *statuses: SmtpStatus) -> HostResult:
         "mx.example.test.",
         AddressDecision(("127.0.0.1",), SECURE, None, 300),
         TlsaLookup("mx.example.test.", TlsaState.RECORDS),
-        ("mx.example.test.",),
     )
     addresses = tuple(AddressResult(session(s), verdict) for s in statuses)
     return HostResult("mx.example.test.", 10, resolution, verdict, "", addresses)

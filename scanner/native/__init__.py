@@ -1,7 +1,7 @@
 """The compiled build: which modules mypyc compiles, building them, telling
 which build runs, and refusing a build older than its sources.
 
-``make native`` (``python -m scanner.native``) compiles ``MODULES`` with
+``make native`` (``python -m scanner.native``, scanner.native.build) compiles ``MODULES`` with
 mypyc into extension modules beside their sources, sharing one library
 (scanner/_native__mypyc*.so). Python's import system prefers an extension to
 a source file of the same name, so importing any of them loads the compiled
@@ -40,15 +40,12 @@ build it does not test.
 
 from __future__ import annotations
 
-import argparse
-import ast
 import hashlib
 import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
 import json
-import os
 import sys
 import warnings
 from collections.abc import Iterable, Sequence
@@ -56,15 +53,18 @@ from pathlib import Path
 from types import ModuleType
 
 MODULES = (
+    "scanner.resolve.message",
+    "scanner.resolve.dnsname",
     "scanner.resolve.wire",
+    "scanner.resolve.answer",
     "scanner.resolve.client",
     "scanner.resolve.policy",
     "scanner.resolve.discover",
     "scanner.cache",
     "scanner.status",
 )
-_GROUP = "scanner._native"  # the shared library's module name, less "__mypyc"
-ROOT = Path(__file__).resolve().parent.parent
+GROUP = "scanner._native"  # the shared library's module name, less "__mypyc"
+ROOT = Path(__file__).resolve().parent.parent.parent
 MANIFEST = Path("scanner", "_native_build.json")  # under the root: what was built, from what
 
 
@@ -91,64 +91,40 @@ def compiled(module: str) -> bool:
 
 def source_module(module: str) -> ModuleType:
     """``module`` executed from its source, even where the extension shadows
-    it: a module of its own (its classes are not the extension's), loaded once."""
+    it: a module of its own (its classes are not the extension's), loaded
+    once. Every compiled module is loaded so, at once, importing one
+    another: a source codec calling compiled name decoding would not be the
+    source build."""
     package, _, leaf = module.rpartition(".")
-    name = f"{package}._{leaf}_source"
-    loaded = sys.modules.get(name)
+    alias = f"{package}._{leaf}_source"
+    loaded = sys.modules.get(alias)
     if loaded is not None:
         return loaded
-    spec = importlib.util.spec_from_file_location(name, source_path(module))
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {source_path(module)}")
-    loaded = importlib.util.module_from_spec(spec)
-    # Registered before it runs: its dataclasses look their module up there.
-    sys.modules[name] = loaded
-    spec.loader.exec_module(loaded)
-    return loaded
+    shipped = {name: importlib.import_module(name) for name in MODULES}
+    for name in MODULES:
+        del sys.modules[name]
+    finder = _SourceFinder(MODULES, ROOT)
+    sys.meta_path.insert(0, finder)
+    try:
+        # Under their own names while they run: dataclasses look their module
+        # up in sys.modules, and imports between them must find one another.
+        for name in MODULES:
+            importlib.import_module(name)
+    finally:
+        sys.meta_path.remove(finder)
+        for name, shipped_module in shipped.items():
+            parent, _, child = name.rpartition(".")
+            source = sys.modules.pop(name, None)
+            if source is not None:
+                sys.modules[f"{parent}._{child}_source"] = source
+            sys.modules[name] = shipped_module
+            # `from package import child` reads the package's attribute.
+            setattr(sys.modules[parent], child, shipped_module)
+    return sys.modules[alias]
 
 
-# -- what a build depends on ---------------------------------------------------------
-
-
-def _imported(path: Path, root: Path) -> set[str]:
-    """The scanner modules ``path`` imports (any depth of the tree, any form)."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_bytes(), str(path))):
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            # `from scanner import names` imports a module, `from scanner.x import y` one too
-            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
-        else:
-            continue
-        for name in names:
-            if name.startswith("scanner.") and source_path(name, root).exists():
-                found.add(name)
-    return found
-
-
-def dependencies(modules: Iterable[str], root: Path = ROOT) -> list[Path]:
-    """The sources of ``modules`` and of the scanner modules they import,
-    transitively, relative to ``root``."""
-    todo, seen = list(modules), set()
-    while todo:
-        module = todo.pop()
-        if module in seen:
-            continue
-        seen.add(module)
-        todo += _imported(source_path(module, root), root)
-    return sorted(source_path(module, root).relative_to(root) for module in seen)
-
-
-def _digest(path: Path) -> str:
+def source_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def record(modules: Sequence[str], root: Path = ROOT) -> None:
-    """Write ``MANIFEST``: the modules built and the hash of each source they depend on."""
-    sources = {str(path): _digest(root / path) for path in dependencies(modules, root)}
-    manifest = {"modules": list(modules), "sources": sources}
-    (root / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
 
 
 def stale(root: Path = ROOT) -> tuple[list[str], str] | None:
@@ -165,7 +141,7 @@ def stale(root: Path = ROOT) -> tuple[list[str], str] | None:
     changed = []
     for name, digest in manifest["sources"].items():
         path = root / name
-        if not path.exists() or _digest(path) != digest:
+        if not path.exists() or source_digest(path) != digest:
             changed.append(name)
     if changed:
         return modules, f"{', '.join(changed)} changed since the build"
@@ -200,54 +176,3 @@ def guard(root: Path = ROOT) -> None:
         StaleBuildWarning,
         stacklevel=2,
     )
-
-
-# -- building ---------------------------------------------------------------------
-
-
-def remove(root: Path = ROOT) -> None:
-    """Delete every extension under scanner/ and the manifest."""
-    for path in (root / "scanner").rglob("*.so"):
-        path.unlink()
-    (root / MANIFEST).unlink(missing_ok=True)
-
-
-def build(modules: Sequence[str] = MODULES) -> None:
-    """Compile ``modules`` in place (what ``make native`` runs), after
-    removing any earlier build: an extension of a module no longer built
-    would otherwise shadow its source, linked to a library rebuilt without it."""
-    # Build-time only: the scanner itself never imports mypyc or setuptools.
-    from mypyc.build import mypycify
-    from setuptools import setup
-
-    remove()
-    os.chdir(ROOT)
-    paths = [str(source_path(module).relative_to(ROOT)) for module in modules]
-    setup(
-        name="danescan-native",
-        ext_modules=mypycify(paths, group_name=_GROUP),
-        script_args=["build_ext", "--inplace"],
-    )
-    record(modules)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="compile the scanner's hot modules with mypyc")
-    parser.add_argument(
-        "--leave-out",
-        action="append",
-        default=[],
-        choices=MODULES,
-        metavar="MODULE",
-        help="build without MODULE (to measure what compiling it gains)",
-    )
-    parser.add_argument("--remove", action="store_true", help="delete the build and build nothing")
-    args = parser.parse_args(argv)
-    if args.remove:
-        remove()
-        return
-    build([module for module in MODULES if module not in args.leave_out])
-
-
-if __name__ == "__main__":
-    main()
