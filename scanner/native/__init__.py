@@ -1,21 +1,27 @@
 """The compiled build: which modules mypyc compiles, building them, telling
 which build runs, and refusing a build older than its sources.
 
-``make native`` (``python -m scanner.native``, scanner.native.build) compiles ``MODULES`` with
-mypyc into extension modules beside their sources, sharing one library
+``make native`` (``python -m scanner.native``: scanner.native.build)
+compiles ``MODULES`` with mypyc into extension modules beside their sources, sharing one library
 (scanner/_native__mypyc*.so). Python's import system prefers an extension to
 a source file of the same name, so importing any of them loads the compiled
 build, with no switch anywhere in the scanner. Each module is one source for
 both builds: only speed differs.
 
-Compiled is only what a measured gain holds for: instructions per query of
-a warm resolve pass (``benchmarks/bench_resolve.py --instructions``,
-valgrind, deterministic to about 0.2%), counted with all modules compiled,
-none, and each left out in turn (benchmarks/RESULTS.md, issue 17). A module
-stays compiled when leaving it out costs more than 1% (five times the
-count's own spread): the DNS codec, the DNS client and the status enums they
-compare with (compiled code looks up a member of an interpreted enum as a
-Python attribute, about 900 instructions each). A compiled class cannot be
+Compiled is what a measured gain holds for: instructions per query of a
+warm resolve pass (``benchmarks/bench_resolve.py --instructions``, valgrind,
+repeatable to about 0.2% since its child runs with one OpenBLAS thread and a
+fixed hash seed), counted with all modules compiled, none, and each left out
+in turn (``python -m scanner.native --leave-out MODULE``; benchmarks/
+RESULTS.md, issue 17). The rule: a module stays compiled when leaving it out
+costs more than 1% of the count (five times its spread between runs). The
+codec (message, dnsname, wire, answer: one module until issue 17; left out,
+186,000 instructions per query instead of 106,000) and the client clear it
+by far; the status
+enums did in session 5 (compiled code looks up a member of an interpreted
+enum as a Python attribute, about 900 instructions each). The policy, the
+Discoverer and the cache were judged by wall clock only; their counts left
+out one by one are in RESULTS.md as far as measured. A compiled class cannot be
 subclassed from Python: to watch or replay what the Discoverer asks, wrap a
 DnsClient in another ``discover.Asker`` (the tests and benchmarks do). The
 tests compare the codec's two builds (``source_module``). Python profilers
