@@ -136,7 +136,7 @@ async def probe(server: str, secure_name: str, bogus_name: str | None) -> ProbeR
         return ProbeResult(True, f"AD on {secure_name}, SERVFAIL on {bogus_name}")
 
 
-def _free_port() -> int:
+def free_port() -> int:
     """A loopback port free for both UDP and TCP: Unbound listens on both."""
     while True:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
@@ -201,7 +201,7 @@ def managed_unbound(
             shutil.copy(anchor, workdir / "root.key")
             anchor = workdir / "root.key"
         for attempt in range(1, _START_ATTEMPTS + 1):
-            port = _free_port()
+            port = free_port()
             conf = workdir / "unbound.conf"
             conf.write_text(unbound_config(workdir, port, anchor, root_hints))
             try:

@@ -152,19 +152,24 @@ def _rdata(wire: bytes, rdtype: int, start: int, end: int, names: Names) -> Rdat
     return Soa(mname, rname, serial, refresh, retry, expire, minimum)
 
 
+def _record_header(wire: bytes, off: int) -> tuple[int, int, int, int, int]:
+    """Step over the owner of the record at ``off``; its type, class, TTL,
+    and where its rdata starts and ends (RFC 1035 section 4.1.3)."""
+    off = skip_name(wire, off)
+    if off + 10 > len(wire):
+        raise FormError("record header runs past the end of the message")
+    rdtype, rdclass, ttl, rdlength = _RR_FIXED.unpack_from(wire, off)
+    end = off + 10 + rdlength
+    if end > len(wire):
+        raise FormError("rdata runs past the end of the message")
+    return rdtype, rdclass, ttl, off + 10, end
+
+
 def _read_section(wire: bytes, off: int, count: int, names: Names) -> tuple[list[Rr], int]:
     kept: list[Rr] = []
-    size = len(wire)
     for _ in range(count):
         owner_at = off
-        off = skip_name(wire, off)
-        if off + 10 > size:
-            raise FormError("record header runs past the end of the message")
-        rdtype, rdclass, ttl, rdlength = _RR_FIXED.unpack_from(wire, off)
-        off += 10
-        end = off + rdlength
-        if end > size:
-            raise FormError("rdata runs past the end of the message")
+        rdtype, rdclass, ttl, off, end = _record_header(wire, off)
         if rdtype in _KEPT_TYPES and rdclass == CLASS_IN:
             if ttl > 0x7FFFFFFF:
                 ttl = 0  # RFC 2181 section 8: the top bit set means zero
@@ -226,14 +231,7 @@ def _parse(wire: bytes, known_name: str | None) -> Message:
     ede_code: int | None = None
     ede_text = ""
     for _ in range(arcount):
-        off = skip_name(wire, off)
-        if off + 10 > size:
-            raise FormError("record header runs past the end of the message")
-        rdtype, rdclass, ttl, rdlength = _RR_FIXED.unpack_from(wire, off)
-        off += 10
-        end = off + rdlength
-        if end > size:
-            raise FormError("rdata runs past the end of the message")
+        rdtype, rdclass, ttl, off, end = _record_header(wire, off)
         if rdtype == _OPT:
             if payload is not None:
                 raise FormError("more than one OPT record")

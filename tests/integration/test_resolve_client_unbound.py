@@ -19,6 +19,7 @@ import pytest
 import uvloop
 
 from scanner.resolve.client import DnsClient, ResolverSettings
+from scanner.resolve.managed import free_port
 from scanner.resolve.message import Message, Mx, RdType, Tlsa
 from scanner.resolve.wire import build_query, parse_message
 from scanner.status import DnsOutcome, DnssecStatus
@@ -37,20 +38,6 @@ LOCAL_DATA = [
 ]
 
 pytestmark = pytest.mark.skipif(shutil.which("unbound") is None, reason="needs unbound")
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 (racy, good enough here)."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port: int = udp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
 
 
 def wait_until_serving(port: int, deadline: float) -> None:
