@@ -66,8 +66,10 @@ MODULES = (
     "scanner.resolve.client",
     "scanner.resolve.policy",
     "scanner.resolve.discover",
+    "scanner.resolve.settings",
     "scanner.cache",
     "scanner.status",
+    "scanner.names",
 )
 GROUP = "scanner._native"  # the shared library's module name, less "__mypyc"
 ROOT = Path(__file__).resolve().parent.parent.parent

@@ -64,6 +64,13 @@ Names: TypeAlias = dict[int, tuple[str, int]]
 
 def read_name(wire: bytes, off: int, names: Names) -> tuple[str, int]:
     """Decode the name at ``off``; return it and the offset just past it."""
+    first = _label(wire, off)
+    if first < 0 and -1 - first < off:
+        # The usual owner name: one pointer back to a name already read, a
+        # lookup before any list is built for the walk below.
+        known = names.get(-1 - first)
+        if known is not None:
+            return known[0], off + 2
     labels: list[bytes] = []
     # (offset, labels and octets read before it): the start, then each
     # pointer target
