@@ -205,8 +205,8 @@ def tlsa_lookup(base: str, answer: DnsAnswer) -> TlsaLookup:
 
 def reference_identifiers(host: str, base: str, implicit_domain: str | None) -> tuple[str, ...]:
     """RFC 7672 section 3.2.2: names a DANE-TA certificate may match, without trailing dots."""
-    names = [base, host] + ([implicit_domain] if implicit_domain else [])
-    return tuple(dict.fromkeys(n.rstrip(".") for n in names))
+    candidates = [base, host] + ([implicit_domain] if implicit_domain else [])
+    return tuple(dict.fromkeys(names.relative(n) for n in candidates))
 
 
 def dns_verdict(
