@@ -50,7 +50,7 @@ from analysis.metrics.failures import (
     failure_taxonomy,
 )
 from analysis.metrics.funnel import FUNNEL_STAGES, Stage, funnel, funnel_by_tld
-from analysis.metrics.providers import provider_concentration
+from analysis.metrics.providers import operator, provider_concentration
 from analysis.metrics.records import Observed, observe, tlsa_records
 from analysis.metrics.rollover import UNMATCHED_ANCHOR, rollover_readiness, ta_anchors, ta_exposure
 from analysis.metrics.tls import tls_ciphers, tls_versions
@@ -74,6 +74,7 @@ __all__ = [
     "funnel_by_tld",
     "host_verdicts",
     "observe",
+    "operator",
     "provider_concentration",
     "rollover_readiness",
     "scan_diff",

@@ -37,10 +37,38 @@ def test_provider_concentration_by_host(scan: duckdb.DuckDBPyRelation) -> None:
     assert "mx2.i.org" not in counts  # no TLSA: not a DANE host
 
 
-def test_operator_is_the_last_two_labels(connection: duckdb.DuckDBPyConnection) -> None:
+@pytest.mark.parametrize(
+    ("host_name", "expected"),
+    [
+        ("mx1.provider.co.uk", "provider.co.uk"),  # a two-label public suffix
+        ("mail.example.com.au", "example.com.au"),
+        ("mx.mail.example.com", "example.com"),
+        ("provider.co.uk", "provider.co.uk"),  # a registered domain is its own operator
+        ("co.uk", "co.uk"),  # a public suffix itself: nothing to register below
+        ("localhost", "localhost"),  # one label, as an unlisted TLD
+        ("mx1.provider.co.uk.", "provider.co.uk"),  # the root's dot
+        ("MX1.Provider.CO.UK", "provider.co.uk"),
+        ("mx.customer.blogspot.com", "blogspot.com"),  # a private-section suffix: not one
+    ],
+)
+def test_operator_is_the_registered_domain(host_name: str, expected: str) -> None:
+    assert metrics.operator(host_name) == expected
+
+
+def test_operators_group_hosts_by_registered_domain(
+    connection: duckdb.DuckDBPyConnection,
+) -> None:
     rows = [
-        row("x.uk", "dane_valid", [host("mx.mail.example.co.uk", "pass")]),
-        row("y.uk", "dane_valid", [host("localhost", "pass")]),
+        row("x.uk", "dane_valid", [host("mx1.provider.co.uk", "pass")]),
+        row("y.uk", "dane_invalid", [host("mx2.provider.co.uk", "pass")]),
+        row("z.uk", "dane_valid", [host("mx.other.co.uk", "pass")]),
+        row("w.au", "dane_valid", [host("mail.example.com.au", "pass")]),
     ]
-    out = metrics.provider_concentration(relation(connection, rows))
-    assert set(out["provider"]) == {"co.uk", "localhost"}
+    out = metrics.provider_concentration(relation(connection, rows)).set_index("provider")
+    assert list(out.index) == ["provider.co.uk", "example.com.au", "other.co.uk"]
+    # Under the old rule of the last two labels, all three .co.uk hosts were "co.uk".
+    assert out[["hosts", "domains", "dane_valid"]].to_dict("index") == {
+        "provider.co.uk": {"hosts": 2, "domains": 2, "dane_valid": 1},
+        "example.com.au": {"hosts": 1, "domains": 1, "dane_valid": 1},
+        "other.co.uk": {"hosts": 1, "domains": 1, "dane_valid": 1},
+    }
