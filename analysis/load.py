@@ -149,7 +149,11 @@ _DANE_DOMAIN_VERDICTS = (
 
 
 class DatasetError(ValueError):
-    """The location holds no readable danescan dataset."""
+    """The location holds no readable danescan dataset.
+
+    Raised when reading for analysis; scanner.output.writer.DatasetError is
+    the scanner's, raised when a folder's parts cannot be resumed or rewritten.
+    """
 
 
 class SchemaVersionError(DatasetError):
