@@ -9,5 +9,6 @@
 - ``synth``: synthetic datasets of any size with known counts (tests and
   benchmarks).
 
-Install with the ``analysis`` extra (DuckDB, pandas, matplotlib, nbclient).
+Install with the ``analysis`` extra (DuckDB, pandas, matplotlib, nbclient,
+publicsuffixlist).
 """
