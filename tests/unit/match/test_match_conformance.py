@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 
 from scanner.match.batch import CertPool
+from scanner.match.dane import match_chain, openssl_verify
 from scanner.match.der import pem_certificates
-from scanner.match.tlsa import TlsaRecord, match_chain, openssl_verify, parse_tlsa, verdict_for_code
+from scanner.match.outcome import verdict_for_code
 from scanner.status import DaneVerdict
+from scanner.tlsa import TlsaRecord, parse_tlsa
 
 REPO = Path(__file__).resolve().parents[3]
 VECTORS = REPO.parent / "shared" / "conformance" / "openssl-dane"
