@@ -20,7 +20,6 @@ from scanner.handshake.contact import contact_policy
 from scanner.handshake.polite import Handshaker
 from scanner.handshake.session import client_context
 from scanner.match.batch import match_batch
-from scanner.output.rows import tlsa_text
 from scanner.resolve.client import DnsClient
 from scanner.resolve.discover import Discoverer
 from scanner.resolve.policy import MxKind
@@ -106,7 +105,7 @@ def _explain_host(step: int, host: HostResult) -> Iterator[str]:
     if tlsa.state.value == "records":
         yield f"   TLSA at {where}: {len(tlsa.records)} record(s), secure"
         for record in tlsa.records:
-            text = tlsa_text(record)
+            text = record.to_text()
             yield f"     {text[:80]}{'...' if len(text) > 80 else ''}"
     elif tlsa.state.value == "not_looked_up":
         yield "   TLSA not looked up: the address records are not secure"

@@ -18,11 +18,12 @@ from scanner.config import StartTlsMode
 from scanner.handshake.polite import is_transient as session_transient
 from scanner.handshake.session import SessionResult
 from scanner.match.batch import MatchJob
-from scanner.match.tlsa import MatchResult, TlsaRecord
+from scanner.match.outcome import MatchResult
 from scanner.resolve.discover import DomainResolution, HostResolution
 from scanner.resolve.policy import MxKind, TlsaState, dns_verdict, reference_identifiers
 from scanner.results import AddressResult, DomainResult, HostResult
 from scanner.status import SmtpStatus
+from scanner.tlsa import TlsaRecord
 from scanner.verdict import domain_verdict, host_verdict, session_failure
 
 Key = tuple[str, str]  # (MX host, address)

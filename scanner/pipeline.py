@@ -49,7 +49,7 @@ from scanner.handshake.session import SessionResult, client_context
 from scanner.ingest.reader import InputName, read_names
 from scanner.ingest.seen import KeySet, name_key
 from scanner.match.batch import CertPool, match_batch
-from scanner.match.tlsa import MatchResult
+from scanner.match.outcome import MatchResult
 from scanner.output.jsonlog import domain_json
 from scanner.output.rows import domain_row
 from scanner.output.writer import PartWriter, Resumed

@@ -31,7 +31,7 @@ from cryptography.x509.oid import NameOID
 
 from analysis.metrics.sql import frame, query, secure_hosts
 from scanner.match.batch import CertPool
-from scanner.match.tlsa import cert_info
+from scanner.match.certificates import cert_info
 
 __all__ = ["Observed", "observe", "tlsa_records"]
 

@@ -18,16 +18,11 @@ import pyarrow as pa
 
 from scanner.handshake.smtp import offers
 from scanner.output.schema import SCHEMA
-from scanner.resolve.wire import Tlsa
 from scanner.results import AddressResult, DomainResult, HostResult
 
 Row = tuple[Any, ...]
 
 ROW_TYPE = pa.struct(list(SCHEMA))
-
-
-def tlsa_text(record: Tlsa) -> str:
-    return f"{record.usage} {record.selector} {record.mtype} {record.data.hex()}"
 
 
 def _address(a: AddressResult) -> Row:

@@ -26,8 +26,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from scanner.resolve.wire import DnsAnswer, Tlsa, normalize_name
+from scanner.resolve.wire import DnsAnswer, normalize_name
 from scanner.status import DaneVerdict, DnsOutcome, DnssecStatus
+from scanner.tlsa import TlsaRecord
 
 _RESPONSES = (DnsOutcome.ANSWER, DnsOutcome.NODATA, DnsOutcome.NXDOMAIN)
 
@@ -189,7 +190,7 @@ def try_next_base(state: TlsaState) -> bool:
 class TlsaLookup:
     base: str  # the TLSA base domain whose RRset this is (also the SNI name)
     state: TlsaState
-    records: tuple[Tlsa, ...] = ()
+    records: tuple[TlsaRecord, ...] = ()
     ttl: int | None = None
     error: str = ""
 

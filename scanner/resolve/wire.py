@@ -37,6 +37,7 @@ from enum import IntEnum
 from typing import ClassVar, Final, TypeAlias
 
 from scanner.status import DnsOutcome, DnssecStatus
+from scanner.tlsa import TlsaRecord
 
 
 class RdType(IntEnum):
@@ -173,17 +174,6 @@ class Mx(_Value):
         self.exchange: Final = exchange
 
 
-class Tlsa(_Value):
-    _fields = ("usage", "selector", "mtype", "data")
-    __slots__ = _fields
-
-    def __init__(self, usage: int, selector: int, mtype: int, data: bytes) -> None:
-        self.usage: Final = usage
-        self.selector: Final = selector
-        self.mtype: Final = mtype
-        self.data: Final = data
-
-
 class Soa(_Value):
     _fields = ("mname", "rname", "serial", "refresh", "retry", "expire", "minimum")
     __slots__ = _fields
@@ -202,7 +192,7 @@ class Soa(_Value):
 
 
 # A and AAAA rdata is the address text, CNAME rdata the target name.
-Rdata: TypeAlias = Mx | Tlsa | Soa | str
+Rdata: TypeAlias = Mx | TlsaRecord | Soa | str
 
 
 class Rr(_Value):
@@ -525,7 +515,7 @@ def _rdata(wire: bytes, rdtype: int, start: int, end: int, names: _Names) -> Rda
     if rdtype == _TLSA:
         if size < 3:
             raise _FormError(f"TLSA rdata of {size} octets")
-        return Tlsa(wire[start], wire[start + 1], wire[start + 2], wire[start + 3 : end])
+        return TlsaRecord(wire[start], wire[start + 1], wire[start + 2], wire[start + 3 : end])
     if rdtype == _MX:
         if size < 3:
             raise _FormError(f"MX rdata of {size} octets")
@@ -765,8 +755,8 @@ class DnsAnswer(_Value):
         return tuple(r for r in self.records if isinstance(r, Mx))
 
     @property
-    def tlsa(self) -> tuple[Tlsa, ...]:
-        return tuple(r for r in self.records if isinstance(r, Tlsa))
+    def tlsa(self) -> tuple[TlsaRecord, ...]:
+        return tuple(r for r in self.records if isinstance(r, TlsaRecord))
 
     @property
     def addresses(self) -> tuple[str, ...]:

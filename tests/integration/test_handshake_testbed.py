@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import ssl
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ from scanner.handshake.session import (
     client_context,
     run_session,
 )
+from scanner.match.der import pem_certificates
 from scanner.status import SmtpStatus
 from tests.integration.support import Testbed
 
@@ -66,7 +66,6 @@ SILENT_SETTINGS = SessionSettings(
 CONCURRENCY = 16
 # A name no listener maps: the responder must fall back to the default chain.
 UNKNOWN_SNI = "unmapped.danescan-test.test"
-_PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----\n?", re.S)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,11 +85,6 @@ class Probe:
     address: str
     sni: str
     chain: tuple[bytes, ...]
-
-
-def pem_chain_der(pem: bytes) -> tuple[bytes, ...]:
-    """The certificates of a PEM text, in order, as DER."""
-    return tuple(ssl.PEM_cert_to_DER_cert(block.decode()) for block in _PEM_CERT.findall(pem))
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -141,7 +135,7 @@ def with_behavior(testbed: Testbed, behavior: str) -> list[ListenerConfig]:
 
 
 def chain_of(testbed: Testbed, chain_id: str) -> tuple[bytes, ...]:
-    chain = pem_chain_der((testbed.directory / "pki" / f"{chain_id}.pem").read_bytes())
+    chain = tuple(pem_certificates((testbed.directory / "pki" / f"{chain_id}.pem").read_bytes()))
     assert chain, f"no certificate in chain {chain_id}"
     return chain
 
@@ -297,7 +291,7 @@ def postfix_chain(testbed: Testbed) -> tuple[bytes, ...]:
     match = re.search(r"^smtpd_tls_chain_files\s*=\s*(.+)$", main_cf, re.M)
     assert match, "main.cf sets no smtpd_tls_chain_files"
     files = [Path(part.strip()) for part in match.group(1).split(",") if part.strip()]
-    chain = tuple(der for file in files for der in pem_chain_der(file.read_bytes()))
+    chain = tuple(der for file in files for der in pem_certificates(file.read_bytes()))
     assert chain, f"no certificate in {files}"
     return chain
 

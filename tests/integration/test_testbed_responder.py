@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from scanner.match.der import pem_certificates
 from testbed.connlog import ConnectionRecord, Outcome, read_log, summarise, summary_for
 from testbed.model import Behavior, Listener, Pushback
 from testbed.pki import KeyType, Pki, write_chain
@@ -44,12 +45,6 @@ HOSTNAME = "mx.responder.test"
 # Short, so that the idle and silent time-outs can be observed in a test.
 IDLE_TIMEOUT = 3.0
 SILENT_TIMEOUT = 3.0
-_PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----\n?", re.S)
-
-
-def pem_chain_der(pem: bytes) -> list[bytes]:
-    """The certificates of a PEM text, in order, as DER."""
-    return [ssl.PEM_cert_to_DER_cert(block.decode()) for block in _PEM_CERT.findall(pem)]
 
 
 def free_addresses(count: int) -> list[str]:
@@ -155,7 +150,7 @@ def s_client(address: str, sni: str | None, version: str) -> tuple[list[bytes], 
     result = subprocess.run(argv, input=b"", capture_output=True, timeout=30, check=False)
     protocol = re.search(rb"New, (TLSv1\.[23]),", result.stdout)
     assert protocol is not None, result.stdout.decode(errors="replace")
-    return pem_chain_der(result.stdout), protocol.group(1).decode()
+    return pem_certificates(result.stdout), protocol.group(1).decode()
 
 
 @pytest.mark.parametrize(
@@ -177,7 +172,7 @@ def test_chain_depends_on_address_and_sni(
     responder: RunningResponder, role: str, sni: str | None, chain_id: str, version: str
 ) -> None:
     chain, protocol = s_client(responder.addresses[role], sni, version)
-    expected = pem_chain_der((responder.pki_dir / f"{chain_id}.pem").read_bytes())
+    expected = pem_certificates((responder.pki_dir / f"{chain_id}.pem").read_bytes())
     assert len(expected) == 3
     assert chain == expected
     assert protocol == {"tls1_3": "TLSv1.3", "tls1_2": "TLSv1.2"}[version]

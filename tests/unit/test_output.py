@@ -33,9 +33,9 @@ from scanner.resolve.policy import (
     TlsaLookup,
     TlsaState,
 )
-from scanner.resolve.wire import Tlsa
 from scanner.results import AddressResult, DomainResult, HostResult
 from scanner.status import DaneVerdict, DnssecStatus, DomainVerdict, SmtpStatus
+from scanner.tlsa import TlsaRecord
 
 WHEN = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 
@@ -45,7 +45,7 @@ def dane_result(domain: str, line: int) -> DomainResult:
     resolution = HostResolution(
         host,
         AddressDecision(("127.0.0.7",), DnssecStatus.SECURE, None, 300),
-        TlsaLookup(host, TlsaState.RECORDS, (Tlsa(3, 1, 1, b"\x01" * 32),), 3600),
+        TlsaLookup(host, TlsaState.RECORDS, (TlsaRecord(3, 1, 1, b"\x01" * 32),), 3600),
         (host,),
     )
     session = SessionResult(
@@ -120,7 +120,9 @@ def every_field_result() -> DomainResult:
     resolution = HostResolution(
         host,
         AddressDecision(("192.0.2.1", "2001:db8::1"), DnssecStatus.SECURE, "alias.example.", 301),
-        TlsaLookup("base.example.", TlsaState.RECORDS, (Tlsa(2, 0, 2, b"\x02" * 64),), 3601, "t"),
+        TlsaLookup(
+            "base.example.", TlsaState.RECORDS, (TlsaRecord(2, 0, 2, b"\x02" * 64),), 3601, "t"
+        ),
         ("base.example.",),
     )
     transcript = Transcript(

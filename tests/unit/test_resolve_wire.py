@@ -33,7 +33,6 @@ from scanner.resolve.wire import (
     Question,
     Rr,
     Soa,
-    Tlsa,
     answer_from_message,
     build_query,
     dnssec_status,
@@ -43,6 +42,7 @@ from scanner.resolve.wire import (
     parse_message,
 )
 from scanner.status import DnsOutcome, DnssecStatus
+from scanner.tlsa import TlsaRecord
 
 MX, A, AAAA, TLSA, CNAME, SOA = 15, 1, 28, 52, 5, 6
 KEPT = {MX, A, AAAA, TLSA, CNAME, SOA}
@@ -180,7 +180,7 @@ def test_every_kept_type_is_decoded_and_the_rest_skipped() -> None:
         Rr("mail.example.com.", MX, 300, Mx(10, "example.com.")),
         Rr("mail.example.com.", A, 300, "192.0.2.1"),
         Rr("mail.example.com.", AAAA, 300, "2001:db8::1"),
-        Rr("mail.example.com.", TLSA, 300, Tlsa(3, 1, 1, bytes(range(32)))),
+        Rr("mail.example.com.", TLSA, 300, TlsaRecord(3, 1, 1, bytes(range(32)))),
     )
     assert message.authority == (Rr("com.", SOA, 900, Soa("ns.example.com.", ".", 1, 2, 3, 4, 60)),)
     assert (message.edns_payload, message.rcode, message.ede_code) == (1232, 0, None)
@@ -383,11 +383,11 @@ def test_cname_query_does_not_follow_the_chain() -> None:
 
 def test_typed_views() -> None:
     answer = DnsAnswer(
-        "a.", A, DnsOutcome.ANSWER, records=(Mx(1, "b."), "192.0.2.1", Tlsa(3, 1, 1, b"x"))
+        "a.", A, DnsOutcome.ANSWER, records=(Mx(1, "b."), "192.0.2.1", TlsaRecord(3, 1, 1, b"x"))
     )
     assert answer.mx == (Mx(1, "b."),)
     assert answer.addresses == ("192.0.2.1",)
-    assert answer.tlsa == (Tlsa(3, 1, 1, b"x"),)
+    assert answer.tlsa == (TlsaRecord(3, 1, 1, b"x"),)
 
 
 def test_values_compare_by_type_and_fields() -> None:
@@ -416,7 +416,7 @@ def test_value_fields_are_the_constructor_parameters() -> None:
         c for c in vars(source).values() if isinstance(c, type) and issubclass(c, base)
     ]
     values.remove(base)
-    assert {c.__name__ for c in values} >= {"Question", "Mx", "Tlsa", "Soa", "Rr", "DnsAnswer"}
+    assert {c.__name__ for c in values} >= {"Question", "Mx", "Soa", "Rr", "DnsAnswer"}
     for cls in values:
         assert cls._fields == tuple(inspect.signature(cls).parameters), cls.__name__
 
