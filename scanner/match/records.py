@@ -155,7 +155,9 @@ def unusable_result(plan: Plan) -> MatchResult:
     if not plan.unusable:
         reason = "no TLSA records"
     else:
+        # In record order, not the RRset's: resolvers rotate an RRset (RFC 2181
+        # section 5 gives it none), and the same records must give the same row.
         reason = "no usable TLSA record: " + "; ".join(
-            f"{record.to_text()[:20]}...: {problem}" for record, problem in plan.unusable
+            f"{record.to_text()[:20]}...: {problem}" for record, problem in sorted(plan.unusable)
         )
     return MatchResult(DaneVerdict.UNUSABLE, None, -1, reason, None)
