@@ -15,9 +15,9 @@ from collections.abc import Callable
 
 from scanner.status import DaneVerdict as V
 from scanner.status import DomainVerdict as D
-from testbed.builder import IPV6_ADDRESS, Builder, flip_last_hex, tlsa_rdata
+from testbed.builder import IPV6_ADDRESS, Builder, flip_last_hex
 from testbed.model import Behavior
-from testbed.pki import Issued, KeyType
+from testbed.pki import Issued, KeyType, tlsa_rdata
 from testbed.scenarios.layout import (
     Host,
     Provider,

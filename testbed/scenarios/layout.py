@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from testbed.builder import Builder, tlsa_rdata
+from testbed.builder import Builder
 from testbed.model import Behavior
-from testbed.pki import Issued, KeyType
+from testbed.pki import Issued, KeyType, tlsa_rdata
 from testbed.scenarios.registry import Laid
 
 # -- shared infrastructure ------------------------------------------------------

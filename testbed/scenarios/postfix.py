@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from scanner.status import DaneVerdict as V
 from scanner.status import DomainVerdict as D
-from testbed.builder import Builder, tlsa_rdata
+from testbed.builder import Builder
+from testbed.pki import tlsa_rdata
 from testbed.scenarios.registry import Laid, scenario
 
 
