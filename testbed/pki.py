@@ -187,16 +187,14 @@ class Pki:
 def association(cert: Issued | bytes, selector: int, mtype: int) -> bytes:
     """The certificate association data of a TLSA record for ``cert`` (an
     Issued or DER bytes) with ``selector`` and matching type ``mtype``."""
-    der = cert.der if isinstance(cert, Issued) else cert
-    if selector == 0:
-        data = der
+    if isinstance(cert, Issued):
+        data = cert.der if selector == 0 else cert.spki_der
+    elif selector == 0:
+        data = cert
     else:
-        data = (
-            x509.load_der_x509_certificate(der)
-            .public_key()
-            .public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
+        public = x509.load_der_x509_certificate(cert).public_key()
+        data = public.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     if mtype == 1:
         return hashlib.sha256(data).digest()
