@@ -23,13 +23,13 @@ from testbed.scenarios.layout import (
     Provider,
     Records,
     dane_host,
-    dane_provider_a,
-    dane_provider_b,
-    dane_provider_c,
     ee_311,
     mx_to,
     old_leaf,
     provider,
+    provider_a,
+    provider_b,
+    provider_c,
     publish,
     self_hosted,
     unreachable,
@@ -48,12 +48,12 @@ def _at_provider(make: Callable[[Builder], Provider]) -> Callable[[Builder], Lai
     return lay_out
 
 
-for _weight, _make, _description in (
-    (0.004, dane_provider_a, "DANE-EE 3 1 1 provider, two hosts"),
-    (0.002, dane_provider_b, "RSA provider, 3 1 1 plus 2 1 1"),
-    (0.001, dane_provider_c, "provider mid-rollover, two 3 1 1"),
+for _name, _weight, _make, _description in (
+    ("dane_provider_a", 0.004, provider_a, "DANE-EE 3 1 1 provider, two hosts"),
+    ("dane_provider_b", 0.002, provider_b, "RSA provider, 3 1 1 plus 2 1 1"),
+    ("dane_provider_c", 0.001, provider_c, "provider mid-rollover, two 3 1 1"),
 ):
-    scenario(_weight, _description, D.DANE_VALID, V.PASS, name=_make.__name__)(_at_provider(_make))
+    scenario(_weight, _description, D.DANE_VALID, V.PASS, name=_name)(_at_provider(_make))
 
 
 # -- self-hosted DANE ----------------------------------------------------------------
@@ -72,14 +72,13 @@ def _ee(usage: int, selector: int, mtype: int) -> Callable[[Builder], Laid]:
     return lay_out
 
 
-for _weight, _params, _description in (
-    (0.0006, (3, 1, 1), "DANE-EE 3 1 1"),
-    (0.0001, (3, 0, 1), "DANE-EE 3 0 1"),
-    (0.0001, (3, 1, 2), "DANE-EE 3 1 2"),
-    (0.00005, (3, 0, 0), "DANE-EE 3 0 0 (the whole certificate)"),
-    (0.00005, (3, 1, 0), "DANE-EE 3 1 0 (the whole SPKI)"),
+for _name, _weight, _params, _description in (
+    ("ee_311", 0.0006, (3, 1, 1), "DANE-EE 3 1 1"),
+    ("ee_301", 0.0001, (3, 0, 1), "DANE-EE 3 0 1"),
+    ("ee_312", 0.0001, (3, 1, 2), "DANE-EE 3 1 2"),
+    ("ee_300", 0.00005, (3, 0, 0), "DANE-EE 3 0 0 (the whole certificate)"),
+    ("ee_310", 0.00005, (3, 1, 0), "DANE-EE 3 1 0 (the whole SPKI)"),
 ):
-    _name = "ee_" + "".join(map(str, _params))
     scenario(_weight, _description, D.DANE_VALID, V.PASS, name=_name)(_ee(*_params))
 
 

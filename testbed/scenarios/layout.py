@@ -75,7 +75,7 @@ def bulkmail(b: Builder) -> Provider:
     return _provider_hosts(b, hosts, [leaf, issuer])
 
 
-def dane_provider_a(b: Builder) -> Provider:
+def provider_a(b: Builder) -> Provider:
     """DANE-EE 3 1 1 on two hosts, two addresses each, one ECDSA key."""
     b.zone("mail-a.example.")
     hosts = ("mx1.mail-a.example.", "mx2.mail-a.example.")
@@ -83,7 +83,7 @@ def dane_provider_a(b: Builder) -> Provider:
     return _provider_hosts(b, hosts, [leaf, issuer], tlsa_rdata(3, 1, 1, leaf), per_host=2)
 
 
-def dane_provider_b(b: Builder) -> Provider:
+def provider_b(b: Builder) -> Provider:
     """RSA, with DANE-EE 3 1 1 and DANE-TA 2 1 1 on the issuing intermediate."""
     b.zone("mx-b.test.")
     host = "smtp.mx-b.test."
@@ -92,7 +92,7 @@ def dane_provider_b(b: Builder) -> Provider:
     return _provider_hosts(b, (host,), [leaf, issuer], *records)
 
 
-def dane_provider_c(b: Builder) -> Provider:
+def provider_c(b: Builder) -> Provider:
     """Mid-rollover: the current key and the next key both published (RFC 7671 section 8.1)."""
     b.zone("mail-c.example.")
     hosts = ("in1.mail-c.example.", "in2.mail-c.example.")

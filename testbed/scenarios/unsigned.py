@@ -9,9 +9,9 @@ from testbed.builder import Builder
 from testbed.pki import tlsa_rdata
 from testbed.scenarios.layout import (
     bulkmail,
-    dane_provider_a,
     mx_to,
     provider,
+    provider_a,
     shared_host_address,
 )
 from testbed.scenarios.registry import Laid, scenario
@@ -37,7 +37,7 @@ def unsigned_selfhosted(b: Builder) -> Laid:
 @scenario(0.004, "unsigned domain, MX at a DANE provider: no DANE", *_INSECURE)
 def unsigned_dane_provider(b: Builder) -> Laid:
     """An unsigned domain whose MX is a DANE provider: insecure MX, so no DANE."""
-    return mx_to(b, b.unsigned_domain(), provider(b, dane_provider_a).hosts)
+    return mx_to(b, b.unsigned_domain(), provider(b, provider_a).hosts)
 
 
 @scenario(0.004, "unsigned domain without MX (implicit MX)", D.NO_MX_RECORD, V.NO_DANE_INSECURE)
