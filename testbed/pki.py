@@ -92,6 +92,7 @@ class Pki:
         issuer: Issued | None = None,
         days_before: int = 400,
         days_after: int = 3650,
+        organization: str = "danescan testbed",
     ) -> Issued:
         """A CA certificate; self-signed when ``issuer`` is None. Cached by name."""
         if name in self._cas:
@@ -100,7 +101,7 @@ class Pki:
         subject = x509.Name(
             [
                 x509.NameAttribute(NameOID.COUNTRY_NAME, "ZZ"),
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "danescan testbed"),
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
                 x509.NameAttribute(NameOID.COMMON_NAME, name),
             ]
         )
