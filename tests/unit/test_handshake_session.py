@@ -17,10 +17,6 @@ from typing import Any, TypeVar, cast
 
 import pytest
 import uvloop
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from scanner.handshake import session as session_module
 from scanner.handshake.session import (
@@ -32,6 +28,7 @@ from scanner.handshake.session import (
 )
 from scanner.handshake.smtp import Reply
 from scanner.status import SmtpStatus
+from tests.pki import make_chain
 
 T = TypeVar("T")
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -54,55 +51,11 @@ class Pki:
     chain_der: tuple[bytes, ...]  # leaf, intermediate, root: as served
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _certificate(
-    subject: str,
-    key: ec.EllipticCurvePrivateKey,
-    issuer: str,
-    issuer_key: ec.EllipticCurvePrivateKey,
-    *,
-    ca: bool,
-) -> x509.Certificate:
-    now = dt.datetime.now(dt.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(_name(issuer))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if not ca:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(subject)]), critical=False
-        )
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    root_key, inter_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
-    root = _certificate("Test Root", root_key, "Test Root", root_key, ca=True)
-    inter = _certificate("Test Intermediate", inter_key, "Test Root", root_key, ca=True)
-    leaf = _certificate(SNI, leaf_key, "Test Intermediate", inter_key, ca=False)
-    chain = (leaf, inter, root)
-    folder = tmp_path_factory.mktemp("pki")
-    chain_pem = folder / "chain.pem"
-    key_pem = folder / "key.pem"
-    chain_pem.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain))
-    key_pem.write_bytes(
-        leaf_key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return Pki(chain_pem, key_pem, tuple(c.public_bytes(serialization.Encoding.DER) for c in chain))
+    chain = make_chain([SNI], now=dt.datetime.now(dt.UTC), days_before=1, days_after=30)
+    chain_pem, key_pem = chain.write(tmp_path_factory.mktemp("pki"))
+    return Pki(chain_pem, key_pem, chain.der)
 
 
 @dataclass

@@ -32,7 +32,6 @@ The trust-anchor dataset (:func:`ta_rows`), six domains with one MX host each:
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,12 +39,10 @@ from typing import Any
 import duckdb
 import pandas as pd
 import pyarrow as pa
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from scanner.output.schema import SCHEMA
+from testbed.pki import Issued, KeyType, association
+from testbed.pki import Pki as TestbedPki
 
 TLS13 = ("TLSv1.3", "TLS_AES_256_GCM_SHA384")
 TLS12 = ("TLSv1.2", "ECDHE-RSA-AES256-GCM-SHA384")
@@ -56,58 +53,39 @@ TLS12 = ("TLSv1.2", "ECDHE-RSA-AES256-GCM-SHA384")
 
 @dataclass(frozen=True)
 class Pki:
-    certs: Mapping[str, bytes]
+    issued: Mapping[str, Issued]
 
     def __getitem__(self, label: str) -> bytes:
-        return self.certs[label]
+        return self.issued[label].der
 
     def tlsa(self, usage: int, selector: int, mtype: int, label: str) -> dict[str, Any]:
-        cert = x509.load_der_x509_certificate(self.certs[label])
-        data = (
-            self.certs[label]
-            if selector == 0
-            else cert.public_key().public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-        )
-        digest = {0: data, 1: hashlib.sha256(data).digest(), 2: hashlib.sha512(data).digest()}
-        return {"usage": usage, "selector": selector, "mtype": mtype, "data": digest[mtype]}
+        data = association(self.issued[label], selector, mtype)
+        return {"usage": usage, "selector": selector, "mtype": mtype, "data": data}
 
 
 def make_pki() -> Pki:
-    """A root, two intermediates under it, and the leaves of the datasets above."""
-    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    keys: dict[str, ec.EllipticCurvePrivateKey] = {}
-    names: dict[str, x509.Name] = {}
-    certs: dict[str, bytes] = {}
+    """A root, two intermediates under it, and the leaves of the datasets above
+    (testbed.pki), each valid for 90 days from 2026-01-01."""
+    pki = TestbedPki(seed=0, now=dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
 
-    def issue(label: str, cn: str, issuer: str | None, ca: bool) -> None:
-        keys[label] = ec.generate_private_key(ec.SECP256R1())
-        names[label] = x509.Name(
-            [
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Test CA" if ca else "Mail"),
-                x509.NameAttribute(NameOID.COMMON_NAME, cn),
-            ]
+    def ca(name: str, issuer: Issued | None = None) -> Issued:
+        return pki.ca(
+            name, KeyType.ECDSA, issuer=issuer, days_before=0, days_after=90, organization="Test CA"
         )
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(names[label])
-            .issuer_name(names[issuer or label])
-            .public_key(keys[label].public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(start)
-            .not_valid_after(start + dt.timedelta(days=90))
-            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-            .sign(keys[issuer or label], hashes.SHA256())
-        )
-        certs[label] = cert.public_bytes(serialization.Encoding.DER)
 
-    issue("root", "Test Root", None, True)
-    issue("inter", "Test Intermediate", "root", True)
-    issue("old-inter", "Retired Intermediate", "root", True)
+    root = ca("Test Root")
+    issued = {"root": root, "inter": ca("Test Intermediate", root)}
+    issued["old-inter"] = ca("Retired Intermediate", root)
     for leaf in ("prov", "e", "e-old", "h", "i", "i-next", "l", "m", "t"):
-        issue(leaf, f"{leaf}.example", "inter", False)
-    return Pki(certs)
+        issued[leaf] = pki.leaf(
+            [f"{leaf}.example"],
+            issued["inter"],
+            KeyType.ECDSA,
+            key_label=leaf,
+            days_before=0,
+            days_after=90,
+        )
+    return Pki(issued)
 
 
 # -- rows -------------------------------------------------------------------------------

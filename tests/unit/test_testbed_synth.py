@@ -1,4 +1,4 @@
-"""analysis.synth: schema-conformant datasets whose counts the metrics reproduce."""
+"""testbed.synth: schema-conformant datasets whose counts the metrics reproduce."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from analysis import metrics, synth
+from analysis import metrics
 from scanner.output.schema import SCHEMA, SCHEMA_VERSION, VERSION_KEY
+from testbed import synth
 
 N = 4000
 
