@@ -29,18 +29,24 @@ _Totals = TypeVar("_Totals")
 
 def run(
     argv: Sequence[str] | None,
-    *,
     name: str,
-    description: str,
+    description: str | None,
     load: Callable[[Path], _Config],
     serve: Callable[[_Config, Path | None], Coroutine[Any, Any, _Totals]],
     report: Callable[[_Totals], None],
     config_errors: tuple[type[Exception], ...],
+    /,
 ) -> int:
-    """Parse the command line, ``load`` the configuration (an error of
-    ``config_errors`` exits with EXIT_CONFIG), ``serve`` it on uvloop until
-    stopped (an OSError exits with EXIT_BIND), then ``report`` the totals."""
-    parser = argparse.ArgumentParser(prog=f"python -m testbed.{name}", description=description)
+    """Run ``python -m testbed.NAME``: parse the command line, ``load`` the
+    configuration (an error of ``config_errors`` exits with EXIT_CONFIG),
+    ``serve`` it on uvloop until stopped (an OSError exits with EXIT_BIND),
+    then ``report`` the totals. ``description`` (the module's docstring) is
+    the --help text."""
+    parser = argparse.ArgumentParser(
+        prog=f"python -m testbed.{name}",
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("config", type=Path, help="the configuration (JSON) to serve")
     parser.add_argument(
         "--ready-file", type=Path, help="written once every socket is bound and serving"

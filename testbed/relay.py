@@ -431,15 +431,7 @@ def read_stats(path: Path) -> dict[str, dict[str, int]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return daemon.run(
-        argv,
-        name="relay",
-        description="the DNS operators of the testbed",
-        load=load_config,
-        serve=serve,
-        report=_report,
-        config_errors=(TestbedError,),
-    )
+    return daemon.run(argv, "relay", __doc__, load_config, serve, _report, (TestbedError,))
 
 
 def _report(totals: dict[str, dict[str, int]]) -> None:

@@ -10,6 +10,7 @@ import os
 import resource
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -154,15 +155,9 @@ def stop_responder(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return daemon.run(
-        argv,
-        name="responder",
-        description="STARTTLS responder of the testbed",
-        load=_load,
-        serve=serve,
-        report=_report,
-        config_errors=(ResponderError,),
-    )
+    # The package's docstring describes the responder as a whole.
+    description = sys.modules["testbed.responder"].__doc__
+    return daemon.run(argv, "responder", description, _load, serve, _report, (ResponderError,))
 
 
 def _load(path: Path) -> ResponderConfig:
