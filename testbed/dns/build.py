@@ -12,18 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from testbed.dns import signing
 from testbed.dns.conf import nsd_conf_text, root_hints_text, unbound_conf_text
 from testbed.dns.files import write_if_changed
 from testbed.dns.keys import derive_key
-from testbed.dns.signing import (
-    MANIFEST,
-    corrupt_signatures,
-    sign_all,
-    stale_jobs,
-    write_key,
-    write_manifest,
-    zone_jobs,
-)
 from testbed.dns.zones import TTL, index_zones, layer_of, require_loopback
 from testbed.model import Zone
 from testbed.procs import TestbedError, require_binary
@@ -114,12 +106,12 @@ def build_dns(
     workdir = workdir.resolve()
     zone_dir = workdir / "zones"
     zone_dir.mkdir(parents=True, exist_ok=True)
-    key_base = write_key(workdir / "keys", key)
+    key_base = signing.write_key(workdir / "keys", key)
     trust_anchor = workdir / "root.ds"
     write_if_changed(trust_anchor, f". {TTL} IN DS {key.ds_text('.')}\n")
 
     by_origin = index_zones(zones)
-    served = zone_jobs(
+    served = signing.zone_jobs(
         by_origin,
         zone_dir,
         auth_address=auth_address,
@@ -127,9 +119,9 @@ def build_dns(
         key=key,
         day=now.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0),
     )
-    todo = stale_jobs(served, zone_dir / MANIFEST)
+    todo = signing.stale_jobs(served, zone_dir / signing.MANIFEST)
     sign_started = time.monotonic()
-    sign_all(
+    signing.sign_all(
         [job for job in todo if job.window is not None],
         signer=signer,
         key_base=key_base,
@@ -139,8 +131,8 @@ def build_dns(
     signing_seconds = time.monotonic() - sign_started
     for job in todo:
         if job.zone.corrupt_rrsets:
-            corrupt_signatures(job.served, job.zone)
-    write_manifest(zone_dir / MANIFEST, {job.stem: job.digest for job in served})
+            signing.corrupt_signatures(job.served, job.zone)
+    signing.write_manifest(zone_dir / signing.MANIFEST, {job.stem: job.digest for job in served})
 
     layers: list[NsdLayer] = []
     if layer_addresses is not None:
