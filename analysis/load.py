@@ -54,8 +54,9 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from analysis.legacy import READABLE, upgrade
 from scanner.output.manifest import MANIFEST, Manifest, ManifestError
-from scanner.output.schema import SCHEMA, SCHEMA_VERSION, VERSION_KEY
+from scanner.output.schema import SCHEMA, VERSION_KEY
 from scanner.resolve.policy import TlsaState
 from scanner.status import DaneVerdict, DomainVerdict
 
@@ -233,19 +234,21 @@ def open_dataset(
         raise DatasetError(f"{location}: no such file or folder")
     if not parts:
         raise DatasetError(f"{location}: no {PART_PREFIX}*.parquet files")
-    if manifest is not None and manifest.schema_version not in (None, SCHEMA_VERSION):
+    if manifest is not None and manifest.schema_version not in (None, *READABLE):
         raise SchemaVersionError(
             f"{location}: manifest declares schema version {manifest.schema_version}, "
-            f"this analysis reads version {SCHEMA_VERSION}"
+            f"this analysis reads versions {', '.join(READABLE)}"
         )
+    versions = set()
     for part in parts:
         version = _part_version(fs, part)
-        if version != SCHEMA_VERSION:
+        if version not in READABLE:
             raise SchemaVersionError(
                 f"{part}: schema version {version or 'missing'}, "
-                f"this analysis reads version {SCHEMA_VERSION}"
+                f"this analysis reads versions {', '.join(READABLE)}"
             )
-    return Dataset(os.fspath(location), fs, parts, manifest, SCHEMA_VERSION)
+        versions.add(version)
+    return Dataset(os.fspath(location), fs, parts, manifest, "+".join(sorted(versions)))
 
 
 # -- projected reading ---------------------------------------------------------------
@@ -328,6 +331,8 @@ def _read_part(
             source = stack.enter_context(dataset.filesystem.open_input_file(path))
         parquet = pq.ParquetFile(source, read_dictionary=dictionary)
         table = parquet.read(columns=list(columns), use_threads=use_threads)
+        version = (parquet.metadata.metadata or {}).get(VERSION_KEY, b"").decode() or None
+        table = upgrade(table, version, lambda: parquet.read(columns=["error"]).column("error"))
     return _split(table, dane)
 
 

@@ -35,6 +35,11 @@ class Shard:
         if not 0 <= self.index < self.count:
             raise ValueError(f"shard {self.index}/{self.count}: need 0 <= I < N")
 
+    def owns(self, key: int) -> bool:
+        """Whether the name with this ``scanner.ingest.seen.name_key`` is in
+        this shard: stable across runs and machines (unlike hash())."""
+        return key % self.count == self.index
+
     @classmethod
     def parse(cls, text: str) -> Shard:
         index, _, count = text.partition("/")

@@ -14,10 +14,9 @@ import pytest
 
 from scanner.handshake.contact import ContactPolicy
 from scanner.handshake.exclude import parse_exclusions
+from scanner.handshake.handshaker import Handshaker, HandshakerStats
 from scanner.handshake.polite import (
-    Handshaker,
     PoliteSettings,
-    PoliteStats,
     Retry,
     greylist_window,
     is_transient,
@@ -144,7 +143,7 @@ def test_concurrent_requests_share_one_session() -> None:
     results, shaker, session = run(scenario())
     assert len(session.calls) == 1
     assert all(r is results[0] for r in results)
-    assert shaker.stats == PoliteStats(sessions=1, joined=9)
+    assert shaker.stats == HandshakerStats(sessions=1, joined=9)
 
 
 def test_finished_sessions_are_answered_from_the_cache_by_normalised_key() -> None:
@@ -157,7 +156,7 @@ def test_finished_sessions_are_answered_from_the_cache_by_normalised_key() -> No
 
     shaker, session = run(scenario())
     assert len(session.calls) == 1
-    assert shaker.stats == PoliteStats(sessions=1, cache_hits=1)
+    assert shaker.stats == HandshakerStats(sessions=1, cache_hits=1)
 
 
 def test_the_cache_is_bounded() -> None:
@@ -434,7 +433,7 @@ def test_excluded_addresses_and_names_are_blocked_without_a_session() -> None:
     assert results[0].error == "on the exclusion list"
     assert results[0].connect_ms is None
     assert [call[:2] for call in session.calls] == [("198.51.100.1", SNI)]
-    assert shaker.stats == PoliteStats(sessions=1, blocked=4)
+    assert shaker.stats == HandshakerStats(sessions=1, blocked=4)
 
 
 def test_special_purpose_addresses_are_reserved_without_a_session() -> None:
@@ -459,7 +458,7 @@ def test_special_purpose_addresses_are_reserved_without_a_session() -> None:
     assert "--allow-range" in results[0].error
     assert results[0].connect_ms is None
     assert [call[:2] for call in session.calls] == [("192.0.3.1", SNI)]
-    assert shaker.stats == PoliteStats(sessions=1, blocked=5)
+    assert shaker.stats == HandshakerStats(sessions=1, blocked=5)
 
 
 def test_not_an_address_is_skipped() -> None:
@@ -558,7 +557,7 @@ def test_retry_against_a_real_server() -> None:
 
     outcome = run(scenario())
     assert (outcome.status, outcome.attempts) == (SmtpStatus.NO_STARTTLS, 2)
-    assert outcome.banner == Reply(220, ("mx ESMTP",))
+    assert outcome.transcript.banner == Reply(220, ("mx ESMTP",))
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,7 @@ from scanner.handshake.session import (
     peer_chain,
     run_session,
 )
-from scanner.handshake.smtp import Reply
+from scanner.handshake.smtp import Reply, ehlo_keywords
 from scanner.status import SmtpStatus
 
 T = TypeVar("T")
@@ -210,7 +210,7 @@ def test_tls_ok_captures_the_served_chain_byte_for_byte(pki: Pki, loop: str) -> 
     result = run(probe(starttls_server(pki, seen)), loop=loop)
     assert (result.status, result.error) == (SmtpStatus.TLS_OK, "")
     assert result.chain == pki.chain_der
-    assert result.chain_length == 3
+    assert len(result.chain) == 3
     assert result.tls_version == "TLSv1.3"
     assert result.cipher.startswith("TLS_")
     assert seen.sni == [SNI]
@@ -220,13 +220,13 @@ def test_tls_ok_captures_the_served_chain_byte_for_byte(pki: Pki, loop: str) -> 
         b"EHLO scanner.example.net\r\n",
         b"QUIT\r\n",
     ]
-    assert result.banner == Reply(220, ("mx.example.org ESMTP test",))
+    assert result.transcript.banner == Reply(220, ("mx.example.org ESMTP test",))
     assert result.ehlo_keywords == ("PIPELINING", "STARTTLS")
-    assert result.ehlo_tls_keywords == ("SIZE 1000",)
-    assert result.starttls_reply == Reply(220, ("2.0.0 Ready to start TLS",))
+    assert ehlo_keywords(result.transcript.ehlo_tls) == ("SIZE 1000",)
+    assert result.transcript.starttls == Reply(220, ("2.0.0 Ready to start TLS",))
     assert result.port != 25
     assert (result.address, result.sni) == ("127.0.0.1", SNI)
-    timings = (result.connect_ms, result.banner_ms, result.tls_ms, result.total_ms)
+    timings = (result.connect_ms, result.tls_ms, result.total_ms)
     assert all(t is not None and t >= 0 for t in timings)
     assert result.total_ms is not None
     assert result.tls_ms is not None
@@ -361,7 +361,7 @@ def test_starttls_answered_454(pki: Pki) -> None:
     result = run(probe(handler))
     assert result.status is SmtpStatus.STARTTLS_REFUSED
     assert result.error == "STARTTLS 454 4.7.0 TLS not available"
-    assert result.starttls_reply == Reply(454, ("4.7.0 TLS not available",))
+    assert result.transcript.starttls == Reply(454, ("4.7.0 TLS not available",))
     assert seen.lines[-2:] == [b"STARTTLS\r\n", b"QUIT\r\n"]
 
 
@@ -396,8 +396,7 @@ def test_server_that_never_speaks_times_out_on_read() -> None:
     result = run(probe(handler, settings=replace(FAST, read_timeout=0.3)))
     assert result.status is SmtpStatus.IO_TIMEOUT
     assert result.error == "nothing within 0.3 s waiting for the banner"
-    assert result.banner is None
-    assert result.banner_ms is None
+    assert result.transcript.banner is None
 
 
 def test_trickling_server_hits_the_session_deadline() -> None:

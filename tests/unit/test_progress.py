@@ -8,14 +8,14 @@ from dataclasses import replace
 
 from rich.console import Console
 
-from scanner.progress import Gauges, ProgressView, Snapshot, line, table
+from scanner.progress import Counters, Gauges, ProgressView, Snapshot, line, table
 
 
 def snapshot(elapsed: float, concluded: int, **gauges: object) -> Snapshot:
-    return Snapshot(
-        read=1000, admitted=1000, concluded=concluded, elapsed=elapsed, total=2000,
-        verdicts=Counter(no_dane=concluded), gauges=Gauges(**gauges),  # type: ignore[arg-type]
-    )  # fmt: skip
+    counts = Counters(
+        read=1000, admitted=1000, concluded=concluded, verdicts=Counter(no_dane=concluded)
+    )
+    return Snapshot(counts, elapsed=elapsed, total=2000, gauges=Gauges(**gauges))  # type: ignore[arg-type]
 
 
 def test_the_line_says_what_is_in_flight_and_what_limits() -> None:
