@@ -342,21 +342,25 @@ def _window_fields(args: argparse.Namespace) -> dict[str, int]:
     return fields
 
 
-def _run_scan(args: argparse.Namespace) -> int:
+def _scan_config(args: argparse.Namespace) -> ScanConfig:
     from scanner.config import Shard
-    from scanner.run import run_scan
 
     try:
         shard = Shard.parse(args.shard) if args.shard else None
     except ValueError as exc:
         raise _OneLineError(str(exc)) from None
-    config = _config(
+    return _config(
         args,
         shard=shard,
         **{name: getattr(args, name) for name in _SCAN_FIELDS},
         **_window_fields(args),
     )
-    return run_scan(config)
+
+
+def _run_scan(args: argparse.Namespace) -> int:
+    from scanner.run import run_scan
+
+    return run_scan(_scan_config(args))
 
 
 # --------------------------------------------------------------------------- check

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from scanner import names
 from scanner.handshake.contact import parse_allow_range
 from scanner.handshake.polite import PoliteSettings
 from scanner.handshake.session import SessionSettings
@@ -195,7 +196,7 @@ class ScanConfig:
 
 def is_fqdn(name: str) -> bool:
     """A host name of at least two labels, already in normal form (RFC 1123 section 2.1)."""
-    return bool(name) and normalise(name).domain == name.lower().rstrip(".")
+    return bool(name) and normalise(name).domain == names.key(name)
 
 
 def default_ehlo_name() -> str:

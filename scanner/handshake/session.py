@@ -35,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from scanner import names
 from scanner.fdlimit import is_local_exhaustion
 from scanner.handshake.smtp import (
     Done,
@@ -204,7 +205,7 @@ def _describe(exc: BaseException) -> str:
 
 
 def _sni(name: str) -> str | None:
-    name = name.rstrip(".")
+    name = names.relative(name)
     if not name:
         return None
     try:

@@ -105,6 +105,9 @@ def drop_transient(directory: Path) -> int:
 
 
 def _replace_part(path: Path, table: pa.Table) -> None:
+    """Write ``table`` as the part ``path`` atomically and durably: either the
+    old part or the new one is there after a crash, and a full disk is not
+    left fuller by a half-written file."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         with tmp.open("wb") as out:
@@ -113,7 +116,8 @@ def _replace_part(path: Path, table: pa.Table) -> None:
             os.fsync(out.fileno())
         tmp.replace(path)
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # never instead of the error that got here
+            tmp.unlink(missing_ok=True)
     fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -185,30 +189,12 @@ class PartWriter:
             return None
         table = pa.Table.from_batches(self._batches, schema=SCHEMA)
         path = self.directory / f"part-{self.worker:03d}-{self._next:06d}.parquet"
-        tmp = self.directory / f".{path.name}.tmp"
-        try:
-            with tmp.open("wb") as out:
-                pq.write_table(table, out, compression="zstd")
-                out.flush()
-                os.fsync(out.fileno())
-            tmp.replace(path)
-        except BaseException:
-            # A full disk must not also be left fuller: the rows are still
-            # buffered, and the next flush (or a resumed scan) writes them.
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
-        self._fsync_dir()
+        # On failure the rows are still buffered, and the next flush (or a
+        # resumed scan) writes them.
+        _replace_part(path, table)
         self._next += 1
         self.written += table.num_rows
         self._batches = []
         self._batched_rows = self._batched_bytes = 0
         self.parts.append(path)
         return path
-
-    def _fsync_dir(self) -> None:
-        fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
