@@ -14,7 +14,7 @@ import pytest
 
 from scanner.handshake.contact import ContactPolicy
 from scanner.handshake.exclude import parse_exclusions
-from scanner.handshake.handshaker import Handshaker, HandshakerStats
+from scanner.handshake.handshaker import Handshaker, HandshakerStats, Session
 from scanner.handshake.polite import (
     PoliteSettings,
     Retry,
@@ -122,7 +122,12 @@ def handshaker(
 ) -> tuple[Handshaker, FakeSession, FakeTime]:
     time = FakeTime()
     session = FakeSession(time, **kwargs)
-    shaker = Handshaker(
+    return shaker_for(session, time, polite), session, time
+
+
+def shaker_for(session: Session, time: FakeTime, polite: PoliteSettings) -> Handshaker:
+    """A Handshaker whose sessions are ``session`` and whose time is ``time``'s."""
+    return Handshaker(
         SETTINGS,
         polite,
         CONTEXT,
@@ -131,7 +136,6 @@ def handshaker(
         clock=time.clock,
         sleep=time.sleep,
     )
-    return shaker, session, time
 
 
 def test_concurrent_requests_share_one_session() -> None:
@@ -193,40 +197,37 @@ def test_connections_to_one_address_are_paced() -> None:
     assert starts[("192.0.2.2", SNI)] == 0.0
 
 
-@pytest.mark.parametrize("per_address", [1, 2, 3])
-def test_at_most_n_connections_per_address(per_address: int) -> None:
-    async def scenario() -> FakeSession:
-        shaker, session, _ = handshaker(
-            PoliteSettings(min_interval=0.0, per_address=per_address), gate=asyncio.Event()
-        )
-        tasks = [
-            asyncio.ensure_future(shaker.handshake("192.0.2.1", f"mx{i}.example")) for i in range(6)
-        ]
+def held_then_released(
+    polite: PoliteSettings, requests: list[tuple[str, str]]
+) -> tuple[FakeSession, int]:
+    """The handshakes ``requests`` (address, SNI), every session held open
+    until all that may start have: the session, and how many had started."""
+
+    async def scenario() -> tuple[FakeSession, int]:
+        shaker, session, _ = handshaker(polite, gate=asyncio.Event())
+        tasks = [asyncio.ensure_future(shaker.handshake(a, sni)) for a, sni in requests]
         await settle()
+        started = len(session.calls)
         assert session.gate is not None
         session.gate.set()
         await asyncio.gather(*tasks)
-        return session
+        return session, started
 
-    session = run(scenario())
+    return run(scenario())
+
+
+@pytest.mark.parametrize("per_address", [1, 2, 3])
+def test_at_most_n_connections_per_address(per_address: int) -> None:
+    polite = PoliteSettings(min_interval=0.0, per_address=per_address)
+    session, _ = held_then_released(polite, [("192.0.2.1", f"mx{i}.example") for i in range(6)])
     assert len(session.calls) == 6
     assert session.most_open["192.0.2.1"] == per_address
 
 
 def test_the_global_cap_holds_across_addresses() -> None:
-    async def scenario() -> FakeSession:
-        shaker, session, _ = handshaker(
-            PoliteSettings(min_interval=0.0, max_connections=3), gate=asyncio.Event()
-        )
-        tasks = [asyncio.ensure_future(shaker.handshake(f"192.0.2.{i}", SNI)) for i in range(1, 11)]
-        await settle()
-        assert len(session.calls) == 3
-        assert session.gate is not None
-        session.gate.set()
-        await asyncio.gather(*tasks)
-        return session
-
-    session = run(scenario())
+    polite = PoliteSettings(min_interval=0.0, max_connections=3)
+    session, started = held_then_released(polite, [(f"192.0.2.{i}", SNI) for i in range(1, 11)])
+    assert started == 3
     assert len(session.calls) == 10
     assert session.most_open_total == 3
 
@@ -323,15 +324,7 @@ def test_an_address_that_limits_connections_a_minute_is_met_after_a_few_refusals
         time = FakeTime()
         server = RateLimitedServer(time, per_minute=30)
         polite = PoliteSettings(min_interval=1.0, retry_backoff=5.0, attempts=10)
-        shaker = Handshaker(
-            SETTINGS,
-            polite,
-            CONTEXT,
-            policy=TEST_NETS,
-            session=server,
-            clock=time.clock,
-            sleep=time.sleep,
-        )
+        shaker = shaker_for(server, time, polite)
         results = [await shaker.handshake("192.0.2.1", f"mx{i}.example") for i in range(300)]
         return server, results
 
