@@ -36,7 +36,7 @@ from scanner.config import ScanConfig, Shard, StartTlsMode
 from scanner.handshake.contact import ContactPolicy, ContactPolicyError, contact_policy
 from scanner.ingest.reader import InputError
 from scanner.output.manifest import Counts, Manifest, ScanStatus, write_manifest
-from scanner.output.writer import DatasetError, Resumed, drop_transient, part_files, read_done
+from scanner.output.writer import Resumed, UnreadablePart, drop_transient, part_files, read_done
 from scanner.pipeline import Pipeline
 from scanner.progress import ProgressView, Snapshot
 from scanner.resolve.health import ResolverLost
@@ -109,7 +109,7 @@ def prepare_output(config: ScanConfig) -> Resumed:
         if config.retry_transient:
             drop_transient(config.output)
         return read_done(config.output) if config.resume else Resumed()
-    except DatasetError as exc:
+    except UnreadablePart as exc:
         raise ScanError(str(exc)) from None
 
 

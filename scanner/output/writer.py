@@ -30,8 +30,9 @@ from scanner.output.schema import SCHEMA
 _PART = re.compile(r"part-(\d+)-(\d+)\.parquet\Z")
 
 
-class DatasetError(Exception):
-    """A dataset folder that cannot be written or resumed."""
+class UnreadablePart(Exception):
+    """A part file of the dataset folder a scan resumes that cannot be read
+    (analysis.load.DatasetError is the analysis's: no dataset to read)."""
 
 
 def part_files(directory: Path) -> list[Path]:
@@ -64,7 +65,7 @@ def read_done(directory: Path) -> Resumed:
         try:
             table = pq.read_table(path, columns=["domain", "input_line", "verdict"])
         except (OSError, pa.ArrowInvalid) as exc:
-            raise DatasetError(f"{path} is not a readable part: {exc}") from None
+            raise UnreadablePart(f"{path} is not a readable part: {exc}") from None
         for domain, line, verdict in zip(
             table.column("domain").to_pylist(),
             table.column("input_line").to_pylist(),
@@ -94,7 +95,7 @@ def drop_transient(directory: Path) -> int:
                 continue
             table = pq.read_table(path)
         except (OSError, pa.ArrowInvalid) as exc:
-            raise DatasetError(f"{path} is not a readable part: {exc}") from None
+            raise UnreadablePart(f"{path} is not a readable part: {exc}") from None
         transient = table.column("transient").fill_null(False)
         count = pc.sum(transient).as_py() or 0
         if not count:
