@@ -1,4 +1,4 @@
-"""Wiring of a scan: ingest -> resolve -> handshake -> match -> output.
+"""One process's scan, its stages wired: ingest -> resolve -> handshake -> match -> output.
 
 A token bucket admits domains at ``--rate`` per second (this process's share
 of it) into a window of domains in flight, each a task of its own from
@@ -11,7 +11,7 @@ address, so a crowded address delays only the domains behind it. Matching
 and writing follow through bounded queues. Memory is bounded by the caps,
 never by the size of the input. The per-host DNS cache
 (scanner.resolve.discover) and the per-(address, SNI) handshake cache
-(scanner.handshake.polite) make work that many domains share happen once.
+(scanner.handshake.handshaker) make work that many domains share happen once.
 
 Nothing a remote party does raises out of a stage: the stages return outcome
 values, and a bug that does raise is recorded on that domain's row (verdict
