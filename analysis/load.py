@@ -152,7 +152,7 @@ _DANE_DOMAIN_VERDICTS = (
 class DatasetError(ValueError):
     """The location holds no readable danescan dataset.
 
-    Raised when reading for analysis; scanner.output.writer.DatasetError is
+    Raised when reading for analysis; scanner.output.writer.UnreadablePart is
     the scanner's, raised when a folder's parts cannot be resumed or rewritten.
     """
 
@@ -203,8 +203,8 @@ def open_dataset(
     ``location`` is a dataset folder or a single Parquet file, as a local path
     or a URI pyarrow understands; ``filesystem`` overrides the URI scheme (then
     ``location`` is a path on it). Raises :class:`SchemaVersionError` when the
-    manifest or any part declares another schema version than
-    scanner.output.schema.SCHEMA_VERSION, and :class:`DatasetError` when there
+    manifest or any part declares a schema version other than those
+    analysis.legacy.READABLE lists, and :class:`DatasetError` when there
     is nothing to read.
     """
     fs, path = _resolve(location, filesystem)
