@@ -57,23 +57,25 @@ class Flight:
         if not hold.parked:
             await self.parked.acquire()
             hold.parked = True
-        if hold.window:
-            self.window.release()
-            hold.window = False
+        self._leave_window(hold)
 
     async def unpark(self, hold: Hold) -> None:
         """Back into the window, to be looked up again."""
         if not hold.window:
             await self.window.acquire()
             hold.window = True
-        if hold.parked:
-            self.parked.release()
-            hold.parked = False
+        self._leave_parked(hold)
 
     def leave(self, hold: Hold) -> None:
+        self._leave_window(hold)
+        self._leave_parked(hold)
+
+    def _leave_window(self, hold: Hold) -> None:
         if hold.window:
             self.window.release()
             hold.window = False
+
+    def _leave_parked(self, hold: Hold) -> None:
         if hold.parked:
             self.parked.release()
             hold.parked = False

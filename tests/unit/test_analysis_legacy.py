@@ -14,22 +14,16 @@ import pytest
 from analysis.load import load
 from scanner.output.rows import ROW_TYPE, domain_row
 from scanner.output.schema import SCHEMA, VERSION_KEY
-from scanner.resolve.discover import HostResolution
-from scanner.resolve.policy import AddressDecision, TlsaLookup, TlsaState
 from scanner.results import AddressResult, DomainResult, HostResult
-from scanner.status import DaneVerdict, DnssecStatus
+from scanner.status import DaneVerdict
+from tests.unit.resolutions import insecure_host
 from tests.unit.test_output import dane_result
 
 ADDRESS_VERDICT = "mx_hosts.list.element.addresses.list.element.verdict"
 
 
 def _insecure_host(passing: HostResult) -> HostResult:
-    resolution = HostResolution(
-        "mx2.x.example.",
-        AddressDecision(("127.0.0.8",), DnssecStatus.INSECURE, None, 300),
-        TlsaLookup("mx2.x.example.", TlsaState.NOT_LOOKED_UP),
-        (),
-    )
+    resolution = insecure_host("mx2.x.example.", "127.0.0.8")
     session = replace(passing.addresses[0].session, address="127.0.0.8")
     address = AddressResult(session, DaneVerdict.NO_DANE_INSECURE)
     return HostResult(

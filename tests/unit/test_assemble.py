@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -14,53 +15,25 @@ from scanner.assemble import Key, Observation, assemble, match_jobs, tls_targets
 from scanner.config import StartTlsMode
 from scanner.handshake.session import SessionResult
 from scanner.match.outcome import MatchResult
-from scanner.resolve.discover import DomainResolution, HostResolution
+from scanner.resolve.discover import HostResolution
 from scanner.resolve.policy import (
-    AddressDecision,
-    MxDecision,
-    MxKind,
-    MxTarget,
-    TlsaLookup,
     TlsaState,
     dns_verdict,
 )
 from scanner.results import DomainResult
 from scanner.status import DaneVerdict as V
 from scanner.status import DnssecStatus, DomainVerdict, SmtpStatus
-from scanner.tlsa import TlsaRecord
+from tests.unit.resolutions import RECORD, RECORD_TEXT, dane_host, insecure_host, resolution
 
 WHEN = dt.datetime(2026, 12, 4, tzinfo=dt.UTC)
 SECURE, INSECURE = DnssecStatus.SECURE, DnssecStatus.INSECURE
 OK, BLOCKED, REFUSED = SmtpStatus.TLS_OK, SmtpStatus.BLOCKED, SmtpStatus.CONNECT_REFUSED
-RECORD = TlsaRecord(3, 1, 1, b"\x01" * 32)
-RECORD_TEXT = "3 1 1 " + "01" * 32
-
-
-def dane_host(name: str, *addresses: str, state: TlsaState = TlsaState.RECORDS) -> HostResolution:
-    """A host with secure addresses and, by default, a secure TLSA RRset at _25._tcp.NAME."""
-    records = (RECORD,) if state is TlsaState.RECORDS else ()
-    return HostResolution(
-        name,
-        AddressDecision(addresses, SECURE, None, 300),
-        TlsaLookup(name, state, records, 3600),
-        (name,),
-    )
-
-
-def insecure_host(name: str, *addresses: str) -> HostResolution:
-    return HostResolution(
-        name,
-        AddressDecision(addresses, INSECURE, None, 300),
-        TlsaLookup(name, TlsaState.NOT_LOOKED_UP),
-        (),
-    )
+NO_STARTTLS = SmtpStatus.NO_STARTTLS
 
 
 def observed(*hosts: HostResolution, mx: DnssecStatus = SECURE, cap: int = 4) -> Observation:
-    targets = tuple(MxTarget(h.host, 10 * (i + 1)) for i, h in enumerate(hosts))
-    resolution = DomainResolution("a.example.", MxDecision(MxKind.HOSTS, mx, targets), 600, hosts)
     obs = Observation(7, "a.example", 0.0, WHEN)
-    obs.resolved(resolution, cap)
+    obs.resolved(resolution("a.example.", *hosts, mx=mx), cap)
     return obs
 
 
@@ -72,100 +45,81 @@ PASS = MatchResult(V.PASS, RECORD, 0, "3 1 1 matched", 0)
 NO_MATCH = MatchResult(V.FAIL_NO_MATCH, None, -1, "no record matched", 65)
 
 
+A1, A2 = "192.0.2.1", "192.0.2.2"
+MX1, MX2 = "mx1.a.example.", "mx2.a.example."
+
+
 @dataclass(frozen=True)
 class Case:
-    """An observation (hosts, sessions by address, matches by address) and what it assembles to."""
+    """An observation and what it assembles to: ``expected`` is the domain's
+    verdict, then each host's verdict with its addresses' in brackets."""
 
     hosts: tuple[HostResolution, ...]
-    sessions: Mapping[str, SessionResult] = field(default_factory=dict)
-    matches: Mapping[str, MatchResult] = field(default_factory=dict)
+    expected: str
+    sessions: Mapping[str, SmtpStatus] = field(default_factory=dict)  # by address
+    matches: Mapping[str, MatchResult] = field(default_factory=dict)  # by address
     mx: DnssecStatus = SECURE
     tested: bool = True
     error: str = ""
-    # expected: the domain's verdict, and per host (verdict, [address verdicts])
-    verdict: DomainVerdict = DomainVerdict.NO_DANE
-    host_verdicts: tuple[tuple[V, tuple[V, ...]], ...] = ()
 
 
 def _run(case: Case) -> DomainResult:
     obs = observed(*case.hosts, mx=case.mx)
     owner = {a: h.host for h in case.hosts for a in h.addresses.addresses}
-    obs.sessions = {(owner[a], a): s for a, s in case.sessions.items()}
+    obs.sessions = {(owner[a], a): tls(a, status) for a, status in case.sessions.items()}
     obs.error = case.error
     matches: dict[Key, MatchResult] = {(owner[a], a): m for a, m in case.matches.items()}
     return assemble(obs, matches, tested=case.tested)
 
 
-MX1, MX2 = "mx1.a.example.", "mx2.a.example."
+def _outline(result: DomainResult) -> str:
+    hosts = (f"{h.verdict}[{','.join(a.verdict for a in h.addresses)}]" for h in result.hosts)
+    return f"{result.verdict}: {' '.join(hosts)}"
+
+
+BOTH = (dane_host(MX1, A1), dane_host(MX2, A2))
 CASES = {
     "insecure MX: no DANE, decided by DNS": Case(
-        (insecure_host(MX1, "192.0.2.1"),),
-        mx=INSECURE,
-        host_verdicts=((V.NO_DANE_INSECURE, ()),),
+        (insecure_host(MX1, A1),), "no_dane: no_dane_insecure[]", mx=INSECURE
     ),
     "secure proof of no TLSA": Case(
-        (dane_host(MX1, "192.0.2.1", state=TlsaState.NODATA),),
-        host_verdicts=((V.NO_DANE_ABSENT, ()),),
+        (dane_host(MX1, A1, state=TlsaState.NODATA),), "no_dane: no_dane_absent[]"
     ),
     "one address, its chain matches": Case(
-        (dane_host(MX1, "192.0.2.1"),),
-        {"192.0.2.1": tls("192.0.2.1")},
-        {"192.0.2.1": PASS},
-        verdict=DomainVerdict.DANE_VALID,
-        host_verdicts=((V.PASS, (V.PASS,)),),
+        (dane_host(MX1, A1),), "dane_valid: pass[pass]", {A1: OK}, {A1: PASS}
     ),
     "two addresses, one fails: the host fails": Case(
-        (dane_host(MX1, "192.0.2.1", "192.0.2.2"),),
-        {"192.0.2.1": tls("192.0.2.1"), "192.0.2.2": tls("192.0.2.2")},
-        {"192.0.2.1": PASS, "192.0.2.2": NO_MATCH},
-        verdict=DomainVerdict.DANE_INVALID,
-        host_verdicts=((V.FAIL_NO_MATCH, (V.PASS, V.FAIL_NO_MATCH)),),
+        (dane_host(MX1, A1, A2),),
+        "dane_invalid: fail_no_match[pass,fail_no_match]",
+        {A1: OK, A2: OK},
+        {A1: PASS, A2: NO_MATCH},
     ),
     "no TLS: fail_no_tls": Case(
-        (dane_host(MX1, "192.0.2.1"),),
-        {"192.0.2.1": tls("192.0.2.1", SmtpStatus.NO_STARTTLS)},
-        verdict=DomainVerdict.DANE_INVALID,
-        host_verdicts=((V.FAIL_NO_TLS, (V.FAIL_NO_TLS,)),),
+        (dane_host(MX1, A1),), "dane_invalid: fail_no_tls[fail_no_tls]", {A1: NO_STARTTLS}
     ),
     "--starttls none: not tested": Case(
-        (dane_host(MX1, "192.0.2.1"),),
-        tested=False,
-        verdict=DomainVerdict.NOT_TESTED,
-        host_verdicts=((V.NOT_TESTED, ()),),
+        (dane_host(MX1, A1),), "not_tested: not_tested[]", tested=False
     ),
     "every address blocked: not tested": Case(
-        (dane_host(MX1, "192.0.2.1"),),
-        {"192.0.2.1": tls("192.0.2.1", BLOCKED)},
-        verdict=DomainVerdict.NOT_TESTED,
-        host_verdicts=((V.NOT_TESTED, (V.NOT_TESTED,)),),
+        (dane_host(MX1, A1),), "not_tested: not_tested[not_tested]", {A1: BLOCKED}
     ),
     "one host passes, the other was not contacted: undetermined": Case(
-        (dane_host(MX1, "192.0.2.1"), dane_host(MX2, "192.0.2.2")),
-        {"192.0.2.1": tls("192.0.2.1"), "192.0.2.2": tls("192.0.2.2", BLOCKED)},
-        {"192.0.2.1": PASS},
-        verdict=DomainVerdict.UNDETERMINED,
-        host_verdicts=((V.PASS, (V.PASS,)), (V.NOT_TESTED, (V.NOT_TESTED,))),
+        BOTH, "undetermined: pass[pass] not_tested[not_tested]", {A1: OK, A2: BLOCKED}, {A1: PASS}
     ),
     "a refusing host is set aside": Case(
-        (dane_host(MX1, "192.0.2.1"), dane_host(MX2, "192.0.2.2")),
-        {"192.0.2.1": tls("192.0.2.1"), "192.0.2.2": tls("192.0.2.2", REFUSED)},
-        {"192.0.2.1": PASS},
-        verdict=DomainVerdict.DANE_VALID,
-        host_verdicts=((V.PASS, (V.PASS,)), (V.FAIL_NO_TLS, (V.FAIL_NO_TLS,))),
+        BOTH, "dane_valid: pass[pass] fail_no_tls[fail_no_tls]", {A1: OK, A2: REFUSED}, {A1: PASS}
     ),
     "--starttls all: an address of a host DNS decided carries its verdict": Case(
-        (dane_host(MX1, "192.0.2.1"), insecure_host(MX2, "192.0.2.2")),
-        {"192.0.2.1": tls("192.0.2.1"), "192.0.2.2": tls("192.0.2.2")},
-        {"192.0.2.1": PASS},
-        verdict=DomainVerdict.DANE_PARTIAL,
-        host_verdicts=((V.PASS, (V.PASS,)), (V.NO_DANE_INSECURE, (V.NO_DANE_INSECURE,))),
+        (dane_host(MX1, A1), insecure_host(MX2, A2)),
+        "dane_partial: pass[pass] no_dane_insecure[no_dane_insecure]",
+        {A1: OK, A2: OK},
+        {A1: PASS},
     ),
     "an internal error: the untested host says so": Case(
-        (dane_host(MX1, "192.0.2.1"),),
-        {"192.0.2.1": tls("192.0.2.1")},
+        (dane_host(MX1, A1),),
+        "internal_error: not_tested[not_tested]",
+        {A1: OK},
         error="internal error in matching: boom",
-        verdict=DomainVerdict.INTERNAL_ERROR,
-        host_verdicts=((V.NOT_TESTED, (V.NOT_TESTED,)),),
     ),
 }
 
@@ -173,9 +127,7 @@ CASES = {
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
 def test_assemble(case: Case) -> None:
     result = _run(case)
-    assert result.verdict is case.verdict
-    got = tuple((h.verdict, tuple(a.verdict for a in h.addresses)) for h in result.hosts)
-    assert got == case.host_verdicts
+    assert _outline(result) == case.expected
     assert all(h.reason for h in result.hosts)
     assert [h.preference for h in result.hosts] == [10 * (i + 1) for i in range(len(case.hosts))]
     assert (result.domain, result.input_line, result.error) == ("a.example", 7, case.error)
@@ -257,9 +209,9 @@ def test_dns_decides_each_host_once(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
     real = dns_verdict
 
-    def counting(mx_secure: bool, addresses: AddressDecision, tlsa: TlsaLookup) -> V | None:
-        calls.append(tlsa.base)
-        return real(mx_secure, addresses, tlsa)
+    def counting(*args: Any) -> V | None:
+        calls.append(args[2].base)  # (mx_secure, addresses, tlsa)
+        return real(*args)
 
     monkeypatch.setattr(scanner.assemble, "dns_verdict", counting)
     obs = observed(dane_host(MX1, "192.0.2.1"), insecure_host(MX2, "192.0.2.2"))

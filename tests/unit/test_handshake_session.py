@@ -183,13 +183,20 @@ async def greet(
     writer.write(ehlo)
 
 
+async def answer_starttls(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: Seen, reply: bytes
+) -> None:
+    """Banner, EHLO and STARTTLS, answered with ``reply``."""
+    await greet(reader, writer, seen)
+    seen.lines.append(await reader.readline())
+    writer.write(reply)
+
+
 def starttls_server(pki: Pki, seen: Seen, *, tls10: bool = False) -> Handler:
     context = server_context(pki, seen, tls10=tls10)
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await greet(reader, writer, seen)
-        seen.lines.append(await reader.readline())
-        writer.write(b"220 2.0.0 Ready to start TLS\r\n")
+        await answer_starttls(reader, writer, seen, b"220 2.0.0 Ready to start TLS\r\n")
         await writer.start_tls(context)
         seen.lines.append(await reader.readline())
         writer.write(b"250-mx.example.org\r\n250 SIZE 1000\r\n")
@@ -348,9 +355,7 @@ def test_starttls_answered_454(pki: Pki) -> None:
     seen = Seen()
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await greet(reader, writer, seen)
-        seen.lines.append(await reader.readline())
-        writer.write(b"454 4.7.0 TLS not available\r\n")
+        await answer_starttls(reader, writer, seen, b"454 4.7.0 TLS not available\r\n")
         seen.lines.append(await reader.readline())
         writer.write(b"221 bye\r\n")
 

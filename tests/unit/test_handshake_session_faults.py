@@ -30,6 +30,7 @@ from tests.unit.test_handshake_session import (
     Handler,
     Pki,
     Seen,
+    answer_starttls,
     greet,
     pki,
     probe,
@@ -91,9 +92,7 @@ def test_trickling_server_hits_the_session_deadline() -> None:
 
 def _injector(seen: Seen, pki: Pki) -> Handler:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await greet(reader, writer, seen)
-        seen.lines.append(await reader.readline())
-        writer.write(b"220 go\r\n250 injected\r\n")
+        await answer_starttls(reader, writer, seen, b"220 go\r\n250 injected\r\n")
         await writer.drain()
         # A client that took the bait would start TLS now; a safe one hangs up.
         seen.after_starttls = await reader.read()
@@ -129,9 +128,7 @@ def test_server_closes_in_the_middle_of_the_tls_handshake(pki: Pki, loop: str) -
     seen = Seen()
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await greet(reader, writer, seen)
-        seen.lines.append(await reader.readline())
-        writer.write(b"220 go\r\n")
+        await answer_starttls(reader, writer, seen, b"220 go\r\n")
         seen.after_starttls = await reader.read(5)  # the ClientHello's record header
 
     result = run(probe(handler), loop=loop)
@@ -147,9 +144,7 @@ def test_server_answers_the_client_hello_with_plaintext(pki: Pki, loop: str) -> 
     seen = Seen()
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await greet(reader, writer, seen)
-        seen.lines.append(await reader.readline())
-        writer.write(b"220 go\r\n")
+        await answer_starttls(reader, writer, seen, b"220 go\r\n")
         await reader.read(5)
         writer.write(b"500 what is this\r\n")
         await writer.drain()
@@ -165,9 +160,7 @@ def test_tls_handshake_that_stalls_times_out(pki: Pki) -> None:
     seen = Seen()
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await greet(reader, writer, seen)
-        seen.lines.append(await reader.readline())
-        writer.write(b"220 go\r\n")
+        await answer_starttls(reader, writer, seen, b"220 go\r\n")
         await reader.read()
 
     result = run(probe(handler, settings=replace(FAST, read_timeout=0.3)))

@@ -6,11 +6,11 @@ import pytest
 
 from scanner.assemble import domain_verdict, host_verdict, session_failure
 from scanner.handshake.session import SessionResult
-from scanner.resolve.discover import HostResolution
-from scanner.resolve.policy import AddressDecision, MxDecision, MxKind, TlsaLookup, TlsaState
+from scanner.resolve.policy import MxDecision, MxKind
 from scanner.results import AddressResult, HostResult
 from scanner.status import DaneVerdict as V
 from scanner.status import DnssecStatus, DomainVerdict, SmtpStatus
+from tests.unit.resolutions import dane_host
 
 SECURE = DnssecStatus.SECURE
 
@@ -63,12 +63,7 @@ def test_session_failure(status: SmtpStatus, verdict: V) -> None:
 
 
 def host(verdict: V, *statuses: SmtpStatus) -> HostResult:
-    resolution = HostResolution(
-        "mx.example.test.",
-        AddressDecision(("127.0.0.1",), SECURE, None, 300),
-        TlsaLookup("mx.example.test.", TlsaState.RECORDS),
-        ("mx.example.test.",),
-    )
+    resolution = dane_host("mx.example.test.", "127.0.0.1")
     addresses = tuple(AddressResult(session(s), verdict) for s in statuses)
     return HostResult("mx.example.test.", 10, resolution, verdict, "", addresses)
 
