@@ -125,13 +125,19 @@ def handshaker(
     return shaker_for(session, time, polite), session, time
 
 
-def shaker_for(session: Session, time: FakeTime, polite: PoliteSettings) -> Handshaker:
-    """A Handshaker whose sessions are ``session`` and whose time is ``time``'s."""
+def shaker_for(
+    session: Session,
+    time: FakeTime,
+    polite: PoliteSettings,
+    policy: ContactPolicy | None = TEST_NETS,
+) -> Handshaker:
+    """A Handshaker whose sessions are ``session`` and whose time is
+    ``time``'s; ``policy`` None is the default one, the real internet's."""
     return Handshaker(
         SETTINGS,
         polite,
         CONTEXT,
-        policy=TEST_NETS,
+        policy=policy,
         session=session,
         clock=time.clock,
         sleep=time.sleep,
@@ -401,16 +407,9 @@ def test_excluded_addresses_and_names_are_blocked_without_a_session() -> None:
     async def scenario() -> tuple[list[SessionResult], Handshaker, FakeSession]:
         time = FakeTime()
         session = FakeSession(time)
-        shaker = Handshaker(
-            SETTINGS,
-            PoliteSettings(min_interval=0.0),
-            CONTEXT,
-            # Exclusions win over allowed ranges.
-            policy=ContactPolicy(exclusions, TEST_NETS.allowed),
-            session=session,
-            clock=time.clock,
-            sleep=time.sleep,
-        )
+        # Exclusions win over allowed ranges.
+        policy = ContactPolicy(exclusions, TEST_NETS.allowed)
+        shaker = shaker_for(session, time, PoliteSettings(min_interval=0.0), policy)
         results = [
             await shaker.handshake("192.0.2.7", SNI),
             await shaker.handshake("::ffff:192.0.2.7", SNI),
@@ -433,14 +432,8 @@ def test_special_purpose_addresses_are_reserved_without_a_session() -> None:
     async def scenario() -> tuple[list[SessionResult], Handshaker, FakeSession]:
         time = FakeTime()
         session = FakeSession(time)
-        shaker = Handshaker(
-            SETTINGS,
-            PoliteSettings(min_interval=0.0),
-            CONTEXT,  # the default policy: the real internet's
-            session=session,
-            clock=time.clock,
-            sleep=time.sleep,
-        )
+        # The default policy: the real internet's.
+        shaker = shaker_for(session, time, PoliteSettings(min_interval=0.0), policy=None)
         addresses = ("127.0.0.1", "10.1.2.3", "::1", "fe80::1", "::ffff:192.168.0.1", "192.0.3.1")
         results = [await shaker.handshake(a, SNI) for a in addresses]
         return results, shaker, session
