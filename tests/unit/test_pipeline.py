@@ -256,6 +256,8 @@ def test_transient_lookups_are_retried_up_to_the_bound_and_outages_not_counted(
         return work
 
     work = asyncio.run(scenario())
+    # The resolve stage counts what it did, and nothing of the handshake stage's.
+    assert (pipeline.counters.resolved, pipeline.counters.handshaken) == (1, 0)
     assert len(discoverer.refreshes) == lookups
     assert discoverer.refreshes == [False] + [True] * (lookups - 1)
     assert work.attempts == attempts
