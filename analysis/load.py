@@ -54,8 +54,9 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from analysis.legacy import READABLE, upgrade
 from scanner.output.manifest import MANIFEST, Manifest, ManifestError
-from scanner.output.schema import SCHEMA, SCHEMA_VERSION, VERSION_KEY
+from scanner.output.schema import SCHEMA, VERSION_KEY
 from scanner.resolve.policy import TlsaState
 from scanner.status import DaneVerdict, DomainVerdict
 
@@ -151,7 +152,7 @@ _DANE_DOMAIN_VERDICTS = (
 class DatasetError(ValueError):
     """The location holds no readable danescan dataset.
 
-    Raised when reading for analysis; scanner.output.writer.DatasetError is
+    Raised when reading for analysis; scanner.output.writer.UnreadablePart is
     the scanner's, raised when a folder's parts cannot be resumed or rewritten.
     """
 
@@ -202,8 +203,8 @@ def open_dataset(
     ``location`` is a dataset folder or a single Parquet file, as a local path
     or a URI pyarrow understands; ``filesystem`` overrides the URI scheme (then
     ``location`` is a path on it). Raises :class:`SchemaVersionError` when the
-    manifest or any part declares another schema version than
-    scanner.output.schema.SCHEMA_VERSION, and :class:`DatasetError` when there
+    manifest or any part declares a schema version other than those
+    analysis.legacy.READABLE lists, and :class:`DatasetError` when there
     is nothing to read.
     """
     fs, path = _resolve(location, filesystem)
@@ -233,19 +234,21 @@ def open_dataset(
         raise DatasetError(f"{location}: no such file or folder")
     if not parts:
         raise DatasetError(f"{location}: no {PART_PREFIX}*.parquet files")
-    if manifest is not None and manifest.schema_version not in (None, SCHEMA_VERSION):
+    if manifest is not None and manifest.schema_version not in (None, *READABLE):
         raise SchemaVersionError(
             f"{location}: manifest declares schema version {manifest.schema_version}, "
-            f"this analysis reads version {SCHEMA_VERSION}"
+            f"this analysis reads versions {', '.join(READABLE)}"
         )
+    versions = set()
     for part in parts:
         version = _part_version(fs, part)
-        if version != SCHEMA_VERSION:
+        if version not in READABLE:
             raise SchemaVersionError(
                 f"{part}: schema version {version or 'missing'}, "
-                f"this analysis reads version {SCHEMA_VERSION}"
+                f"this analysis reads versions {', '.join(READABLE)}"
             )
-    return Dataset(os.fspath(location), fs, parts, manifest, SCHEMA_VERSION)
+        versions.add(version)
+    return Dataset(os.fspath(location), fs, parts, manifest, "+".join(sorted(versions)))
 
 
 # -- projected reading ---------------------------------------------------------------
@@ -328,6 +331,8 @@ def _read_part(
             source = stack.enter_context(dataset.filesystem.open_input_file(path))
         parquet = pq.ParquetFile(source, read_dictionary=dictionary)
         table = parquet.read(columns=list(columns), use_threads=use_threads)
+        version = (parquet.metadata.metadata or {}).get(VERSION_KEY, b"").decode() or None
+        table = upgrade(table, version, lambda: parquet.read(columns=["error"]).column("error"))
     return _split(table, dane)
 
 

@@ -79,8 +79,8 @@ import dns.version
 import uvloop
 from procstat import Usage, busy_share
 
+from scanner.collector import collector_for_scan
 from scanner.config import ScanConfig
-from scanner.pipeline import collector_for_scan
 from scanner.resolve.client import ClientStats, DnsAnswer, DnsClient, ResolverSettings
 from scanner.resolve.discover import Asker, Discoverer, DomainResolution
 from scanner.resolve.policy import MxKind, TlsaState, tlsa_name

@@ -33,13 +33,13 @@ from dataclasses import dataclass
 import pytest
 import uvloop
 
+from scanner.assemble import domain_verdict
 from scanner.resolve.client import ClientStats, DnsClient, ResolverSettings
 from scanner.resolve.discover import Discoverer, DomainResolution, HostResolution
 from scanner.resolve.policy import MxKind, TlsaState, dns_verdict
 from scanner.resolve.wire import DnsAnswer, normalize_name
 from scanner.status import DaneVerdict, DnssecStatus, DomainVerdict
 from scanner.tlsa import TlsaRecord
-from scanner.verdict import domain_verdict
 from testbed.plan import catalogue_for
 from testbed.profile import Profile
 from testbed.scenarios import BY_NAME

@@ -27,27 +27,20 @@ from scanner.ratelimit import TokenBucket
 from scanner.resolve.discover import HostResolution
 from scanner.resolve.policy import (
     AddressDecision,
-    MxDecision,
-    MxKind,
-    MxTarget,
     TlsaLookup,
     TlsaState,
 )
 from scanner.results import AddressResult, DomainResult, HostResult
 from scanner.status import DaneVerdict, DnssecStatus, DomainVerdict, SmtpStatus
 from scanner.tlsa import TlsaRecord
+from tests.unit.resolutions import dane_host, mx_hosts
 
 WHEN = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 
 
 def dane_result(domain: str, line: int) -> DomainResult:
     host = f"mx.{domain}."
-    resolution = HostResolution(
-        host,
-        AddressDecision(("127.0.0.7",), DnssecStatus.SECURE, None, 300),
-        TlsaLookup(host, TlsaState.RECORDS, (TlsaRecord(3, 1, 1, b"\x01" * 32),), 3600),
-        (host,),
-    )
+    resolution = dane_host(host, "127.0.0.7")
     session = SessionResult(
         "127.0.0.7", 25, host.rstrip("."), SmtpStatus.TLS_OK, tls_version="TLSv1.3",
         cipher="TLS_AES_256_GCM_SHA384", chain=(b"leaf-der", b"issuer-der"),
@@ -59,7 +52,7 @@ def dane_result(domain: str, line: int) -> DomainResult:
         input_line=line,
         verdict=DomainVerdict.DANE_VALID,
         error="",
-        mx=MxDecision(MxKind.HOSTS, DnssecStatus.SECURE, (MxTarget(host, 10),)),
+        mx=mx_hosts((host, 10)),
         mx_ttl=3600,
         hosts=(HostResult(host, 10, resolution, DaneVerdict.PASS, "", (address,)),),
         scanned_at=WHEN,
@@ -139,7 +132,7 @@ def every_field_result() -> DomainResult:
         AddressResult(v4, DaneVerdict.FAIL_TA_NAME, "why4", "2 0 2 " + "02" * 64, 1),
         AddressResult(v6, DaneVerdict.FAIL_NO_TLS, "why6"),
     )
-    mx = MxDecision(MxKind.HOSTS, DnssecStatus.SECURE, (MxTarget(host, 5),), error="mx-e")
+    mx = mx_hosts((host, 5), error="mx-e")
     return DomainResult(
         "every.example", 77, DomainVerdict.DANE_INVALID, "oops", mx, 3602,
         (HostResult(host, 5, resolution, DaneVerdict.FAIL_TA_NAME, "host why", addresses),),
@@ -292,7 +285,10 @@ def test_token_bucket_admits_at_the_rate() -> None:
 
 
 def test_shard_of_is_stable_and_spreads() -> None:
-    from scanner.pipeline import shard_of
+    from scanner.config import Shard
+
+    def shard_of(domain: str, count: int) -> int:
+        return next(i for i in range(count) if Shard(i, count).owns(name_key(domain)))
 
     # Fixed values: a shard must not move between runs, machines or versions.
     assert [shard_of(d, 4) for d in ("example.com", "example.net", "a.test")] == [2, 0, 3]

@@ -1,5 +1,6 @@
 """Running a scan: the dataset folder, the resolver, the workers, signals,
-progress and the manifest. The pipeline itself is scanner.pipeline.
+progress and the manifest. One process's pipeline of stages is
+scanner.pipeline.
 
 Exit status and manifest say the same (scanner.output.manifest.ScanStatus):
 0 complete, the input was scanned to the end; 1 failed, with the reason in
@@ -35,7 +36,7 @@ from scanner.config import ScanConfig, Shard, StartTlsMode
 from scanner.handshake.contact import ContactPolicy, ContactPolicyError, contact_policy
 from scanner.ingest.reader import InputError
 from scanner.output.manifest import Counts, Manifest, ScanStatus, write_manifest
-from scanner.output.writer import DatasetError, Resumed, drop_transient, part_files, read_done
+from scanner.output.writer import Resumed, UnreadablePart, drop_transient, part_files, read_done
 from scanner.pipeline import Pipeline
 from scanner.progress import ProgressView, Snapshot
 from scanner.resolve.health import ResolverLost
@@ -108,7 +109,7 @@ def prepare_output(config: ScanConfig) -> Resumed:
         if config.retry_transient:
             drop_transient(config.output)
         return read_done(config.output) if config.resume else Resumed()
-    except DatasetError as exc:
+    except UnreadablePart as exc:
         raise ScanError(str(exc)) from None
 
 
@@ -188,15 +189,20 @@ def _manifest(
             for k, v in dataclasses.asdict(config).items()
         },
         counts=Counts(
-            read=snap.read,
-            skipped=snap.skipped,
-            domains=snap.concluded,
-            written=snap.written,
-            tls_sessions=snap.sessions,
-            verdicts=dict(snap.verdicts),
-            transient=snap.transient,
-            retried=snap.retried,
-            outages=snap.outages,
+            read=snap.counts.read,
+            skipped=snap.counts.skipped,
+            domains=snap.counts.concluded,
+            written=snap.counts.written,
+            tls_sessions=snap.counts.sessions,
+            verdicts=dict(snap.counts.verdicts),
+            transient=snap.counts.transient,
+            retried=snap.counts.retried,
+            outages=snap.counts.outages,
+            work={
+                "dns": dict(snap.counts.dns),
+                "handshakes": dict(snap.counts.handshakes),
+                "matching": dict(snap.counts.matching),
+            },
         ),
     )
 
@@ -236,7 +242,8 @@ def run_scan(config: ScanConfig) -> int:
         print(f"scan: {ending.failure} (--resume continues the scan)", file=sys.stderr)
         return EXIT_FAILED
     snap = ending.snapshot
-    view.summary(snap, f"danescan: {ending.status}, {snap.concluded:,} domains -> {config.output}")
+    done = snap.counts.concluded
+    view.summary(snap, f"danescan: {ending.status}, {done:,} domains -> {config.output}")
     return EXIT_INTERRUPTED if ending.status is ScanStatus.INTERRUPTED else EXIT_OK
 
 
@@ -303,7 +310,7 @@ def _run_single(
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, on_signal)
-        ticker = asyncio.create_task(_tick(lambda: view.update(pipeline.progress.snapshot(total))))
+        ticker = asyncio.create_task(_tick(lambda: view.update(pipeline.snapshot(total))))
         try:
             await pipeline.run()
         except asyncio.CancelledError:
@@ -315,9 +322,9 @@ def _run_single(
     try:
         interrupted = uvloop.run(main())
     except Exception as exc:
-        return _failed(exc, pipeline.progress.snapshot(total), config.output)
+        return _failed(exc, pipeline.snapshot(total), config.output)
     status = ScanStatus.INTERRUPTED if interrupted else ScanStatus.COMPLETE
-    return Ending(pipeline.progress.snapshot(total), status)
+    return Ending(pipeline.snapshot(total), status)
 
 
 def _failed(exc: Exception, snap: Snapshot, folder: Path) -> Ending:
@@ -357,7 +364,7 @@ def _worker_main(config: ScanConfig, index: int, resumed: Resumed, reports: Any)
 
         async def report() -> None:
             while True:
-                reports.put(_Report(index, pipeline.progress.snapshot()))
+                reports.put(_Report(index, pipeline.snapshot()))
                 await asyncio.sleep(0.5)
 
         ticker = asyncio.create_task(report())
@@ -372,11 +379,11 @@ def _worker_main(config: ScanConfig, index: int, resumed: Resumed, reports: Any)
         # The parent writes the manifest and the one line: it needs the
         # reason, which an exit code cannot carry.
         reason = failure_reason(exc, config.output)
-        reports.put(_Report(index, pipeline.progress.snapshot(), True, reason or _bug(exc)))
+        reports.put(_Report(index, pipeline.snapshot(), True, reason or _bug(exc)))
         if reason is None:
             raise  # a bug: its traceback goes to stderr
         sys.exit(EXIT_FAILED)
-    reports.put(_Report(index, pipeline.progress.snapshot(), True))
+    reports.put(_Report(index, pipeline.snapshot(), True))
 
 
 def _run_workers(
