@@ -93,7 +93,7 @@ _SILENT = frozenset({SmtpStatus.CONNECT_REFUSED, SmtpStatus.CONNECT_TIMEOUT, Smt
 def address(
     ip: str,
     status: SmtpStatus,
-    verdict: V | None,
+    verdict: V,
     chain: Sequence[bytes] = (),
     tls: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
@@ -104,7 +104,7 @@ def address(
         "family": 6 if ":" in ip else 4,
         "smtp_status": status.value,
         "error": None if ok else status.value.replace("_", " "),
-        "verdict": verdict.value if verdict is not None else None,
+        "verdict": verdict.value,
         "reason": None,
         "banner": "220 mail ESMTP" if status not in _SILENT else None,
         "starttls_offered": status in (SmtpStatus.TLS_OK, SmtpStatus.STARTTLS_REFUSED),

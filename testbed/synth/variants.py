@@ -96,7 +96,9 @@ def _insecure_hosts(names: Sequence[str], s: Scenario, c: Certs, leaf: str) -> l
             s.host_verdict(i),
             address_dnssec=S.INSECURE,
             tlsa_state="not_looked_up",
-            addresses=[address(f"198.51.100.{i + 1}", OK, None, c.chain(leaf, issuer), TLS12)],
+            addresses=[
+                address(f"198.51.100.{i + 1}", OK, s.host_verdict(i), c.chain(leaf, issuer), TLS12)
+            ],
             preference=10 * (i + 1),
         )
         for i, n in enumerate(names)
@@ -121,7 +123,7 @@ def _no_hosts(mx_kind: str, mx_dnssec: S, *, signed: bool = True) -> Observe:
 
 
 def _signed_self(s: Scenario, c: Certs, tlsa_state: str) -> Observed:
-    plain = address("198.51.100.77", OK, None, c.chain("hoster", "R10"), TLS12_ECDSA)
+    plain = address("198.51.100.77", OK, s.host_verdict(0), c.chain("hoster", "R10"), TLS12_ECDSA)
     mx = host(f"mx.{DOMAIN}", s.host_verdict(0), tlsa_state=tlsa_state, addresses=[plain])
     return Observed(row(s.verdict, "hosts", S.SECURE, [mx]), "MS")
 
@@ -309,7 +311,7 @@ def _insecure_delegation_tlsa(s: Scenario, c: Certs) -> Observed:
         address_dnssec=S.INSECURE,
         tlsa_state="insecure",
         tlsa=[c.tlsa(3, 1, 1, "self")],
-        addresses=[address("198.51.100.9", OK, None, c.chain(*SELF), TLS12)],
+        addresses=[address("198.51.100.9", OK, s.host_verdict(0), c.chain(*SELF), TLS12)],
     )
     return Observed(row(s.verdict, "hosts", S.INSECURE, [mx]), "M", signed_tlds=False)
 
