@@ -31,7 +31,6 @@ bug stopped (its ``error`` says where).
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -153,7 +152,9 @@ def match_jobs(obs: Observation) -> list[tuple[Key, MatchJob]]:
     return jobs
 
 
-def assemble(obs: Observation, matches: Mapping[Key, MatchResult], *, tested: bool) -> DomainResult:
+def assemble(
+    obs: Observation, matches: Mapping[Key, MatchResult], *, tested: bool, now: float
+) -> DomainResult:
     """The DomainResult; ``tested`` is False under --starttls none."""
     resolution = obs.resolution
     untested = "" if tested else "TLSA published; not tested (--starttls none)"
@@ -173,7 +174,7 @@ def assemble(obs: Observation, matches: Mapping[Key, MatchResult], *, tested: bo
         mx_ttl=resolution.mx_ttl if resolution else None,
         hosts=hosts,
         scanned_at=obs.scanned_at,
-        duration_ms=(time.monotonic() - obs.started) * 1000,
+        duration_ms=(now - obs.started) * 1000,
         attempts=obs.attempts,
         transient=is_transient(obs),
     )

@@ -66,7 +66,9 @@ async def check(config: ScanConfig, domain: str) -> DomainResult:
     keyed = match_jobs(obs)
     matches = match_batch([job for _, job in keyed], now)
     found = {key: match for (key, _), match in zip(keyed, matches, strict=True)}
-    return assemble(obs, found, tested=config.starttls is not StartTlsMode.NONE)
+    return assemble(
+        obs, found, tested=config.starttls is not StartTlsMode.NONE, now=time.monotonic()
+    )
 
 
 def explain(result: DomainResult) -> Iterator[str]:

@@ -37,7 +37,7 @@ class Shard:
             raise ValueError(f"shard {self.index}/{self.count}: need 0 <= I < N")
 
     def owns(self, key: int) -> bool:
-        """Whether the name with this ``scanner.ingest.seen.name_key`` is in
+        """Whether the name with this ``scanner.seen.name_key`` is in
         this shard: stable across runs and machines (unlike hash())."""
         return key % self.count == self.index
 

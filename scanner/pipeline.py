@@ -50,7 +50,6 @@ from scanner.handshake.handshaker import Handshaker
 from scanner.handshake.polite import backoff
 from scanner.handshake.session import SessionResult, client_context
 from scanner.ingest.reader import InputName, read_names
-from scanner.ingest.seen import KeySet, name_key
 from scanner.match.batch import CertPool, match_batch
 from scanner.match.outcome import MatchResult
 from scanner.output.jsonlog import domain_json
@@ -63,6 +62,7 @@ from scanner.resolve.discover import Discoverer
 from scanner.resolve.health import Health, ResolverLost
 from scanner.resolve.watchdog import Watchdog
 from scanner.results import DomainResult
+from scanner.seen import KeySet, name_key
 from scanner.status import DomainVerdict
 
 _READ_CHUNK = 2000
@@ -95,7 +95,7 @@ class Pipeline:
         self._stop = asyncio.Event()
         self.lost: ResolverLost | None = None  # set when the resolver stayed down
         # Keys of the admitted domains, for scanning duplicates once (a few
-        # bytes per domain: see scanner.ingest.seen for the false-duplicate odds).
+        # bytes per domain: see scanner.seen for the false-duplicate odds).
         self._seen = KeySet()
         self._pool = CertPool(config.cert_pool_size)
         self._now_override = (
@@ -438,7 +438,8 @@ class Pipeline:
     def _assemble(
         self, obs: Observation, matches: dict[tuple[str, str], MatchResult]
     ) -> DomainResult:
-        return assemble(obs, matches, tested=self.config.starttls is not StartTlsMode.NONE)
+        tested = self.config.starttls is not StartTlsMode.NONE
+        return assemble(obs, matches, tested=tested, now=time.monotonic())
 
     def _count_work(self, client: DnsClient, handshaker: Handshaker) -> None:
         """What the stages did on the wire and in the matcher (their own

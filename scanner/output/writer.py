@@ -23,9 +23,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from scanner.ingest.seen import KeySet, name_key
 from scanner.output.rows import ROW_TYPE, Row
 from scanner.output.schema import SCHEMA
+from scanner.seen import KeySet, name_key
 
 _PART = re.compile(r"part-(\d+)-(\d+)\.parquet\Z")
 

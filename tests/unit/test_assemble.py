@@ -69,7 +69,7 @@ def _run(case: Case) -> DomainResult:
     obs.sessions = {(owner[a], a): tls(a, status) for a, status in case.sessions.items()}
     obs.error = case.error
     matches: dict[Key, MatchResult] = {(owner[a], a): m for a, m in case.matches.items()}
-    return assemble(obs, matches, tested=case.tested)
+    return assemble(obs, matches, tested=case.tested, now=0.0)
 
 
 def _outline(result: DomainResult) -> str:
@@ -153,15 +153,20 @@ def test_a_host_dns_decided_gives_the_dns_reason() -> None:
 
 def test_no_resolution_is_an_internal_error() -> None:
     obs = Observation(3, "b.example", 0.0, WHEN, error="internal error: boom")
-    result = assemble(obs, {}, tested=True)
+    result = assemble(obs, {}, tested=True, now=0.0)
     assert (result.verdict, result.mx, result.hosts) == (DomainVerdict.INTERNAL_ERROR, None, ())
+
+
+def test_duration_is_from_admission_to_the_clock_given() -> None:
+    obs = observed(dane_host(MX1, "192.0.2.1"))  # admitted at 0.0
+    assert assemble(obs, {}, tested=True, now=1.25).duration_ms == 1250.0
 
 
 def test_transient_sessions_make_the_result_transient() -> None:
     obs = observed(dane_host(MX1, "192.0.2.1"))
-    assert not assemble(obs, {}, tested=True).transient
+    assert not assemble(obs, {}, tested=True, now=0.0).transient
     obs.sessions = {(MX1, "192.0.2.1"): tls("192.0.2.1", SmtpStatus.TLS_ERROR)}
-    assert assemble(obs, {}, tested=True).transient
+    assert assemble(obs, {}, tested=True, now=0.0).transient
 
 
 def test_the_address_cap_holds_in_every_step() -> None:
@@ -171,7 +176,7 @@ def test_the_address_cap_holds_in_every_step() -> None:
     assert [t.address for t in targets] == list(addresses[:2])
     obs.sessions = {(MX1, a): tls(a) for a in addresses}  # one more than tried
     assert [key for key, _ in match_jobs(obs)] == [(MX1, a) for a in addresses[:2]]
-    result = assemble(obs, dict.fromkeys(((MX1, a) for a in addresses), PASS), tested=True)
+    result = assemble(obs, dict.fromkeys(((MX1, a) for a in addresses), PASS), tested=True, now=0.0)
     assert [a.session.address for a in result.hosts[0].addresses] == list(addresses[:2])
 
 
@@ -218,5 +223,5 @@ def test_dns_decides_each_host_once(monkeypatch: pytest.MonkeyPatch) -> None:
     tls_targets(obs, StartTlsMode.ALL)
     obs.sessions = {(MX1, "192.0.2.1"): tls("192.0.2.1"), (MX2, "192.0.2.2"): tls("192.0.2.2")}
     match_jobs(obs)
-    assemble(obs, {}, tested=True)
+    assemble(obs, {}, tested=True, now=0.0)
     assert calls == [MX1, MX2]

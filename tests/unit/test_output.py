@@ -19,7 +19,6 @@ import pytest
 
 from scanner.handshake.session import SessionResult
 from scanner.handshake.smtp import Reply, Transcript
-from scanner.ingest.seen import name_key
 from scanner.output.rows import ROW_TYPE, domain_row
 from scanner.output.schema import SCHEMA, SCHEMA_VERSION, VERSION_KEY
 from scanner.output.writer import PartWriter, drop_transient, read_done
@@ -31,6 +30,7 @@ from scanner.resolve.policy import (
     TlsaState,
 )
 from scanner.results import AddressResult, DomainResult, HostResult
+from scanner.seen import name_key
 from scanner.status import DaneVerdict, DnssecStatus, DomainVerdict, SmtpStatus
 from scanner.tlsa import TlsaRecord
 from tests.unit.resolutions import dane_host, mx_hosts

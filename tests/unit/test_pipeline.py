@@ -20,13 +20,13 @@ from scanner.flow import FlowController
 from scanner.handshake.session import SessionResult
 from scanner.ingest.normalise import normalise
 from scanner.ingest.reader import InputName
-from scanner.ingest.seen import name_key
 from scanner.output.writer import PartWriter, Resumed
 from scanner.pipeline import Pipeline
 from scanner.ratelimit import Window
 from scanner.resolve.discover import DomainResolution
 from scanner.resolve.policy import MxDecision, MxKind
 from scanner.results import DomainResult
+from scanner.seen import name_key
 from scanner.status import DnssecStatus, DomainVerdict, SmtpStatus
 from tests.unit.test_output import WHEN, dane_result
 

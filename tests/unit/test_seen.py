@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scanner.ingest.seen import KeySet, name_key
+from scanner.seen import KeySet, name_key
 
 TOP = 2**64 - 1
 
