@@ -3,7 +3,7 @@ it ended and what it wrote, as one typed value with one JSON form.
 
 Everything that writes or reads a manifest goes through :class:`Manifest`:
 the scanner (rewritten as the scan progresses and when it ends), the
-synthetic datasets (analysis.synth), the analysis (analysis.load, the report
+synthetic datasets (testbed.synth), the analysis (analysis.load, the report
 and the notebook) and the benchmarks. Writing has one form; reading is
 tolerant: a key that is missing or not understood becomes None, and the keys
 of the scanner's first manifests (``version``, ``started``, ``ended``) are
