@@ -35,7 +35,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[analysis,dev]'
 	@touch $@
 
-# The resolve stage's hot modules compiled by mypyc (scanner/native.py says
+# The resolve stage's hot modules compiled by mypyc (scanner/native/ says
 # which): the same sources, less CPU per query. The extensions shadow the
 # sources on import, so they are rebuilt whenever scanner code changes (mypyc
 # compiles against the types of what they import; a build whose sources
@@ -47,7 +47,7 @@ native: $(NATIVE_STAMP)
 
 $(NATIVE_STAMP): $(NATIVE_DEPS) $(STAMP)
 	@mkdir -p .cache
-	@echo "compiling the modules of scanner/native.py with mypyc (log: .cache/native-build.log)"
+	@echo "compiling the modules of scanner/native/ with mypyc (log: .cache/native-build.log)"
 	@$(BIN)/python -m scanner.native >.cache/native-build.log 2>&1 || { tail -n 30 .cache/native-build.log; exit 1; }
 	@touch $@
 

@@ -5,9 +5,11 @@
   pandas DataFrames;
 - ``figures``: matplotlib figures of those frames;
 - ``report``: one self-contained HTML report (``scan report``);
-- ``notebook``: execute an analysis notebook against a dataset;
-- ``synth``: synthetic datasets of any size with known counts (tests and
-  benchmarks).
+- ``notebook``: execute an analysis notebook against a dataset.
 
-Install with the ``analysis`` extra (DuckDB, pandas, matplotlib, nbclient).
+Synthetic datasets for its tests and benchmarks are written by testbed.synth,
+from the testbed's scenario catalogue.
+
+Install with the ``analysis`` extra (DuckDB, pandas, matplotlib, nbclient,
+publicsuffixlist).
 """

@@ -54,8 +54,9 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from analysis.legacy import READABLE, upgrade
 from scanner.output.manifest import MANIFEST, Manifest, ManifestError
-from scanner.output.schema import SCHEMA, SCHEMA_VERSION, VERSION_KEY
+from scanner.output.schema import SCHEMA, VERSION_KEY
 from scanner.resolve.policy import TlsaState
 from scanner.status import DaneVerdict, DomainVerdict
 
@@ -149,7 +150,11 @@ _DANE_DOMAIN_VERDICTS = (
 
 
 class DatasetError(ValueError):
-    """The location holds no readable danescan dataset."""
+    """The location holds no readable danescan dataset.
+
+    Raised when reading for analysis; scanner.output.writer.UnreadablePart is
+    the scanner's, raised when a folder's parts cannot be resumed or rewritten.
+    """
 
 
 class SchemaVersionError(DatasetError):
@@ -198,8 +203,8 @@ def open_dataset(
     ``location`` is a dataset folder or a single Parquet file, as a local path
     or a URI pyarrow understands; ``filesystem`` overrides the URI scheme (then
     ``location`` is a path on it). Raises :class:`SchemaVersionError` when the
-    manifest or any part declares another schema version than
-    scanner.output.schema.SCHEMA_VERSION, and :class:`DatasetError` when there
+    manifest or any part declares a schema version other than those
+    analysis.legacy.READABLE lists, and :class:`DatasetError` when there
     is nothing to read.
     """
     fs, path = _resolve(location, filesystem)
@@ -229,19 +234,21 @@ def open_dataset(
         raise DatasetError(f"{location}: no such file or folder")
     if not parts:
         raise DatasetError(f"{location}: no {PART_PREFIX}*.parquet files")
-    if manifest is not None and manifest.schema_version not in (None, SCHEMA_VERSION):
+    if manifest is not None and manifest.schema_version not in (None, *READABLE):
         raise SchemaVersionError(
             f"{location}: manifest declares schema version {manifest.schema_version}, "
-            f"this analysis reads version {SCHEMA_VERSION}"
+            f"this analysis reads versions {', '.join(READABLE)}"
         )
+    versions = set()
     for part in parts:
         version = _part_version(fs, part)
-        if version != SCHEMA_VERSION:
+        if version not in READABLE:
             raise SchemaVersionError(
                 f"{part}: schema version {version or 'missing'}, "
-                f"this analysis reads version {SCHEMA_VERSION}"
+                f"this analysis reads versions {', '.join(READABLE)}"
             )
-    return Dataset(os.fspath(location), fs, parts, manifest, SCHEMA_VERSION)
+        versions.add(version)
+    return Dataset(os.fspath(location), fs, parts, manifest, "+".join(sorted(versions)))
 
 
 # -- projected reading ---------------------------------------------------------------
@@ -324,6 +331,8 @@ def _read_part(
             source = stack.enter_context(dataset.filesystem.open_input_file(path))
         parquet = pq.ParquetFile(source, read_dictionary=dictionary)
         table = parquet.read(columns=list(columns), use_threads=use_threads)
+        version = (parquet.metadata.metadata or {}).get(VERSION_KEY, b"").decode() or None
+        table = upgrade(table, version, lambda: parquet.read(columns=["error"]).column("error"))
     return _split(table, dane)
 
 
@@ -339,6 +348,20 @@ def _frame(relation: duckdb.DuckDBPyRelation, query: str) -> pd.DataFrame:
     return result.df()
 
 
+# The flat views of ScanDomains.domains_df and Scan.hosts_df, enums as strings.
+_DOMAINS_DF = (
+    "SELECT domain, CAST(verdict AS VARCHAR) AS verdict, "
+    "CAST(mx_kind AS VARCHAR) AS mx_kind, CAST(mx_dnssec AS VARCHAR) AS mx_dnssec, "
+    "len(mx_hosts) AS mx_hosts FROM d"
+)
+_HOSTS_DF = (
+    "SELECT domain, CAST(verdict AS VARCHAR) AS domain_verdict, "
+    "h.host, h.verdict, h.tlsa_state, h.tlsa_base, len(h.tlsa) AS tlsa_records, "
+    "len(h.addresses) AS addresses "
+    "FROM (SELECT domain, verdict, unnest(mx_hosts) AS h FROM d)"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class ScanDomains:
     """One loaded scan's domains: its files and ``domains`` (see the module docstring)."""
@@ -350,12 +373,7 @@ class ScanDomains:
 
     def domains_df(self) -> pd.DataFrame:
         """One row per domain: domain, verdict, mx_kind, mx_dnssec, mx_hosts (count)."""
-        return _frame(
-            self.domains,
-            "SELECT domain, CAST(verdict AS VARCHAR) AS verdict, "
-            "CAST(mx_kind AS VARCHAR) AS mx_kind, CAST(mx_dnssec AS VARCHAR) AS mx_dnssec, "
-            "len(mx_hosts) AS mx_hosts FROM d",
-        )
+        return _frame(self.domains, _DOMAINS_DF)
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,13 +384,7 @@ class Scan(ScanDomains):
 
     def hosts_df(self) -> pd.DataFrame:
         """One row per (DANE-relevant domain, MX host), the MX host's fields as columns."""
-        return _frame(
-            self.dane,
-            "SELECT domain, CAST(verdict AS VARCHAR) AS domain_verdict, "
-            "h.host, h.verdict, h.tlsa_state, h.tlsa_base, len(h.tlsa) AS tlsa_records, "
-            "len(h.addresses) AS addresses "
-            "FROM (SELECT domain, verdict, unnest(mx_hosts) AS h FROM d)",
-        )
+        return _frame(self.dane, _HOSTS_DF)
 
 
 def load(
@@ -393,10 +405,8 @@ def load(
     ``connection`` (a new in-memory DuckDB by default); load two scans into
     one connection to compare them.
     """
-    dataset = open_dataset(location, filesystem)
-    con = connection if connection is not None else duckdb.connect()
     columns = list(dict.fromkeys([*DANE_COLUMNS, *extra_columns]))
-    parts = _read(dataset, columns, threads, dane=True)
+    dataset, con, parts = _open_and_read(location, filesystem, connection, threads, columns)
     domains = _concat([p.domains for p in parts])
     dane = _concat([p.dane for p in parts if p.dane is not None])
     return Scan(name, dataset, con, con.from_arrow(domains), con.from_arrow(dane))
@@ -412,9 +422,7 @@ def load_domains(
 ) -> ScanDomains:
     """Like :func:`load`, but only ``domains``: enough for the funnel, the verdicts
     and :func:`analysis.metrics.scan_diff`, in about a third of the time."""
-    dataset = open_dataset(location, filesystem)
-    con = connection if connection is not None else duckdb.connect()
-    parts = _read(dataset, DOMAIN_COLUMNS, threads, dane=False)
+    dataset, con, parts = _open_and_read(location, filesystem, connection, threads, None)
     domains = _concat([p.domains for p in parts])
     return ScanDomains(name, dataset, con, con.from_arrow(domains))
 
@@ -433,6 +441,22 @@ def load_many(
         name: load(location, name=name, connection=con, threads=threads)
         for name, location in locations.items()
     }
+
+
+def _open_and_read(
+    location: str | os.PathLike[str],
+    filesystem: pafs.FileSystem | None,
+    connection: duckdb.DuckDBPyConnection | None,
+    threads: int,
+    dane_columns: Sequence[str] | None,
+) -> tuple[Dataset, duckdb.DuckDBPyConnection, list[_Part]]:
+    """The checked dataset, the connection to hold its relations, and its parts read:
+    with ``dane_columns`` for Scan.domains and Scan.dane, without for Scan.domains only."""
+    dataset = open_dataset(location, filesystem)
+    con = connection if connection is not None else duckdb.connect()
+    if dane_columns is None:
+        return dataset, con, _read(dataset, DOMAIN_COLUMNS, threads, dane=False)
+    return dataset, con, _read(dataset, dane_columns, threads, dane=True)
 
 
 def _read(dataset: Dataset, columns: Sequence[str], threads: int, *, dane: bool) -> list[_Part]:

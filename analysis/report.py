@@ -242,8 +242,8 @@ def build_html(scan: Scan, old: ScanDomains | None = None) -> str:
                 figures.provider_figure(operators, top=10),
                 "fig-providers",
                 "Share of DANE domains per operator, with the cumulative share",
-                "Operator: the last two labels of the MX host name (an approximation of "
-                "the registered domain).",
+                "Operator: the registered domain of the MX host name, by the ICANN "
+                "section of the Public Suffix List.",
             ),
             html_table(hosts, "hosts-table", f"DANE MX hosts (top {TOP})"),
         ),

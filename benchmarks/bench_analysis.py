@@ -1,7 +1,7 @@
 """Benchmark of the analysis package: every metric over a synthetic scan of N domains.
 
 Target (issue 7): all metrics over 10,000,000 domains in at most 60 s and
-4 GiB of memory on this machine. Two scans are written by analysis.synth
+4 GiB of memory on this machine. Two scans are written by testbed.synth
 (realistic proportions; the second a month later with 5% of the domains
 shuffled between variants, so the difference has adoptions, drops, breaks and
 fixes), then a child process loads both from Parquet and computes every
@@ -47,7 +47,7 @@ def _ensure(directory: Path, domains: int, churn: float) -> float:
         written = read_manifest(directory)
         if written is not None and written.counts.domains == domains:
             return 0.0
-    from analysis import synth
+    from testbed import synth
 
     start = time.perf_counter()
     for stale in directory.glob("part-*.parquet"):
@@ -162,7 +162,7 @@ Command (from the repository root, after `make setup`):
 
     {command}
 
-Two synthetic scans from `analysis.synth` (seed 1; the second with 5% churn)
+Two synthetic scans from `testbed.synth` (seed 1; the second with 5% churn)
 of {domains:,} domains each, 200,000 rows per part file, zstd. A child process
 loads both (projected Parquet read into Arrow, registered in DuckDB) and runs
 every function of `analysis.metrics`; time from after the imports to the last

@@ -32,30 +32,15 @@ from pathlib import Path
 from typing import Any
 
 from bench_scan import run_scan
+from testbeds import internet_testbed
 
-from testbed.cli import STATE_FILE, restart_unbound
+from testbed.cli import restart_unbound
 
 NET = 85
 FIXED = ("--domains-in-flight", "150:150", "--queries-in-flight", "400:400")
 # Greylisting windows of up to 25 minutes would make the tail of every scan
 # that long; one attempt per server keeps the benchmark about throughput.
 ONE_ATTEMPT = ("--retries", "0")
-
-
-def testbed_up(directory: Path, domains: int, scale: float) -> None:
-    state_file = directory / STATE_FILE
-    if state_file.exists():
-        state = json.loads(state_file.read_text())
-        if state.get("domains") == domains and state.get("latency_scale") == scale:
-            return
-        subprocess.run([sys.executable, "-m", "testbed.cli", "down", "--dir", str(directory)],
-                       check=True, stdout=subprocess.DEVNULL)  # fmt: skip
-    directory.mkdir(parents=True, exist_ok=True)
-    directory.chmod(0o755)
-    up = [sys.executable, "-m", "testbed.cli", "up", "--profile", "internet",
-          "--domains", str(domains), "--latency-scale", str(scale), "--dir", str(directory),
-          "--net", str(NET), "--no-ipv6", "--no-postfix"]  # fmt: skip
-    subprocess.run(up, check=True, stdout=subprocess.DEVNULL)
 
 
 def scan(
@@ -91,14 +76,14 @@ def main() -> int:
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-flow-") as tmp:
         work = Path(tmp)
-        testbed_up(args.dir, args.domains, 1.0)
-        domains = Path(json.loads((args.dir / STATE_FILE).read_text())["domains_file"])
+        state = internet_testbed(args.dir, net=NET, domains=args.domains, latency_scale=1.0)
+        domains = Path(state["domains_file"])
         for size in args.sizes:
             subset = head(domains, size, work / f"domains-{size}.txt")
             results.append(scan(args, f"flow control, first {size:,}", subset, work, ()))
         results.append(scan(args, "flow control", domains, work, ()))
         results.append(scan(args, "fixed caps 150/400", domains, work, FIXED))
-        testbed_up(args.dir, args.domains, 0.0)
+        internet_testbed(args.dir, net=NET, domains=args.domains, latency_scale=0.0)
         results.append(scan(args, "flow control, latency off", domains, work, ()))
     if args.down:
         subprocess.run([sys.executable, "-m", "testbed.cli", "down", "--dir", str(args.dir)],

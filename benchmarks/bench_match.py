@@ -46,8 +46,8 @@ from cryptography.x509.oid import NameOID
 
 from scanner.match import der
 from scanner.match.batch import CertPool, MatchJob, match_batch
-from scanner.match.tlsa import TlsaRecord
 from scanner.status import DaneVerdict
+from scanner.tlsa import TlsaRecord
 
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
 Key = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey

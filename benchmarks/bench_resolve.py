@@ -80,8 +80,8 @@ import uvloop
 from procstat import Usage, busy_share
 
 from scanner import names
+from scanner.collector import collector_for_scan
 from scanner.config import ScanConfig
-from scanner.pipeline import collector_for_scan
 from scanner.resolve.answer import answer_from_message
 from scanner.resolve.client import ClientStats, DnsAnswer, DnsClient, ResolverSettings
 from scanner.resolve.discover import Asker, Discoverer, DomainResolution, HostResolution

@@ -32,28 +32,11 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+from testbeds import internet_testbed
 
-from testbed.cli import PROCESS_FILE, STATE_FILE, restart_unbound
+from testbed.cli import PROCESS_FILE, restart_unbound
 
 NET = 231
-
-
-def testbed_up(directory: Path, domains: int, loss: float) -> dict[str, Any]:
-    state_file = directory / STATE_FILE
-    if state_file.exists():
-        state: dict[str, Any] = json.loads(state_file.read_text())
-        if state.get("domains") == domains and state.get("dns_loss") == loss:
-            return state
-        subprocess.run([sys.executable, "-m", "testbed.cli", "down", "--dir", str(directory)],
-                       check=True, stdout=subprocess.DEVNULL)  # fmt: skip
-    directory.mkdir(parents=True, exist_ok=True)
-    directory.chmod(0o755)
-    up = [sys.executable, "-m", "testbed.cli", "up", "--profile", "internet",
-          "--domains", str(domains), "--dns-loss", str(loss), "--dir", str(directory),
-          "--net", str(NET), "--no-ipv6", "--no-postfix"]  # fmt: skip
-    subprocess.run(up, check=True, stdout=subprocess.DEVNULL)
-    loaded: dict[str, Any] = json.loads(state_file.read_text())
-    return loaded
 
 
 def scan_argv(state: dict[str, Any], output: Path, args: argparse.Namespace) -> list[str]:
@@ -155,7 +138,7 @@ def main() -> None:
     parser.add_argument("--down", action="store_true", help="take the testbed down afterwards")
     args = parser.parse_args()
     started = time.monotonic()
-    state = testbed_up(args.dir, args.domains, args.dns_loss)
+    state = internet_testbed(args.dir, net=NET, domains=args.domains, dns_loss=args.dns_loss)
     print(f"testbed up in {time.monotonic() - started:.0f} s", file=sys.stderr)
     output = args.dir / f"soak-{int(time.time())}"
     log: list[str] = []

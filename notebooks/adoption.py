@@ -20,7 +20,8 @@
 # providers are, how records and keys roll over, and (given an earlier scan)
 # what changed. Every number comes from `analysis.metrics`; this notebook only
 # calls it. Definitions, units and the mapping to the failure categories of
-# Lee et al. (USENIX Security 2020) are in the docstring of `analysis.metrics`.
+# Lee et al. (USENIX Security 2020) are in the docstrings of `analysis.metrics`
+# and of its modules (`analysis.metrics.failures` for the categories).
 #
 # Set `DANESCAN_RESULTS` to the dataset folder (`results/<scan-id>/`) and,
 # optionally, `DANESCAN_COMPARE` to an earlier scan.

@@ -14,18 +14,18 @@ import time
 from collections.abc import Iterator
 from typing import TextIO
 
-from scanner.conclude import Observation, conclude, match_jobs, tls_targets
+from scanner import names
+from scanner.assemble import Observation, assemble, match_jobs, tls_targets
 from scanner.config import ScanConfig, StartTlsMode
 from scanner.handshake.contact import contact_policy
-from scanner.handshake.polite import Handshaker
+from scanner.handshake.handshaker import Handshaker
 from scanner.handshake.session import client_context
 from scanner.match.batch import match_batch
-from scanner.output.rows import tlsa_text
 from scanner.resolve.client import DnsClient
 from scanner.resolve.discover import Discoverer
 from scanner.resolve.policy import MxKind
 from scanner.results import DomainResult, HostResult
-from scanner.status import DomainVerdict, SmtpStatus
+from scanner.status import DaneVerdict, DomainVerdict, SmtpStatus
 from scanner.terminal import printable
 
 EXIT_BY_VERDICT = {
@@ -34,6 +34,10 @@ EXIT_BY_VERDICT = {
     DomainVerdict.DANE_INVALID: 1,
     DomainVerdict.DNSSEC_BOGUS: 1,
     DomainVerdict.DNS_ERROR: 1,
+    # The verdict could not be made: not "no DANE to check" either.
+    DomainVerdict.NOT_TESTED: 1,
+    DomainVerdict.UNDETERMINED: 1,
+    DomainVerdict.INTERNAL_ERROR: 1,
 }
 EXIT_NO_DANE = 3
 
@@ -46,26 +50,24 @@ async def check(config: ScanConfig, domain: str) -> DomainResult:
     now = dt.datetime.now(dt.UTC)
     obs = Observation(0, domain, time.monotonic(), now)
     async with DnsClient(config.resolver_settings) as client:
-        obs.resolution = await Discoverer(client, max_mx=config.max_mx).domain(domain)
+        resolution = await Discoverer(client, max_mx=config.max_mx).domain(domain)
+    obs.resolved(resolution, config.max_addresses)
     handshaker = Handshaker(
         config.session_settings, config.polite_settings, client_context(), policy=policy
     )
     try:
-        targets = tls_targets(obs, config.starttls, config.max_addresses)
+        targets = tls_targets(obs, config.starttls)
         sessions = await asyncio.gather(
             *(handshaker.handshake(t.address, t.sni, t.names) for t in targets)
         )
     finally:
         await handshaker.aclose()
     obs.sessions = {(t.host, t.address): s for t, s in zip(targets, sessions, strict=True)}
-    keyed = match_jobs(obs, config.max_addresses)
+    keyed = match_jobs(obs)
     matches = match_batch([job for _, job in keyed], now)
     found = {key: match for (key, _), match in zip(keyed, matches, strict=True)}
-    return conclude(
-        obs,
-        found,
-        tested=config.starttls is not StartTlsMode.NONE,
-        max_addresses=config.max_addresses,
+    return assemble(
+        obs, found, tested=config.starttls is not StartTlsMode.NONE, now=time.monotonic()
     )
 
 
@@ -90,23 +92,23 @@ def explain(result: DomainResult) -> Iterator[str]:
         yield "   The MX answer is not DNSSEC-secure, so DANE does not apply (RFC 7672 2.2.1)."
     for step, host in enumerate(result.hosts, start=2):
         yield from _explain_host(step, host)
-    verdict = result.verdict.value if result.verdict else "undetermined"
-    yield f"Verdict: {verdict}" + (f" ({result.error})" if result.error else "")
+    yield f"Verdict: {result.verdict.value}" + (f" ({result.error})" if result.error else "")
 
 
 def _explain_host(step: int, host: HostResult) -> Iterator[str]:
     r = host.resolution
-    name = host.host.rstrip(".")
-    alias = f" (alias of {r.addresses.expanded.rstrip('.')})" if r.addresses.expanded else ""
+    name = names.relative(host.host)
+    expanded = r.addresses.expanded
+    alias = f" (alias of {names.relative(expanded)})" if expanded else ""
     addresses = ", ".join(r.addresses.addresses) or "none"
     yield f"{step}. MX host {name}{alias}, preference {host.preference}"
     yield f"   addresses: {addresses} ({r.addresses.dnssec.value})"
     tlsa = r.tlsa
-    where = f"_25._tcp.{tlsa.base.rstrip('.')}"
+    where = f"_25._tcp.{names.relative(tlsa.base)}"
     if tlsa.state.value == "records":
         yield f"   TLSA at {where}: {len(tlsa.records)} record(s), secure"
         for record in tlsa.records:
-            text = tlsa_text(record)
+            text = record.to_text()
             yield f"     {text[:80]}{'...' if len(text) > 80 else ''}"
     elif tlsa.state.value == "not_looked_up":
         yield "   TLSA not looked up: the address records are not secure"
@@ -119,16 +121,13 @@ def _explain_host(step: int, host: HostResult) -> Iterator[str]:
             yield f"   {s.address}: STARTTLS ok, {s.tls_version}, {s.cipher}, {chain}"
         else:
             yield f"   {s.address}: {s.status.value}" + (f" ({s.error})" if s.error else "")
-        if a.verdict is not None:
+        if not host.by_dns and a.verdict is not DaneVerdict.NOT_TESTED:
             match = f", record {a.matched} at depth {a.depth}" if a.matched else ""
             yield f"     -> {a.verdict.value}: {a.reason}{match}"
-    verdict = host.verdict.value if host.verdict else "not tested"
-    yield f"   host verdict: {verdict} ({host.reason})"
+    yield f"   host verdict: {host.verdict.value} ({host.reason})"
 
 
 def exit_status(result: DomainResult) -> int:
-    if result.verdict is None:
-        return 1
     return EXIT_BY_VERDICT.get(result.verdict, EXIT_NO_DANE)
 
 

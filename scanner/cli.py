@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from datetime import UTC, datetime
 from importlib.util import find_spec
 from pathlib import Path
@@ -116,9 +116,47 @@ def _run_verify(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- scan
 
 
+def _defaults() -> dict[str, Any]:
+    """ScanConfig's defaults: the one place each of them is set."""
+    from scanner.config import ScanConfig
+
+    return {f.name: f.default for f in fields(ScanConfig) if f.default is not MISSING}
+
+
+# Options of _add_common whose value is the ScanConfig field of the same name.
+_COMMON_FIELDS = (
+    "trust_anchor",
+    "root_hints",
+    "allow_nonvalidating",
+    "secure_probe",
+    "exclude",
+    "timeout",
+    "max_mx",
+    "max_addresses",
+    "min_interval",
+    "max_connections",
+    "retry_backoff",
+    "retries",
+)
+# ... and of the scan's own options.
+_SCAN_FIELDS = (
+    "input",
+    "output",
+    "rate",
+    "workers",
+    "resume",
+    "quiet",
+    "log_json",
+    "part_rows",
+    "retry_transient",
+    "resolver_patience",
+)
+
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
     """Resolver, politeness and SMTP options shared by scanning and `check`."""
     add = parser.add_argument
+    default = _defaults()
     add(
         "--resolver",
         action="append",
@@ -147,15 +185,15 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
     add(
         "--secure-probe",
-        default=".",
+        default=default["secure_probe"],
         metavar="NAME",
         help="a name whose answer must carry AD (default: the root)",
     )
     add(
         "--bogus-probe",
-        default="dnssec-failed.org",
+        default=default["bogus_probe"],
         metavar="NAME",
-        help="a name that must fail validation ('' to skip)",
+        help="a name that must fail validation ('' to skip; default %(default)s)",
     )
     add(
         "--ehlo-name",
@@ -175,31 +213,33 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     add(
         "--starttls",
         choices=["dane", "all", "none"],
-        default="dane",
+        default=default["starttls"].value,
         help="which MX hosts get a STARTTLS handshake (default: dane)",
     )
-    add("--timeout", type=float, default=30.0, help="SMTP session deadline in seconds")
-    add("--max-mx", type=int, default=10, help="MX hosts per domain, most preferred first")
-    add("--max-addresses", type=int, default=4, help="addresses tried per MX host")
-    add(
-        "--min-interval", type=float, default=1.0, help="seconds between connections to one address"
-    )
-    add("--max-connections", type=int, default=500, help="open SMTP connections in all")
+    for option, kind, text in (
+        ("--timeout", float, "SMTP session deadline in seconds"),
+        ("--max-mx", int, "MX hosts per domain, most preferred first"),
+        ("--max-addresses", int, "addresses tried per MX host"),
+        ("--min-interval", float, "seconds between connections to one address"),
+        ("--max-connections", int, "open SMTP connections in all"),
+    ):
+        name = option[2:].replace("-", "_")
+        add(option, type=kind, default=default[name], help=f"{text} (default %(default)s)")
     add(
         "--retry-backoff",
         type=float,
-        default=10.0,
+        default=default["retry_backoff"],
         metavar="SECONDS",
         help="pause before trying again after a transient outcome, tripled at each "
-        "attempt (greylisting and 421 set their own; default 10)",
+        "attempt (greylisting and 421 set their own; default %(default)s)",
     )
     add(
         "--retries",
         type=int,
-        default=2,
+        default=default["retries"],
         metavar="N",
         help="tries after the first for a transient outcome: a DNS timeout or SERVFAIL "
-        "without a validation error, an SMTP 4xx or 421, a TLS reset (default 2)",
+        "without a validation error, an SMTP 4xx or 421, a TLS reset (default %(default)s)",
     )
     add("--now", metavar="ISO8601", help=argparse.SUPPRESS)  # reproducible tests
 
@@ -216,6 +256,7 @@ def _scan_parser() -> argparse.ArgumentParser:
         epilog="Other commands: " + ", ".join(COMMANDS) + " ('scan <command> --help').",
     )
     add = parser.add_argument
+    default = _defaults()
     add(
         "input",
         help="domain list: a file (plain, .gz, .bz2, .xz, .zst, Tranco CSV) "
@@ -229,13 +270,23 @@ def _scan_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="dataset folder (part files and manifest.json)",
     )
-    add("--rate", type=float, default=100.0, help="domains admitted per second (default 100)")
-    add("--workers", type=int, default=1, help="processes, each scanning its own shard")
+    add(
+        "--rate",
+        type=float,
+        default=default["rate"],
+        help="domains admitted per second (default %(default)s)",
+    )
+    add(
+        "--workers",
+        type=int,
+        default=default["workers"],
+        help="processes, each scanning its own shard",
+    )
     add("--resume", action="store_true", help="continue the scan in DIR where its parts end")
     add("--shard", metavar="I/N", help="scan only shard I of N of the input")
     add("-q", "--quiet", action="store_true", help="no progress display")
     add("--log-json", type=Path, metavar="FILE", help="also write one JSON line per domain")
-    add("--part-rows", type=int, default=20_000, help=argparse.SUPPRESS)
+    add("--part-rows", type=int, default=default["part_rows"], help=argparse.SUPPRESS)
     # Benchmarks only: bounds on the flow control's windows ("150:150" fixes one).
     add("--domains-in-flight", type=_bounds, help=argparse.SUPPRESS)
     add("--queries-in-flight", type=_bounds, help=argparse.SUPPRESS)
@@ -247,39 +298,28 @@ def _scan_parser() -> argparse.ArgumentParser:
     add(
         "--resolver-patience",
         type=float,
-        default=300.0,
+        default=default["resolver_patience"],
         metavar="SECONDS",
-        help="end the scan as failed when the resolver stays down this long (default 300)",
+        help="end the scan as failed when the resolver stays down this long (default %(default)s)",
     )
     _add_common(parser)
     return parser  # fmt: skip
 
 
-def _config(args: argparse.Namespace, **fields: Any) -> ScanConfig:
-    """The ScanConfig from the options of _add_common plus command-specific ``fields``."""
+def _config(args: argparse.Namespace, **extra: Any) -> ScanConfig:
+    """The ScanConfig from the options of _add_common plus command-specific ``extra`` fields."""
     from scanner.config import ScanConfig, StartTlsMode, default_ehlo_name
 
     try:
         return ScanConfig(
             resolvers=tuple(args.resolver),
-            trust_anchor=args.trust_anchor,
-            root_hints=args.root_hints,
-            allow_nonvalidating=args.allow_nonvalidating,
-            secure_probe=args.secure_probe,
             bogus_probe=args.bogus_probe or None,
             ehlo_name=args.ehlo_name if args.ehlo_name is not None else default_ehlo_name(),
-            exclude=args.exclude,
             allow_ranges=tuple(args.allow_range),
             starttls=StartTlsMode(args.starttls),
-            timeout=args.timeout,
-            max_mx=args.max_mx,
-            max_addresses=args.max_addresses,
-            min_interval=args.min_interval,
-            max_connections=args.max_connections,
-            retry_backoff=args.retry_backoff,
-            retries=args.retries,
             now_override=_iso8601(args.now).isoformat() if args.now else None,
-            **fields,
+            **{name: getattr(args, name) for name in _COMMON_FIELDS},
+            **extra,
         )
     except ValueError as exc:
         raise _OneLineError(str(exc)) from None
@@ -302,30 +342,25 @@ def _window_fields(args: argparse.Namespace) -> dict[str, int]:
     return fields
 
 
-def _run_scan(args: argparse.Namespace) -> int:
+def _scan_config(args: argparse.Namespace) -> ScanConfig:
     from scanner.config import Shard
-    from scanner.scan import run_scan
 
     try:
         shard = Shard.parse(args.shard) if args.shard else None
     except ValueError as exc:
         raise _OneLineError(str(exc)) from None
-    config = _config(
+    return _config(
         args,
-        input=args.input,
-        output=args.output,
-        rate=args.rate,
-        workers=args.workers,
-        resume=args.resume,
         shard=shard,
-        quiet=args.quiet,
-        log_json=args.log_json,
-        part_rows=args.part_rows,
-        retry_transient=args.retry_transient,
-        resolver_patience=args.resolver_patience,
+        **{name: getattr(args, name) for name in _SCAN_FIELDS},
         **_window_fields(args),
     )
-    return run_scan(config)
+
+
+def _run_scan(args: argparse.Namespace) -> int:
+    from scanner.run import run_scan
+
+    return run_scan(_scan_config(args))
 
 
 # --------------------------------------------------------------------------- check
@@ -353,7 +388,7 @@ def _run_check(args: argparse.Namespace) -> int:
     from scanner.handshake.contact import ContactPolicyError
     from scanner.ingest.normalise import normalise
     from scanner.resolve.managed import ResolverError
-    from scanner.scan import ScanError, resolver_for
+    from scanner.run import ScanError, resolver_for
     from scanner.terminal import printable
 
     name = normalise(args.domain)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from scanner import names
 from scanner.handshake.contact import parse_allow_range
 from scanner.handshake.polite import PoliteSettings
 from scanner.handshake.session import SessionSettings
@@ -34,6 +35,11 @@ class Shard:
     def __post_init__(self) -> None:
         if not 0 <= self.index < self.count:
             raise ValueError(f"shard {self.index}/{self.count}: need 0 <= I < N")
+
+    def owns(self, key: int) -> bool:
+        """Whether the name with this ``scanner.seen.name_key`` is in
+        this shard: stable across runs and machines (unlike hash())."""
+        return key % self.count == self.index
 
     @classmethod
     def parse(cls, text: str) -> Shard:
@@ -190,7 +196,7 @@ class ScanConfig:
 
 def is_fqdn(name: str) -> bool:
     """A host name of at least two labels, already in normal form (RFC 1123 section 2.1)."""
-    return bool(name) and normalise(name).domain == name.lower().rstrip(".")
+    return bool(name) and normalise(name).domain == names.key(name)
 
 
 def default_ehlo_name() -> str:

@@ -12,7 +12,7 @@ So, as zmap and masscan do, the scan first raises its soft limit to the hard
 one (``raise_soft_limit``), then sizes its concurrent connections to what is
 left once the files it has open and a reserve are set aside
 (``connection_cap``): one decision, applied to ``ScanConfig.max_connections``
-(scanner.scan), which the handshaker's semaphore enforces. What still slips
+(scanner.run), which the handshaker's semaphore enforces. What still slips
 through (another library's files, a burst of DNS over TCP) is a local,
 passing condition (``is_local_exhaustion``): the connect waits for a
 descriptor to come free and tries again, never recording the remote as at

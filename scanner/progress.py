@@ -6,8 +6,8 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field
-from typing import TextIO
+from dataclasses import dataclass, field, fields
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.live import Live
@@ -43,64 +43,78 @@ class Gauges:
     def __add__(self, other: Gauges) -> Gauges:
         """Several workers: counts add up, latencies are the worst of them."""
         return Gauges(
-            self.domains + other.domains,
-            self.domain_window + other.domain_window,
-            self.queries + other.queries,
-            self.query_window + other.query_window,
-            self.parked + other.parked,
-            self.connections + other.connections,
-            max(self.resolve_p50, other.resolve_p50),
-            max(self.resolve_p90, other.resolve_p90),
-            max(self.handshake_p50, other.handshake_p50),
-            max(self.handshake_p90, other.handshake_p90),
-            max(self.query_p50, other.query_p50),
-            self.limit or other.limit,
-            self.retrying + other.retrying,
+            *(_combine(name, getattr(self, name), getattr(other, name)) for name in _GAUGES)
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """What the display shows; summed over workers."""
+_GAUGES = tuple(f.name for f in fields(Gauges))
+
+
+def _combine(name: str, mine: Any, theirs: Any) -> Any:
+    if name == "limit":
+        return mine or theirs
+    if name.endswith(("_p50", "_p90")):
+        return max(mine, theirs)
+    return mine + theirs
+
+
+@dataclass(slots=True)
+class Counters:
+    """What a scan has done so far: the pipeline counts, the display, the
+    manifest and the parent of several workers read a ``Snapshot`` of it.
+    Every counter is a number or a Counter, so that snapshots of several
+    workers add up field by field."""
 
     read: int = 0
-    skipped: int = 0
+    skipped: int = 0  # duplicates, other shards, already done (resume)
     admitted: int = 0
     resolved: int = 0
-    handshaken: int = 0
+    handshaken: int = 0  # domains through the handshake stage (with or without sessions)
     concluded: int = 0
     written: int = 0
     sessions: int = 0
     verdicts: Counter[str] = field(default_factory=Counter)
-    elapsed: float = 0.0
-    total: int | None = None  # lines in the input, when known
-    gauges: Gauges = field(default_factory=Gauges)
     transient: int = 0  # rows written whose outcome is still transient
     retried: int = 0  # lookups redone after a transient outcome (counted or not)
     outages: int = 0  # resolver outages seen
+    # What the stages did, by their own counters (scanner.resolve.client's
+    # ClientStats, scanner.handshake.handshaker's HandshakerStats,
+    # scanner.match.batch's PoolStats): the footprint of the scan on the
+    # wire, for the manifest.
+    dns: Counter[str] = field(default_factory=Counter)
+    handshakes: Counter[str] = field(default_factory=Counter)
+    matching: Counter[str] = field(default_factory=Counter)
+
+    def __add__(self, other: Counters) -> Counters:
+        return Counters(*(getattr(self, n) + getattr(other, n) for n in _COUNTERS))
+
+    def copy(self) -> Counters:
+        return self + Counters()
+
+
+_COUNTERS = tuple(f.name for f in fields(Counters))
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The counters at one moment, with the gauges; summed over workers."""
+
+    counts: Counters = field(default_factory=Counters)  # a copy: nobody counts on it
+    elapsed: float = 0.0
+    total: int | None = None  # lines in the input, when known
+    gauges: Gauges = field(default_factory=Gauges)
 
     def __add__(self, other: Snapshot) -> Snapshot:
         return Snapshot(
-            self.read + other.read,
-            self.skipped + other.skipped,
-            self.admitted + other.admitted,
-            self.resolved + other.resolved,
-            self.handshaken + other.handshaken,
-            self.concluded + other.concluded,
-            self.written + other.written,
-            self.sessions + other.sessions,
-            self.verdicts + other.verdicts,
+            self.counts + other.counts,
             max(self.elapsed, other.elapsed),
             self.total if self.total is not None else other.total,
             self.gauges + other.gauges,
-            self.transient + other.transient,
-            self.retried + other.retried,
-            self.outages + other.outages,
         )
 
     @property
     def rate(self) -> float:
-        return self.concluded / self.elapsed if self.elapsed > 0 else 0.0
+        return self.counts.concluded / self.elapsed if self.elapsed > 0 else 0.0
 
     @property
     def eta(self) -> float | None:
@@ -111,7 +125,8 @@ class Snapshot:
         more than the average once mail servers set the pace)."""
         if self.total is None or rate <= 0:
             return None
-        left = max(0, self.total - self.read) + (self.admitted - self.concluded)
+        c = self.counts
+        left = max(0, self.total - c.read) + (c.admitted - c.concluded)
         return left / rate
 
 
@@ -133,35 +148,37 @@ def _cell(text: str) -> str:
 
 
 def line(s: Snapshot, eta: float | None = None) -> str:
-    top = ", ".join(f"{printable(k)} {v}" for k, v in s.verdicts.most_common(6))
+    c = s.counts
+    top = ", ".join(f"{printable(k)} {v}" for k, v in c.verdicts.most_common(6))
     g = s.gauges
     return (
-        f"scan: {s.concluded} domains done ({s.rate:.0f}/s), {s.written} written, "
+        f"scan: {c.concluded} domains done ({s.rate:.0f}/s), {c.written} written, "
         f"{g.domains} resolving, {g.queries} DNS queries, {g.parked} waiting for mail servers, "
-        f"{g.retrying} to retry, {s.transient} transient, "
-        f"{s.sessions} TLS sessions, resolve p50/p90 {_ms(g.resolve_p50)}/{_ms(g.resolve_p90)}, "
+        f"{g.retrying} to retry, {c.transient} transient, "
+        f"{c.sessions} TLS sessions, resolve p50/p90 {_ms(g.resolve_p50)}/{_ms(g.resolve_p90)}, "
         f"limited by {printable(g.limit) or '-'}, elapsed {_clock(s.elapsed)}, "
         f"ETA {_clock(eta if eta is not None else s.eta)}" + (f"; {top}" if top else "")
     )
 
 
 def table(s: Snapshot, title: str = "danescan", eta: float | None = None) -> Table:
+    c = s.counts
     stages = Table(title=title, show_header=True, header_style="bold")
     stages.add_column("stage")
     stages.add_column("done", justify="right")
     stages.add_column("per second", justify="right")
     for name, value in (
-        ("read", s.read),
-        ("admitted", s.admitted),
-        ("resolved", s.resolved),
-        ("handshake stage", s.handshaken),
-        ("concluded", s.concluded),
-        ("written", s.written),
+        ("read", c.read),
+        ("admitted", c.admitted),
+        ("resolved", c.resolved),
+        ("handshake stage", c.handshaken),
+        ("concluded", c.concluded),
+        ("written", c.written),
     ):
         rate = value / s.elapsed if s.elapsed > 0 else 0.0
         stages.add_row(name, f"{value:,}", f"{rate:,.0f}")
     g = s.gauges
-    stages.add_row("TLS sessions", f"{s.sessions:,}", "")
+    stages.add_row("TLS sessions", f"{c.sessions:,}", "")
     for label, left, right in (
         ("domains resolving / window", g.domains, g.domain_window),
         ("DNS queries / window", g.queries, g.query_window),
@@ -171,14 +188,14 @@ def table(s: Snapshot, title: str = "danescan", eta: float | None = None) -> Tab
     stages.add_row("resolve p50 / p90", _ms(g.resolve_p50), _ms(g.resolve_p90))
     stages.add_row("mail servers p50 / p90", _ms(g.handshake_p50), _ms(g.handshake_p90))
     stages.add_row("DNS query p50", _ms(g.query_p50), "")
-    stages.add_row("to retry / retried", f"{g.retrying:,}", f"{s.retried:,}")
-    stages.add_row("rows left transient", f"{s.transient:,}", "")
-    stages.add_row("resolver outages", f"{s.outages:,}", "")
+    stages.add_row("to retry / retried", f"{g.retrying:,}", f"{c.retried:,}")
+    stages.add_row("rows left transient", f"{c.transient:,}", "")
+    stages.add_row("resolver outages", f"{c.outages:,}", "")
     stages.add_row("limited by", _cell(g.limit) or "-", "")
-    stages.add_row("skipped (dupes, shards, resumed)", f"{s.skipped:,}", "")
+    stages.add_row("skipped (dupes, shards, resumed)", f"{c.skipped:,}", "")
     stages.add_row("elapsed / ETA", _clock(s.elapsed), _clock(eta if eta is not None else s.eta))
-    for verdict, count in sorted(s.verdicts.items(), key=lambda kv: -kv[1]):
-        share = count / s.concluded if s.concluded else 0.0
+    for verdict, count in sorted(c.verdicts.items(), key=lambda kv: -kv[1]):
+        share = count / c.concluded if c.concluded else 0.0
         stages.add_row(f"  {_cell(verdict)}", f"{count:,}", f"{share:.1%}")
     return stages
 
@@ -221,14 +238,14 @@ class ProgressView:
 
     def _eta(self, snapshot: Snapshot) -> float | None:
         recent = self._recent
-        recent.append((snapshot.elapsed, snapshot.concluded))
+        recent.append((snapshot.elapsed, snapshot.counts.concluded))
         while len(recent) > 2 and snapshot.elapsed - recent[1][0] >= _RECENT:
             recent.popleft()
         then, done = recent[0]
         seconds = snapshot.elapsed - then
         if seconds < _RECENT / 2:
             return snapshot.eta
-        return snapshot.eta_at((snapshot.concluded - done) / seconds)
+        return snapshot.eta_at((snapshot.counts.concluded - done) / seconds)
 
     def summary(self, snapshot: Snapshot, title: str) -> None:
         if not self.quiet:

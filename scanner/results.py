@@ -1,6 +1,6 @@
-"""What a scan concludes about one domain: frozen, typed results assembled from
-the stages (resolve, handshake, match). Conversion to Arrow rows and JSON lives
-in scanner.output only."""
+"""What a scan concludes about one domain: frozen, typed results that
+scanner.assemble makes from what the stages (resolve, handshake, match)
+observed. Conversion to Arrow rows and JSON lives in scanner.output only."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ class AddressResult:
     """One address of an MX host: the session and, after TLS, the DANE check."""
 
     session: SessionResult
-    verdict: DaneVerdict | None = None  # None: not checked (no TLSA, or not connected)
+    # The host's when DNS decided it (no TLSA to check); not_tested when
+    # the address was not contacted.
+    verdict: DaneVerdict
     reason: str = ""
     matched: str | None = None  # the matching record as "U S M HEX"
     depth: int = -1
@@ -29,9 +31,10 @@ class HostResult:
     host: str  # absolute, with the trailing dot
     preference: int
     resolution: HostResolution
-    verdict: DaneVerdict | None  # None only when the host was never tested (--starttls none)
+    verdict: DaneVerdict
     reason: str
     addresses: tuple[AddressResult, ...] = ()
+    by_dns: bool = False  # DNS alone settled the verdict: no address had a check of its own
 
     @property
     def first_match(self) -> tuple[str | None, int]:
@@ -47,12 +50,12 @@ class HostResult:
 class DomainResult:
     domain: str  # normalised, without the trailing dot; the raw text for input errors
     input_line: int
-    verdict: DomainVerdict | None
+    verdict: DomainVerdict
     error: str
     mx: MxDecision | None  # None for input errors
     mx_ttl: int | None
     hosts: tuple[HostResult, ...]
     scanned_at: dt.datetime
     duration_ms: float
-    attempts: int = 1  # lookups of the domain (scanner.conclude.Observation.attempts)
+    attempts: int = 1  # lookups of the domain (scanner.assemble.Observation.attempts)
     transient: bool = False  # rests on an outcome that may differ if tried again

@@ -68,6 +68,10 @@ class DaneVerdict(StrEnum):
     UNUSABLE = "unusable"  # only usages 0/1 or malformed records
     NO_DANE_INSECURE = "no_dane_insecure"
     NO_DANE_ABSENT = "no_dane_absent"  # secure proof that no TLSA exists
+    # A secure TLSA RRset awaits a chain that no session brought: the host
+    # (or address) was not contacted (--starttls none, the contact policy,
+    # an internal error), so DANE was not tested.
+    NOT_TESTED = "not_tested"
 
     @property
     def is_failure(self) -> bool:
@@ -89,3 +93,8 @@ class DomainVerdict(StrEnum):
     NO_MX_RECORD = "no_mx_record"  # implicit MX (the domain itself) was used
     NXDOMAIN = "nxdomain"
     INPUT_ERROR = "input_error"
+    # An MX host with a secure TLSA RRset was not tested (DaneVerdict.NOT_TESTED):
+    # none of them was, or only some were, so the verdict rests on one untested.
+    NOT_TESTED = "not_tested"
+    UNDETERMINED = "undetermined"
+    INTERNAL_ERROR = "internal_error"  # a bug stopped the domain: ``error`` says where

@@ -21,9 +21,11 @@ from typing import Any, TextIO
 
 from scanner.match import der
 from scanner.match.batch import MatchJob, match_batch
-from scanner.match.tlsa import MatchResult, TlsaRecord, parse_tlsa, unusable_records
+from scanner.match.outcome import MatchResult
+from scanner.match.records import unusable_records
 from scanner.status import DaneVerdict
 from scanner.terminal import printable
+from scanner.tlsa import TlsaRecord, parse_tlsa
 
 __all__ = ["BadInput", "VerifyRequest", "result_json", "run"]
 

@@ -2,16 +2,13 @@
 and TLSA records, accumulated into the data of testbed.model.
 
 A scenario (testbed.scenarios) calls these methods to lay out one domain and
-returns what a correct scanner must conclude about it. TLSA data is computed
-here from the certificates themselves (RFC 6698 section 2.1: selector 0 is the
-whole certificate, 1 the SubjectPublicKeyInfo; matching type 0 is the bytes,
-1 SHA-256, 2 SHA-512), independently of the scanner's matcher.
+returns what a correct scanner must conclude about it. TLSA data comes from
+testbed.pki (tlsa_rdata), computed independently of the scanner's matcher.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import ipaddress
 import random
 from collections.abc import Iterator, Sequence
@@ -88,16 +85,6 @@ class _ListenerDraft:
     chains: dict[str, str] = field(default_factory=dict)
     default_chain: str | None = None
     hosts: int = 0
-
-
-def tlsa_rdata(usage: int, selector: int, mtype: int, cert: Issued) -> str:
-    """Presentation form "U S M HEX" of the record for ``cert``."""
-    data = cert.der if selector == 0 else cert.spki_der
-    if mtype == 1:
-        data = hashlib.sha256(data).digest()
-    elif mtype == 2:
-        data = hashlib.sha512(data).digest()
-    return f"{usage} {selector} {mtype} {data.hex()}"
 
 
 def flip_last_hex(rdata: str) -> str:

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from scanner.config import ScanConfig
-from scanner.scan import run_scan
+from scanner.run import run_scan
 from testbed import cli
 from testbed.procs import TestbedError
 from testbed.profile import Profile

@@ -4,6 +4,12 @@ Chains look like the real ones DANE-TA and DANE-EE records pin (RFC 7671
 section 5): a public-CA-like hierarchy (root, intermediate, leaf with a SAN
 dNSName list, about 1-2 KB per certificate) in ECDSA P-256 and RSA-2048.
 
+TLSA data is computed here from the certificates (RFC 6698 section 2.1:
+selector 0 is the whole certificate, 1 the SubjectPublicKeyInfo; matching type
+0 is the bytes, 1 SHA-256, 2 SHA-512), with cryptography and hashlib, never
+with the scanner's matcher: the testbed is the ground truth the matcher is
+checked against, and the one TLSA computation of the test suite and synth.
+
 ECDSA keys are derived from the seed, so they (and every SPKI digest) are the
 same for a given seed. RSA keys cannot be derived with `cryptography`; a small
 pool is generated once per build and reused, since a 2048-bit key costs tens
@@ -86,6 +92,7 @@ class Pki:
         issuer: Issued | None = None,
         days_before: int = 400,
         days_after: int = 3650,
+        organization: str = "danescan testbed",
     ) -> Issued:
         """A CA certificate; self-signed when ``issuer`` is None. Cached by name."""
         if name in self._cas:
@@ -94,7 +101,7 @@ class Pki:
         subject = x509.Name(
             [
                 x509.NameAttribute(NameOID.COUNTRY_NAME, "ZZ"),
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "danescan testbed"),
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
                 x509.NameAttribute(NameOID.COMMON_NAME, name),
             ]
         )
@@ -176,6 +183,30 @@ class Pki:
             )
         cert = builder.issuer_name(issuer_name).sign(signer, hashes.SHA256())
         return Issued(cert=cert, key=key)
+
+
+def association(cert: Issued | bytes, selector: int, mtype: int) -> bytes:
+    """The certificate association data of a TLSA record for ``cert`` (an
+    Issued or DER bytes) with ``selector`` and matching type ``mtype``."""
+    if isinstance(cert, Issued):
+        data = cert.der if selector == 0 else cert.spki_der
+    elif selector == 0:
+        data = cert
+    else:
+        public = x509.load_der_x509_certificate(cert).public_key()
+        data = public.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    if mtype == 1:
+        return hashlib.sha256(data).digest()
+    if mtype == 2:
+        return hashlib.sha512(data).digest()
+    return data
+
+
+def tlsa_rdata(usage: int, selector: int, mtype: int, cert: Issued | bytes) -> str:
+    """Presentation form "U S M HEX" of the record for ``cert``."""
+    return f"{usage} {selector} {mtype} {association(cert, selector, mtype).hex()}"
 
 
 def write_chain(pki_dir: Path, chain_id: str, chain: Sequence[Issued]) -> None:

@@ -24,7 +24,6 @@ configuration is written by ``write_config``. Counters per operator go to
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import functools
@@ -33,7 +32,6 @@ import logging
 import math
 import os
 import random
-import signal
 import socket
 import struct
 import sys
@@ -43,8 +41,7 @@ from enum import Enum, auto
 from pathlib import Path
 from typing import cast
 
-import uvloop
-
+from testbed import daemon
 from testbed.procs import TestbedError
 from testbed.profile import TAIL_SHAPE, Operator, OperatorKind
 from testbed.responder_config import is_loopback
@@ -52,8 +49,6 @@ from testbed.responder_config import is_loopback
 LOG = logging.getLogger("testbed.relay")
 
 CONFIG_VERSION = 1
-EXIT_CONFIG = 2
-EXIT_BIND = 1
 _HEADER = struct.Struct("!HHHHHH")
 _QR, _AA, _TC, _RD_MASK, _OPCODE_MASK = 0x8000, 0x0400, 0x0200, 0x0100, 0x7800
 _REFUSED = 5
@@ -335,31 +330,19 @@ class Relay:
     def _later(self, conduct: Conduct, send: Callable[..., object], *args: object) -> None:
         self._loop.call_later(self._draws.delay(conduct), send, *args)
 
-    def tcp_query(
-        self,
-        conduct: Conduct,
-        upstream: tuple[str, int],
-        query: bytes,
-        reply: Callable[[bytes], None],
-    ) -> None:
-        """One query over TCP: answered (after the delay) through ``reply``."""
-        action = conduct.decide(now=self._loop.time(), tcp=True, uniform=0.0)
+    def tcp_query(self, front: _TcpFront, query: bytes) -> None:
+        """One query over TCP: answered (after the delay) through ``front.reply``."""
+        action = front.conduct.decide(now=self._loop.time(), tcp=True, uniform=0.0)
         if action is Action.REFUSE:
             answer = synthesise(query, truncated=False, rcode=_REFUSED)
             if answer is not None:
-                self._later(conduct, reply, answer)
+                self._later(front.conduct, front.reply, answer)
             return
         if action is Action.FORWARD:
-            self._loop.create_task(self._tcp_forward(conduct, upstream, query, reply))
+            self._loop.create_task(self._tcp_forward(front, query))
 
-    async def _tcp_forward(
-        self,
-        conduct: Conduct,
-        upstream: tuple[str, int],
-        query: bytes,
-        reply: Callable[[bytes], None],
-    ) -> None:
-        host, port = upstream
+    async def _tcp_forward(self, front: _TcpFront, query: bytes) -> None:
+        host, port = front.upstream
         try:
             reader, writer = await asyncio.open_connection(host, port)
             try:
@@ -370,7 +353,7 @@ class Relay:
                 writer.close()
         except (OSError, asyncio.IncompleteReadError):
             return  # the client times out, as with a server that failed
-        self._later(conduct, reply, answer)
+        self._later(front.conduct, front.reply, answer)
 
     def stats(self) -> dict[str, dict[str, int]]:
         return {
@@ -393,8 +376,8 @@ class _TcpFront(asyncio.Protocol):
 
     def __init__(self, relay: Relay, conduct: Conduct, upstream: tuple[str, int]) -> None:
         self._relay = relay
-        self._conduct = conduct
-        self._upstream = upstream
+        self.conduct = conduct
+        self.upstream = upstream
         self._buffer = b""
         self._transport: asyncio.Transport | None = None
 
@@ -408,11 +391,11 @@ class _TcpFront(asyncio.Protocol):
             if len(self._buffer) < 2 + size:
                 break
             query, self._buffer = self._buffer[2 : 2 + size], self._buffer[2 + size :]
-            self._relay.tcp_query(self._conduct, self._upstream, query, self._reply)
+            self._relay.tcp_query(self, query)
         if len(self._buffer) > self._MAX_BUFFER and self._transport is not None:
             self._transport.abort()
 
-    def _reply(self, answer: bytes) -> None:
+    def reply(self, answer: bytes) -> None:
         if self._transport is not None and not self._transport.is_closing():
             self._transport.write(len(answer).to_bytes(2, "big") + answer)
 
@@ -423,37 +406,22 @@ class _TcpFront(asyncio.Protocol):
 async def serve(config: RelayConfig, ready_file: Path | None = None) -> dict[str, dict[str, int]]:
     """Serve every operator until SIGTERM or SIGINT; return the counters."""
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    stop = daemon.stop_event()
     relay = Relay(loop, config)
     opened = await relay.start()
     try:
-        _announce(ready_file, len(config.routes))
+        daemon.announce_ready(ready_file, {"pid": os.getpid(), "operators": len(config.routes)})
         while not stop.is_set():
             if config.stats_file is not None:
-                _write_json(config.stats_file, relay.stats())
+                daemon.write_json(config.stats_file, relay.stats())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), _STATS_INTERVAL)
     finally:
         for item in opened:
             item.close()
         if config.stats_file is not None:
-            _write_json(config.stats_file, relay.stats())
+            daemon.write_json(config.stats_file, relay.stats())
     return relay.stats()
-
-
-def _write_json(path: Path, document: object) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(document))
-    os.replace(temporary, path)
-
-
-def _announce(ready_file: Path | None, operators: int) -> None:
-    status = {"pid": os.getpid(), "operators": operators}
-    if ready_file is not None:
-        _write_json(ready_file, status)
-    print(f"ready {json.dumps(status)}", flush=True)
 
 
 def read_stats(path: Path) -> dict[str, dict[str, int]]:
@@ -463,26 +431,12 @@ def read_stats(path: Path) -> dict[str, dict[str, int]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m testbed.relay", description="the DNS operators of the testbed"
-    )
-    parser.add_argument("config", type=Path)
-    parser.add_argument("--ready-file", type=Path)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="relay: %(message)s", stream=sys.stderr)
-    try:
-        config = load_config(args.config)
-    except TestbedError as exc:
-        LOG.error("%s", exc)
-        return EXIT_CONFIG
-    try:
-        totals = uvloop.run(serve(config, args.ready_file))
-    except OSError as exc:
-        LOG.error("%s", exc)
-        return EXIT_BIND
+    return daemon.run(argv, "relay", __doc__, load_config, serve, _report, (TestbedError,))
+
+
+def _report(totals: dict[str, dict[str, int]]) -> None:
     queries = sum(c["queries"] for c in totals.values())
     LOG.info("stopped after %d queries to %d operators", queries, len(totals))
-    return 0
 
 
 if __name__ == "__main__":

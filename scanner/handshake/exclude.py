@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import idna
 
+from scanner import names
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -116,7 +118,7 @@ class Exclusions:
     def name_excluded(self, name: str) -> bool:
         if not self.domains:
             return False
-        labels = name.lower().rstrip(".").split(".")
+        labels = names.key(name).split(".")
         return any(".".join(labels[i:]) in self.domains for i in range(len(labels)))
 
 
@@ -156,7 +158,7 @@ def _parse_entry(text: str) -> IPNetwork | str:
     except ValueError as exc:
         if ":" in text or "/" in text or text.replace(".", "").isdigit():
             raise ValueError(f"not an address or network: {exc}") from None
-    name = text.removeprefix("*.").removeprefix(".").rstrip(".")
+    name = names.relative(text.removeprefix("*.").removeprefix("."))
     if not name.isascii():
         try:
             name = idna.encode(name, uts46=True).decode("ascii")

@@ -35,18 +35,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from scanner import names
 from scanner.fdlimit import is_local_exhaustion
 from scanner.handshake.smtp import (
     Done,
     Event,
     Phase,
     ReadyForTls,
-    Reply,
     Send,
     SmtpClient,
     Transcript,
     ehlo_keywords,
     is_ehlo_name,
+    offers,
 )
 from scanner.status import SmtpStatus
 
@@ -107,15 +108,10 @@ class SessionResult:
     # As sent by the server, leaf first, DER; not verified here.
     chain: tuple[bytes, ...] = ()
     connect_ms: float | None = None
-    banner_ms: float | None = None
     tls_ms: float | None = None
     total_ms: float | None = None
     # Set by the politeness layer when a transient refusal was retried.
     attempts: int = 1
-
-    @property
-    def banner(self) -> Reply | None:
-        return self.transcript.banner
 
     @property
     def ehlo_keywords(self) -> tuple[str, ...]:
@@ -123,17 +119,10 @@ class SessionResult:
         return ehlo_keywords(self.transcript.ehlo)
 
     @property
-    def ehlo_tls_keywords(self) -> tuple[str, ...]:
-        """Extensions offered over TLS."""
-        return ehlo_keywords(self.transcript.ehlo_tls)
-
-    @property
-    def starttls_reply(self) -> Reply | None:
-        return self.transcript.starttls
-
-    @property
-    def chain_length(self) -> int:
-        return len(self.chain)
+    def starttls_offered(self) -> bool | None:
+        """Whether the plaintext EHLO reply offered STARTTLS (RFC 3207
+        section 4); None when no EHLO reply came."""
+        return offers(self.ehlo_keywords, "STARTTLS") if self.transcript.ehlo else None
 
 
 def client_context() -> ssl.SSLContext:
@@ -216,7 +205,7 @@ def _describe(exc: BaseException) -> str:
 
 
 def _sni(name: str) -> str | None:
-    name = name.rstrip(".")
+    name = names.relative(name)
     if not name:
         return None
     try:
@@ -231,7 +220,6 @@ class _Session:
 
     __slots__ = (
         "address",
-        "banner_ms",
         "chain",
         "cipher",
         "client",
@@ -267,7 +255,6 @@ class _Session:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.connect_ms: float | None = None
-        self.banner_ms: float | None = None
         self.tls_ms: float | None = None
         self.tls_version = ""
         self.cipher = ""
@@ -298,7 +285,6 @@ class _Session:
             cipher=self.cipher,
             chain=self.chain,
             connect_ms=self.connect_ms,
-            banner_ms=self.banner_ms,
             tls_ms=self.tls_ms,
             total_ms=self._ms_since(self.started),
         )
@@ -314,8 +300,6 @@ class _Session:
             if not events:
                 data = await self._read(reader)
                 events.extend(self.client.receive_data(data) if data else self.client.receive_eof())
-                if self.banner_ms is None and self.client.phase is not Phase.BANNER:
-                    self.banner_ms = self._ms_since(self.started) - (self.connect_ms or 0.0)
                 continue
             event = events.popleft()
             if isinstance(event, Send):

@@ -36,6 +36,8 @@ def normalise(raw: str) -> Normalised:
     if len(name) > _MAX_INPUT:
         return Normalised(None, f"name of {len(name)} characters is too long")
     if name.endswith("."):
+        # One dot, the root's: not scanner.names.relative, which would take
+        # "example.com.." (an empty label) for a name.
         name = name[:-1]
     if name.isascii():
         name = name.lower()

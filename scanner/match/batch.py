@@ -11,7 +11,7 @@ parsed, and each signature on such a path verified, once. Digests are computed
 when a record first asks for them, so a DANE-EE match never pays for the
 intermediates above the leaf.
 
-:func:`match_batch` runs the matcher of :mod:`scanner.match.tlsa` over a batch
+:func:`match_batch` runs the matcher of :mod:`scanner.match.dane` over a batch
 of (chain, TLSA RRset, reference identifiers) jobs with one pool.
 """
 
@@ -23,15 +23,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from scanner.match import der
-from scanner.match.tlsa import (
-    CertInfo,
-    MatchResult,
-    TlsaRecord,
-    cert_info,
-    match_chain,
-    verify_issued,
-    verify_with_spki,
-)
+from scanner.match.certificates import CertInfo, cert_info, verify_issued, verify_with_spki
+from scanner.match.dane import match_chain
+from scanner.match.outcome import MatchResult
+from scanner.tlsa import TlsaRecord
 
 __all__ = ["CertPool", "MatchJob", "PoolStats", "match_batch"]
 
@@ -50,7 +45,7 @@ class PoolStats:
 
 
 class CertPool:
-    """Memo of everything derived from certificate bytes (a ``tlsa.CertSource``).
+    """Memo of everything derived from certificate bytes (a ``certificates.CertSource``).
 
     ``max_certificates`` bounds memory for a pool that lives across batches:
     when a new certificate would exceed it, the pool starts afresh.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from scanner import names
 from scanner.results import DomainResult
 
 
@@ -13,13 +14,13 @@ def domain_json(result: DomainResult) -> str:
     document = {
         "domain": result.domain,
         "line": result.input_line,
-        "verdict": result.verdict.value if result.verdict else None,
+        "verdict": result.verdict.value,
         "error": result.error or None,
         "mx": {"kind": mx.kind.value, "dnssec": mx.dnssec.value} if mx else None,
         "hosts": [
             {
-                "host": h.host.rstrip("."),
-                "verdict": h.verdict.value if h.verdict else None,
+                "host": names.relative(h.host),
+                "verdict": h.verdict.value,
                 "reason": h.reason,
                 "tlsa": h.resolution.tlsa.state.value,
                 "addresses": [
@@ -27,7 +28,7 @@ def domain_json(result: DomainResult) -> str:
                         "address": a.session.address,
                         "smtp": a.session.status.value,
                         "tls": a.session.tls_version or None,
-                        "verdict": a.verdict.value if a.verdict else None,
+                        "verdict": a.verdict.value,
                     }
                     for a in h.addresses
                 ],

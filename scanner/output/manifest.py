@@ -3,7 +3,7 @@ it ended and what it wrote, as one typed value with one JSON form.
 
 Everything that writes or reads a manifest goes through :class:`Manifest`:
 the scanner (rewritten as the scan progresses and when it ends), the
-synthetic datasets (analysis.synth), the analysis (analysis.load, the report
+synthetic datasets (testbed.synth), the analysis (analysis.load, the report
 and the notebook) and the benchmarks. Writing has one form; reading is
 tolerant: a key that is missing or not understood becomes None, and the keys
 of the scanner's first manifests (``version``, ``started``, ``ended``) are
@@ -61,6 +61,10 @@ class Counts:
     transient: int | None = None  # rows written whose outcome is still transient
     retried: int | None = None  # lookups done again after a transient outcome
     outages: int | None = None  # outages of the resolver the scan waited out
+    # What the stages did, summed over workers: "dns" (datagrams sent,
+    # timeouts, TCP retries...), "handshakes" (SMTP connections started,
+    # retries, blocked...), "matching" (certificates parsed, digests...).
+    work: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -73,6 +77,7 @@ class Counts:
             "transient": self.transient,
             "retried": self.retried,
             "outages": self.outages,
+            "work": {stage: dict(sorted(n.items())) for stage, n in sorted(self.work.items())},
         }
 
     @classmethod
@@ -80,20 +85,22 @@ class Counts:
         if not isinstance(raw, Mapping):
             return cls()
         verdicts = raw.get("verdicts")
+        work = raw.get("work")
         return cls(
             read=_int(raw.get("read")),
             skipped=_int(raw.get("skipped")),
             domains=_int(raw.get("domains")),
             written=_int(raw.get("written")),
             tls_sessions=_int(raw.get("tls_sessions")),
-            verdicts=(
-                {str(k): n for k, v in verdicts.items() if (n := _int(v)) is not None}
-                if isinstance(verdicts, Mapping)
-                else {}
-            ),
+            verdicts=_ints(verdicts),
             transient=_int(raw.get("transient")),
             retried=_int(raw.get("retried")),
             outages=_int(raw.get("outages")),
+            work=(
+                {str(stage): _ints(n) for stage, n in work.items()}
+                if isinstance(work, Mapping)
+                else {}
+            ),
         )
 
 
@@ -179,6 +186,13 @@ class Manifest:
 
 def _int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _ints(raw: object) -> dict[str, int]:
+    """A mapping of names to counts; what is not a count is left out."""
+    if not isinstance(raw, Mapping):
+        return {}
+    return {str(k): n for k, v in raw.items() if (n := _int(v)) is not None}
 
 
 def _status(value: object) -> ScanStatus | None:

@@ -16,18 +16,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from scanner.handshake.smtp import offers
+from scanner import names
 from scanner.output.schema import SCHEMA
-from scanner.resolve.message import Tlsa
 from scanner.results import AddressResult, DomainResult, HostResult
 
 Row = tuple[Any, ...]
 
 ROW_TYPE = pa.struct(list(SCHEMA))
-
-
-def tlsa_text(record: Tlsa) -> str:
-    return f"{record.usage} {record.selector} {record.mtype} {record.data.hex()}"
 
 
 def _address(a: AddressResult) -> Row:
@@ -39,10 +34,10 @@ def _address(a: AddressResult) -> Row:
         6 if ":" in address else 4,
         str(s.status),
         s.error or None,
-        None if a.verdict is None else str(a.verdict),
+        str(a.verdict),
         a.reason or None,
         None if banner is None else banner.summary(200),
-        offers(s.ehlo_keywords, "STARTTLS") if s.transcript.ehlo else None,
+        s.starttls_offered,
         s.tls_version or None,
         s.cipher or None,
         list(s.chain),
@@ -60,15 +55,15 @@ def _host(h: HostResult) -> Row:
     expanded = addresses.expanded
     matched, depth = h.first_match
     return (
-        h.host.rstrip("."),
+        names.relative(h.host),
         h.preference,
-        None if h.verdict is None else str(h.verdict),
+        str(h.verdict),
         h.reason or None,
         str(addresses.dnssec),
-        None if expanded is None else expanded.rstrip("."),
+        None if expanded is None else names.relative(expanded),
         addresses.ttl,
         addresses.error or None,
-        tlsa.base.rstrip("."),
+        names.relative(tlsa.base),
         str(tlsa.state),
         tlsa.ttl,
         tlsa.error or None,
@@ -81,11 +76,10 @@ def _host(h: HostResult) -> Row:
 
 def domain_row(result: DomainResult) -> Row:
     mx = result.mx
-    verdict = result.verdict
     return (
         result.domain,
         result.input_line,
-        None if verdict is None else str(verdict),
+        str(result.verdict),
         result.error or None,
         None if mx is None else str(mx.kind),
         None if mx is None else str(mx.dnssec),

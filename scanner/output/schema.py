@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "2"
+# 3: every verdict explicit (not_tested, undetermined, internal_error where
+# 2 wrote null; an address DNS decided carries its host's verdict).
+SCHEMA_VERSION = "3"
 VERSION_KEY = b"danescan.schema_version"
 
 TLSA_RECORD = pa.struct(
@@ -30,7 +32,7 @@ ADDRESS = pa.struct(
         ("family", pa.uint8()),  # 4 or 6
         ("smtp_status", pa.string()),  # SmtpStatus
         ("error", pa.string()),
-        ("verdict", pa.string()),  # DaneVerdict of this address (null: not matched)
+        ("verdict", pa.string()),  # DaneVerdict of this address
         ("reason", pa.string()),
         ("banner", pa.string()),
         ("starttls_offered", pa.bool_()),
@@ -78,7 +80,7 @@ SCHEMA = pa.schema(
         ("mx_hosts", pa.list_(MX_HOST)),
         ("scanned_at", pa.timestamp("ms", tz="UTC")),
         ("duration_ms", pa.float32()),
-        # Lookups of the domain the scan counted (scanner.conclude), and
+        # Lookups of the domain the scan counted (scanner.assemble), and
         # whether the row rests on an outcome that may differ if tried
         # again (a timeout, a SERVFAIL that is no validation failure, a 4xx,
         # a TLS reset) after the last of them: ``--retry-transient`` redoes those.

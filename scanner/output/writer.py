@@ -23,15 +23,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from scanner.ingest.seen import KeySet, name_key
 from scanner.output.rows import ROW_TYPE, Row
 from scanner.output.schema import SCHEMA
+from scanner.seen import KeySet, name_key
 
 _PART = re.compile(r"part-(\d+)-(\d+)\.parquet\Z")
 
 
-class DatasetError(Exception):
-    """A dataset folder that cannot be written or resumed."""
+class UnreadablePart(Exception):
+    """A part file of the dataset folder a scan resumes that cannot be read
+    (analysis.load.DatasetError is the analysis's: no dataset to read)."""
 
 
 def part_files(directory: Path) -> list[Path]:
@@ -64,7 +65,7 @@ def read_done(directory: Path) -> Resumed:
         try:
             table = pq.read_table(path, columns=["domain", "input_line", "verdict"])
         except (OSError, pa.ArrowInvalid) as exc:
-            raise DatasetError(f"{path} is not a readable part: {exc}") from None
+            raise UnreadablePart(f"{path} is not a readable part: {exc}") from None
         for domain, line, verdict in zip(
             table.column("domain").to_pylist(),
             table.column("input_line").to_pylist(),
@@ -94,7 +95,7 @@ def drop_transient(directory: Path) -> int:
                 continue
             table = pq.read_table(path)
         except (OSError, pa.ArrowInvalid) as exc:
-            raise DatasetError(f"{path} is not a readable part: {exc}") from None
+            raise UnreadablePart(f"{path} is not a readable part: {exc}") from None
         transient = table.column("transient").fill_null(False)
         count = pc.sum(transient).as_py() or 0
         if not count:
@@ -105,6 +106,9 @@ def drop_transient(directory: Path) -> int:
 
 
 def _replace_part(path: Path, table: pa.Table) -> None:
+    """Write ``table`` as the part ``path`` atomically and durably: either the
+    old part or the new one is there after a crash, and a full disk is not
+    left fuller by a half-written file."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         with tmp.open("wb") as out:
@@ -113,7 +117,8 @@ def _replace_part(path: Path, table: pa.Table) -> None:
             os.fsync(out.fileno())
         tmp.replace(path)
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # never instead of the error that got here
+            tmp.unlink(missing_ok=True)
     fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -185,30 +190,12 @@ class PartWriter:
             return None
         table = pa.Table.from_batches(self._batches, schema=SCHEMA)
         path = self.directory / f"part-{self.worker:03d}-{self._next:06d}.parquet"
-        tmp = self.directory / f".{path.name}.tmp"
-        try:
-            with tmp.open("wb") as out:
-                pq.write_table(table, out, compression="zstd")
-                out.flush()
-                os.fsync(out.fileno())
-            tmp.replace(path)
-        except BaseException:
-            # A full disk must not also be left fuller: the rows are still
-            # buffered, and the next flush (or a resumed scan) writes them.
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
-        self._fsync_dir()
+        # On failure the rows are still buffered, and the next flush (or a
+        # resumed scan) writes them.
+        _replace_part(path, table)
         self._next += 1
         self.written += table.num_rows
         self._batches = []
         self._batched_rows = self._batched_bytes = 0
         self.parts.append(path)
         return path
-
-    def _fsync_dir(self) -> None:
-        fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

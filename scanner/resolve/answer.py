@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from typing import Final
 
-from scanner.resolve.message import Message, Mx, Rcode, Rdata, RdType, Rr, Soa, Tlsa, Value
+from scanner.resolve.message import Message, Mx, Rcode, Rdata, RdType, Rr, Soa, Value
 from scanner.status import DnsOutcome, DnssecStatus
+from scanner.tlsa import TlsaRecord
 
 MAX_CNAME_CHAIN: Final = 16
 # RFC 8914 section 4: info codes 6-12 all mean DNSSEC validation failed.
@@ -125,8 +126,8 @@ class DnsAnswer(Value):
         return tuple(r for r in self.records if isinstance(r, Mx))
 
     @property
-    def tlsa(self) -> tuple[Tlsa, ...]:
-        return tuple(r for r in self.records if isinstance(r, Tlsa))
+    def tlsa(self) -> tuple[TlsaRecord, ...]:
+        return tuple(r for r in self.records if isinstance(r, TlsaRecord))
 
     @property
     def addresses(self) -> tuple[str, ...]:

@@ -5,8 +5,8 @@ codec builds (pure data, no parsing).
   counts, the question and the resource records; RFC 6891 section 6: the OPT
   record, its payload and the extended RCODE (section 9: BADVERS); RFC 4035
   section 3: the AD and CD flags; RFC 8914: the Extended DNS Error option.
-- RFC 6698 section 2.1: TLSA rdata; RFC 1035 section 3.3.9: MX; section
-  3.3.13: SOA.
+- RFC 1035 section 3.3.9: MX rdata; section 3.3.13: SOA. TLSA rdata
+  (RFC 6698 section 2.1) is scanner.tlsa.TlsaRecord, the scanner's one TLSA type.
 
 Records, messages and the per-query result (scanner.resolve.answer) are
 plain classes with ``Final`` attributes and value equality (``Value``),
@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from enum import IntEnum
 from typing import ClassVar, Final, TypeAlias
+
+from scanner.tlsa import TlsaRecord
 
 
 class RdType(IntEnum):
@@ -117,17 +119,6 @@ class Mx(Value):
         self.exchange: Final = exchange
 
 
-class Tlsa(Value):
-    _fields = ("usage", "selector", "mtype", "data")
-    __slots__ = _fields
-
-    def __init__(self, usage: int, selector: int, mtype: int, data: bytes) -> None:
-        self.usage: Final = usage
-        self.selector: Final = selector
-        self.mtype: Final = mtype
-        self.data: Final = data
-
-
 class Soa(Value):
     _fields = ("mname", "rname", "serial", "refresh", "retry", "expire", "minimum")
     __slots__ = _fields
@@ -146,7 +137,7 @@ class Soa(Value):
 
 
 # A and AAAA rdata is the address text, CNAME rdata the target name.
-Rdata: TypeAlias = Mx | Tlsa | Soa | str
+Rdata: TypeAlias = Mx | TlsaRecord | Soa | str
 
 
 class Rr(Value):

@@ -28,8 +28,8 @@ from enum import StrEnum
 
 from scanner import names
 from scanner.resolve.answer import DnsAnswer
-from scanner.resolve.message import Tlsa
 from scanner.status import DaneVerdict, DnsOutcome, DnssecStatus
+from scanner.tlsa import TlsaRecord
 
 _RESPONSES = (DnsOutcome.ANSWER, DnsOutcome.NODATA, DnsOutcome.NXDOMAIN)
 
@@ -66,7 +66,6 @@ class MxDecision:
     kind: MxKind
     dnssec: DnssecStatus
     targets: tuple[MxTarget, ...] = ()
-    rejected: tuple[str, ...] = ()
     error: str = ""
 
     @property
@@ -91,18 +90,17 @@ def decide_mx(domain: str, answer: DnsAnswer, *, max_mx: int) -> MxDecision:
     if len(records) == 1 and records[0].exchange == ".":
         return MxDecision(MxKind.NULL, status)
     targets: dict[str, int] = {}
-    rejected: list[str] = []
     for record in records:
         host = names.absolute(record.exchange)
         if host.count(".") < 2:  # "." or "tld.": RFC 7672 section 2.2.1 hygiene
-            rejected.append(host)
-        elif host not in targets or record.preference < targets[host]:
+            continue
+        if host not in targets or record.preference < targets[host]:
             targets[host] = record.preference
     ordered = sorted((MxTarget(h, p) for h, p in targets.items()), key=_mx_order)
     if not ordered:
         reason = "every MX target is the root or a top-level domain"
-        return MxDecision(MxKind.INVALID, status, rejected=tuple(rejected), error=reason)
-    return MxDecision(MxKind.HOSTS, status, tuple(ordered[:max_mx]), tuple(rejected))
+        return MxDecision(MxKind.INVALID, status, error=reason)
+    return MxDecision(MxKind.HOSTS, status, tuple(ordered[:max_mx]))
 
 
 def _mx_order(target: MxTarget) -> tuple[int, str]:
@@ -191,7 +189,7 @@ def try_next_base(state: TlsaState) -> bool:
 class TlsaLookup:
     base: str  # the TLSA base domain whose RRset this is (also the SNI name)
     state: TlsaState
-    records: tuple[Tlsa, ...] = ()
+    records: tuple[TlsaRecord, ...] = ()
     ttl: int | None = None
     error: str = ""
 

@@ -43,8 +43,8 @@ from scanner.resolve.message import (
     RdType,
     Rr,
     Soa,
-    Tlsa,
 )
+from scanner.tlsa import TlsaRecord
 
 _HEADER: Final = struct.Struct("!HHHHHH")
 _TYPE_CLASS: Final = struct.Struct("!HH")
@@ -130,7 +130,7 @@ def _rdata(wire: bytes, rdtype: int, start: int, end: int, names: Names) -> Rdat
     if rdtype == _TLSA:
         if size < 3:
             raise FormError(f"TLSA rdata of {size} octets")
-        return Tlsa(wire[start], wire[start + 1], wire[start + 2], wire[start + 3 : end])
+        return TlsaRecord(wire[start], wire[start + 1], wire[start + 2], wire[start + 3 : end])
     if rdtype == _MX:
         if size < 3:
             raise FormError(f"MX rdata of {size} octets")

@@ -29,14 +29,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
+from scanner import tlsa
 from scanner.handshake import smtp
 from scanner.handshake.exclude import Exclusions, parse_exclusions
 from scanner.ingest import reader as ingest_reader
 from scanner.ingest.normalise import Normalised, normalise
-from scanner.match import der, tlsa
+from scanner.match import certificates, dane, der, outcome, records
 from scanner.match.batch import CertPool
 from scanner.resolve import dnsname
 from scanner.resolve.message import Message, RdType
+from scanner.status import DaneVerdict
 from tests.codec import builds
 
 HERE = Path(__file__).resolve().parent
@@ -230,8 +232,8 @@ def fuzz_der(data: bytes) -> None:
         assert len(sliced) < len(data)
     else:
         assert isinstance(sliced, der.DerError)
-    info = tlsa.cert_info(data)
-    assert info is None or isinstance(info, tlsa.CertInfo)
+    info = certificates.cert_info(data)
+    assert info is None or isinstance(info, certificates.CertInfo)
     if info is not None and isinstance(sliced, bytes):
         # The walker's slice is what the certificate itself says its key is.
         assert sliced in info.cert.tbs_certificate_bytes
@@ -293,12 +295,12 @@ def fuzz_tlsa(data: bytes) -> None:
         return
     record = tlsa.TlsaRecord(data[0] % 4, data[1] % 3, data[2] % 3, data[3:])
     for candidate in (record, tlsa.TlsaRecord(data[0], data[1], data[2], data[3:])):
-        problem = tlsa.record_problem(candidate)
+        problem = records.record_problem(candidate)
         assert problem is None or isinstance(problem, str)
         candidate.label()
-    result = tlsa.match_chain(_chain(), [record], ["example.com"], _NOW, _POOL)
-    assert isinstance(result, tlsa.MatchResult)
-    assert isinstance(result.verdict, tlsa.DaneVerdict)
+    result = dane.match_chain(_chain(), [record], ["example.com"], _NOW, _POOL)
+    assert isinstance(result, outcome.MatchResult)
+    assert isinstance(result.verdict, DaneVerdict)
 
 
 # --- input names ---------------------------------------------------------------

@@ -12,10 +12,9 @@ them (``crash-*`` files), so this script never deletes anything.
 from __future__ import annotations
 
 import bz2
+import datetime as dt
 import gzip
-import hashlib
 import lzma
-import sys
 from pathlib import Path
 
 import dns.edns
@@ -28,6 +27,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from scanner.match import der
 from scanner.resolve import wire
+from testbed.pki import association, tlsa_rdata
+from tests.pki import make_chain
 
 HERE = Path(__file__).resolve().parent
 CONFORMANCE = HERE.parents[2] / "shared" / "conformance" / "openssl-dane"
@@ -139,21 +140,17 @@ def certificates() -> dict[str, bytes]:
 
 
 def tlsa_records() -> dict[str, bytes]:
-    chain = der.pem_certificates((HERE / "chain.pem").read_bytes())
-    leaf_spki = der.spki(chain[0])
-    ca_spki = der.spki(chain[1])
-    assert isinstance(leaf_spki, bytes)
-    assert isinstance(ca_spki, bytes)
+    leaf, ca = der.pem_certificates((HERE / "chain.pem").read_bytes())[:2]
+    sha512 = association(leaf, 0, 2).hex()
     return {
         # Presentation form (scan verify --tlsa) ...
-        "3-1-1.txt": f"3 1 1 {hashlib.sha256(leaf_spki).hexdigest()}".encode(),
-        "2-0-1.txt": f"2 0 1 {hashlib.sha256(chain[1]).hexdigest().upper()}".encode(),
-        "3-0-2-spaced.txt": f"3 0 2 {hashlib.sha512(chain[0]).hexdigest()[:64]} "
-        f"{hashlib.sha512(chain[0]).hexdigest()[64:]}".encode(),
+        "3-1-1.txt": tlsa_rdata(3, 1, 1, leaf).encode(),
+        "2-0-1.txt": f"2 0 1 {association(ca, 0, 1).hex().upper()}".encode(),
+        "3-0-2-spaced.txt": f"3 0 2 {sha512[:64]} {sha512[64:]}".encode(),
         # ... and RDATA as it comes in a DNS answer.
-        "3-1-1.rdata": b"\x03\x01\x01" + hashlib.sha256(leaf_spki).digest(),
-        "2-1-0.rdata": b"\x02\x01\x00" + ca_spki,
-        "3-0-0.rdata": b"\x03\x00\x00" + chain[0],
+        "3-1-1.rdata": b"\x03\x01\x01" + association(leaf, 1, 1),
+        "2-1-0.rdata": b"\x02\x01\x00" + association(ca, 1, 0),
+        "3-0-0.rdata": b"\x03\x00\x00" + leaf,
     }
 
 
@@ -209,16 +206,14 @@ SEEDS = {
 
 
 def write_chain() -> None:
-    """The leaf and CA of the test PKI (tests/unit/match/match_pki.py), once."""
+    """A leaf and its CA from the tests' PKI (tests/pki.py), once."""
     path = HERE / "chain.pem"
     if path.exists():
         return
-    sys.path.insert(0, str(HERE.parent / "unit" / "match"))
-    import match_pki
-
-    pki = match_pki.make_pki("ec", ("example.com",))
+    chain = make_chain(["example.com"], now=dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC))
+    assert chain.intermediate is not None
     path.write_bytes(
-        b"".join(c.cert.public_bytes(Encoding.PEM) for c in (pki.leaf, pki.intermediate))
+        b"".join(c.cert.public_bytes(Encoding.PEM) for c in (chain.leaf, chain.intermediate))
     )
 
 

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from scanner import tlsa
 from scanner.ingest.reader import InputError, read_names
-from scanner.match import der, tlsa
+from scanner.match import certificates, dane, der, records
 from scanner.match.batch import CertPool
+from scanner.status import DaneVerdict
 from tests.fuzz.harnesses import TARGETS
 
 # A certificate of the test PKI with version 0x20: cryptography raises
@@ -54,7 +56,7 @@ _BAD_DEFLATE = bytes.fromhex(
 
 
 def _cert_unreadable(data: bytes, _: Path) -> None:
-    assert tlsa.cert_info(data) is None
+    assert certificates.cert_info(data) is None
     # The DER walker still finds the key: only the full parse refuses.
     assert isinstance(der.spki(data), bytes)
 
@@ -64,9 +66,9 @@ def _tlsa_rdata_unusable(data: bytes, _: Path) -> None:
     record = tlsa.TlsaRecord(data[0], data[1], data[2], data[3:])
     chain = der.pem_certificates((Path(__file__).parent / "chain.pem").read_bytes())
     now = datetime(2025, 6, 1, tzinfo=UTC)
-    result = tlsa.match_chain(chain, [record], ["example.com"], now, CertPool())
-    assert result.verdict is not tlsa.DaneVerdict.PASS
-    assert tlsa.unusable_records([record])
+    result = dane.match_chain(chain, [record], ["example.com"], now, CertPool())
+    assert result.verdict is not DaneVerdict.PASS
+    assert records.unusable_records([record])
 
 
 def _input_error(data: bytes, tmp_path: Path) -> None:

@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
 from testbed import cli
-from tests.integration.support import Testbed
+from tests.integration.support import Testbed, own_testbed
 
 TEST_NET = int(os.environ.get("DANESCAN_TEST_NET", "250"))
 TEST_DOMAINS = 1500
@@ -27,17 +23,6 @@ TEST_SEED = 20261128
 
 @pytest.fixture(scope="session")
 def testbed() -> Iterator[Testbed]:
-    # Not under pytest's tmp_path: Postfix runs as its own user and needs every
-    # parent folder to be searchable, which pytest's 0700 folders are not.
-    directory = Path(tempfile.mkdtemp(prefix="danescan-testbed-"))
-    directory.chmod(0o755)
-    state = cli.up(
-        directory, domains=TEST_DOMAINS, seed=TEST_SEED, net=TEST_NET, out=lambda _line: None
-    )
-    try:
-        assert json.loads((directory / cli.STATE_FILE).read_text()) == state
-        truth = pq.read_table(str(state["truth_file"])).to_pylist()
-        yield Testbed(directory, state, truth)
-    finally:
-        cli.down(directory)
-        shutil.rmtree(directory, ignore_errors=True)
+    with own_testbed("testbed", net=TEST_NET, domains=TEST_DOMAINS, seed=TEST_SEED) as bed:
+        assert json.loads((bed.directory / cli.STATE_FILE).read_text()) == bed.state
+        yield bed

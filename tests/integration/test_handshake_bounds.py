@@ -19,7 +19,8 @@ from collections.abc import Iterator
 import pytest
 
 from scanner.handshake.contact import ContactPolicy
-from scanner.handshake.polite import Handshaker, PoliteSettings
+from scanner.handshake.handshaker import Handshaker
+from scanner.handshake.polite import PoliteSettings
 from scanner.handshake.session import SessionSettings, client_context
 from scanner.status import SmtpStatus
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import ssl
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,13 +29,16 @@ import dns.rdatatype
 import pytest
 import uvloop
 
-from scanner.handshake.polite import Handshaker, PoliteSettings, PoliteStats
+from scanner.handshake.handshaker import Handshaker, HandshakerStats
+from scanner.handshake.polite import PoliteSettings
 from scanner.handshake.session import (
     SessionResult,
     SessionSettings,
     client_context,
     run_session,
 )
+from scanner.handshake.smtp import ehlo_keywords
+from scanner.match.der import pem_certificates
 from scanner.status import SmtpStatus
 from tests.integration.support import Testbed
 
@@ -66,7 +68,6 @@ SILENT_SETTINGS = SessionSettings(
 CONCURRENCY = 16
 # A name no listener maps: the responder must fall back to the default chain.
 UNKNOWN_SNI = "unmapped.danescan-test.test"
-_PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----\n?", re.S)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,11 +87,6 @@ class Probe:
     address: str
     sni: str
     chain: tuple[bytes, ...]
-
-
-def pem_chain_der(pem: bytes) -> tuple[bytes, ...]:
-    """The certificates of a PEM text, in order, as DER."""
-    return tuple(ssl.PEM_cert_to_DER_cert(block.decode()) for block in _PEM_CERT.findall(pem))
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -141,7 +137,7 @@ def with_behavior(testbed: Testbed, behavior: str) -> list[ListenerConfig]:
 
 
 def chain_of(testbed: Testbed, chain_id: str) -> tuple[bytes, ...]:
-    chain = pem_chain_der((testbed.directory / "pki" / f"{chain_id}.pem").read_bytes())
+    chain = tuple(pem_certificates((testbed.directory / "pki" / f"{chain_id}.pem").read_bytes()))
     assert chain, f"no certificate in chain {chain_id}"
     return chain
 
@@ -180,8 +176,8 @@ def assert_tls_ok(result: SessionResult, chain: tuple[bytes, ...]) -> None:
     assert result.tls_version.startswith("TLSv1"), where
     assert result.cipher, where
     assert "STARTTLS" in result.ehlo_keywords, where
-    assert result.ehlo_tls_keywords, f"{where}: no EHLO over TLS"
-    assert "STARTTLS" not in result.ehlo_tls_keywords, where
+    assert ehlo_keywords(result.transcript.ehlo_tls), f"{where}: no EHLO over TLS"
+    assert "STARTTLS" not in ehlo_keywords(result.transcript.ehlo_tls), where
     assert result.tls_ms is not None
     assert result.total_ms is not None
 
@@ -217,8 +213,8 @@ def test_hosts_without_starttls(testbed: Testbed) -> None:
         assert result.status is SmtpStatus.NO_STARTTLS, (result.address, result.error)
         assert result.chain == ()
         assert "STARTTLS" not in result.ehlo_keywords
-        assert result.banner is not None
-        assert result.banner.code == 220
+        assert result.transcript.banner is not None
+        assert result.transcript.banner.code == 220
 
 
 def test_hosts_refusing_starttls(testbed: Testbed) -> None:
@@ -227,8 +223,8 @@ def test_hosts_refusing_starttls(testbed: Testbed) -> None:
         assert result.status is SmtpStatus.STARTTLS_REFUSED, (result.address, result.error)
         assert result.chain == ()
         assert "STARTTLS" in result.ehlo_keywords
-        assert result.starttls_reply is not None
-        assert result.starttls_reply.code == 454
+        assert result.transcript.starttls is not None
+        assert result.transcript.starttls.code == 454
 
 
 def test_silent_hosts_time_out(testbed: Testbed) -> None:
@@ -238,7 +234,7 @@ def test_silent_hosts_time_out(testbed: Testbed) -> None:
         assert "banner" in result.error
         # Connected at once, then waited for the banner until the read timeout.
         assert result.connect_ms is not None
-        assert result.banner_ms is None
+        assert result.transcript.banner is None
         assert result.total_ms is not None
         assert result.total_ms >= SILENT_READ_TIMEOUT * 1000 * 0.9
 
@@ -297,7 +293,7 @@ def postfix_chain(testbed: Testbed) -> tuple[bytes, ...]:
     match = re.search(r"^smtpd_tls_chain_files\s*=\s*(.+)$", main_cf, re.M)
     assert match, "main.cf sets no smtpd_tls_chain_files"
     files = [Path(part.strip()) for part in match.group(1).split(",") if part.strip()]
-    chain = tuple(der for file in files for der in pem_chain_der(file.read_bytes()))
+    chain = tuple(der for file in files for der in pem_certificates(file.read_bytes()))
     assert chain, f"no certificate in {files}"
     return chain
 
@@ -314,10 +310,10 @@ def test_postfix_presents_its_configured_chain(testbed: Testbed) -> None:
     with_sni, without_sni = sessions([(address, host), (address, "")])
     assert_tls_ok(with_sni, expected)
     assert_tls_ok(without_sni, expected)
-    assert with_sni.banner is not None
-    assert with_sni.banner.code == 220
+    assert with_sni.transcript.banner is not None
+    assert with_sni.transcript.banner.code == 220
     # Postfix states its own name in the greeting (RFC 5321 section 4.3.1).
-    assert host in with_sni.banner.text
+    assert host in with_sni.transcript.banner.text
 
 
 # -- the politeness layer: single flight ------------------------------------------
@@ -331,7 +327,7 @@ def test_concurrent_handshakes_share_one_session(testbed: Testbed) -> None:
     assert listener.default_chain is not None
     other_chain = chain_of(testbed, listener.default_chain)
 
-    async def scenario() -> tuple[list[SessionResult], PoliteStats, PoliteStats]:
+    async def scenario() -> tuple[list[SessionResult], HandshakerStats, HandshakerStats]:
         handshaker = Handshaker(
             SETTINGS,
             PoliteSettings(per_address=1, min_interval=0.0),
@@ -356,8 +352,8 @@ def test_concurrent_handshakes_share_one_session(testbed: Testbed) -> None:
             await handshaker.aclose()
 
     results, in_flight, final = run(scenario())
-    assert in_flight == PoliteStats(sessions=1, joined=2)
-    assert final == PoliteStats(sessions=2, joined=2, cache_hits=1)
+    assert in_flight == HandshakerStats(sessions=1, joined=2)
+    assert final == HandshakerStats(sessions=2, joined=2, cache_hits=1)
     shared = results[0]
     assert_tls_ok(shared, expected)
     assert all(result is shared for result in results[:4])

@@ -5,7 +5,7 @@ output (cell tag ``headline``) of its funnel and verdict counts; those must
 equal what truth.parquet says and what analysis.metrics computes directly.
 :func:`check_against_truth` takes any dataset with its truth.parquet, so the
 same check runs on a scan of the testbed (truth written by testbed/truth.py)
-as on the synthetic dataset here (truth written by analysis.synth).
+as on the synthetic dataset here (truth written by testbed.synth).
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import jupytext
 import pyarrow.parquet as pq
 import pytest
 
-from analysis import load, metrics, notebook, synth
+from analysis import load, metrics, notebook
+from testbed import synth
 from tests.integration.support import Testbed
 
 pytestmark = pytest.mark.slow

@@ -20,7 +20,8 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from analysis import load, metrics, report, synth
+from analysis import load, metrics, report
+from testbed import synth
 
 pytestmark = pytest.mark.slow
 

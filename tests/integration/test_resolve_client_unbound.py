@@ -20,12 +20,13 @@ import uvloop
 
 from scanner.resolve.client import DnsClient, ResolverSettings
 from scanner.resolve.managed import free_port
-from scanner.resolve.message import Message, Mx, RdType, Tlsa
+from scanner.resolve.message import Message, Mx, RdType
 from scanner.resolve.wire import build_query, parse_message
 from scanner.status import DnsOutcome, DnssecStatus
+from scanner.tlsa import TlsaRecord
 
 ZONE = "example.test."
-BIG_TLSA = [Tlsa(3, 1, 2, bytes([i]) * 64) for i in range(30)]  # about 2,300 octets
+BIG_TLSA = [TlsaRecord(3, 1, 2, bytes([i]) * 64) for i in range(30)]  # about 2,300 octets
 LOCAL_DATA = [
     f"{ZONE} 3600 IN SOA ns.{ZONE} host.{ZONE} 1 3600 600 86400 120",
     f"{ZONE} 300 IN MX 10 mx1.{ZONE}",
@@ -127,7 +128,7 @@ def test_queries_of_every_kind(unbound: str, run: Run) -> None:
         )
         assert a.addresses == ("192.0.2.1",)
         assert aaaa.addresses == ("2001:db8::25",)
-        assert tlsa.tlsa == (Tlsa(3, 1, 1, b"\xab" * 32),)
+        assert tlsa.tlsa == (TlsaRecord(3, 1, 1, b"\xab" * 32),)
         # Unbound does not chase a CNAME out of local data: the answer ends at
         # the alias, so there is no A record at the end of the chain.
         assert (alias.outcome, alias.cnames, alias.addresses) == (

@@ -14,12 +14,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
 from scanner.resolve.client import DnsAnswer, DnsClient, ResolverSettings
@@ -27,9 +24,8 @@ from scanner.resolve.managed import managed_unbound
 from scanner.resolve.message import RdType
 from scanner.resolve.unbound_conf import UNKNOWN_SERVER_MS, dead_address_bound, total_wait
 from scanner.status import DnsOutcome
-from testbed import cli
 from testbed.profile import Profile
-from tests.integration.support import Testbed
+from tests.integration.support import Testbed, module_testbed
 
 pytestmark = [pytest.mark.testbed, pytest.mark.slow]
 
@@ -42,20 +38,7 @@ SLACK = 0.25
 WAITING = 1200
 
 
-@pytest.fixture(scope="module")
-def internet() -> Iterator[Testbed]:
-    directory = Path(tempfile.mkdtemp(prefix="danescan-managed-"))
-    directory.chmod(0o755)
-    state = cli.up(
-        directory, domains=DOMAINS, seed=SEED, net=NET, with_postfix=False, ipv6=False,
-        profile=Profile.INTERNET, out=lambda _line: None,
-    )  # fmt: skip
-    try:
-        truth = pq.read_table(str(state["truth_file"])).to_pylist()
-        yield Testbed(directory, state, truth)
-    finally:
-        cli.down(directory)
-        shutil.rmtree(directory, ignore_errors=True)
+internet = module_testbed("managed", net=NET, domains=DOMAINS, seed=SEED, profile=Profile.INTERNET)
 
 
 def start(internet: Testbed) -> contextlib.AbstractContextManager[str]:

@@ -34,13 +34,14 @@ import pytest
 import uvloop
 
 from scanner import names
+from scanner.assemble import domain_verdict
 from scanner.resolve.answer import DnsAnswer
 from scanner.resolve.client import ClientStats, DnsClient, ResolverSettings
 from scanner.resolve.discover import Discoverer, DomainResolution, HostResolution
-from scanner.resolve.message import RdType, Tlsa
+from scanner.resolve.message import RdType
 from scanner.resolve.policy import MxKind, TlsaState, dns_verdict, tlsa_bases, tlsa_name
 from scanner.status import DaneVerdict, DnssecStatus, DomainVerdict
-from scanner.verdict import domain_verdict
+from scanner.tlsa import TlsaRecord
 from testbed.plan import catalogue_for
 from testbed.profile import Profile
 from testbed.scenarios import BY_NAME
@@ -117,10 +118,10 @@ class ZoneData:
         self._address, self._port = server.rsplit(":", 1)
         self._seen: dict[tuple[str, str], list[list[str]]] = {}
 
-    def tlsa(self, base: str) -> list[Tlsa]:
+    def tlsa(self, base: str) -> list[TlsaRecord]:
         """The TLSA RRset at ``_25._tcp.<base>``, sorted."""
         found = [
-            Tlsa(int(f[0]), int(f[1]), int(f[2]), bytes.fromhex("".join(f[3:])))
+            TlsaRecord(int(f[0]), int(f[1]), int(f[2]), bytes.fromhex("".join(f[3:])))
             for f in self._rdata(f"_25._tcp.{base}", "TLSA")
         ]
         return sorted(found)

@@ -12,76 +12,35 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
-import pyarrow.parquet as pq
 import pytest
 
-from testbed import cli as testbed_cli
 from testbed.connlog import FLUSH_INTERVAL
-from tests.integration.support import Testbed
+from tests.integration.support import Testbed, module_testbed, run_module, scan_options
 
 pytestmark = pytest.mark.testbed
 
 NET = 203
-EHLO = "scanner.danescan.test"
 
 
-@pytest.fixture(scope="module")
-def small() -> Iterator[Testbed]:
-    directory = Path(tempfile.mkdtemp(prefix="danescan-contact-"))
-    directory.chmod(0o755)
-    state = testbed_cli.up(
-        directory,
-        domains=300,
-        seed=5,
-        net=NET,
-        with_postfix=False,
-        ipv6=False,
-        out=lambda _line: None,
-    )
-    try:
-        truth = pq.read_table(str(state["truth_file"])).to_pylist()
-        yield Testbed(directory, state, truth)
-    finally:
-        testbed_cli.down(directory)
-        shutil.rmtree(directory, ignore_errors=True)
+small = module_testbed("contact", net=NET, domains=300, seed=5)
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "scanner.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
-def common(tb: Testbed) -> list[str]:
-    """Resolver and politeness options, without the testbed's scan_args."""
-    return ["--resolver", str(tb.state["resolver"]), "--bogus-probe", str(tb.state["bogus_probe"]),
-            "--ehlo-name", EHLO, "--min-interval", "0", "--retry-backoff", "0.1",
-            "--timeout", "4"]  # fmt: skip
+    return run_module("scanner.cli", *args)
 
 
 def connections(tb: Testbed) -> dict[str, int]:
     """Connections each mail address has seen so far (`testbed connections`)."""
     time.sleep(3 * FLUSH_INTERVAL)  # the responder flushes its log this often
-    done = subprocess.run(
-        [sys.executable, "-m", "testbed.cli", "connections", "--dir", str(tb.directory), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
+    done = run_module(
+        "testbed.cli", "connections", "--dir", str(tb.directory), "--json", timeout=60
     )
+    assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     return {row["address"]: row["connections"] for row in summary["per_address"]}
 
@@ -89,7 +48,7 @@ def connections(tb: Testbed) -> dict[str, int]:
 def checked_address(tb: Testbed, domain: str) -> str:
     """The one address of the domain's MX host, from a `scan check` allowed
     to reach it; it must have answered."""
-    proc = cli("check", domain, *common(tb), *tb.scan_args)
+    proc = cli("check", domain, *scan_options(tb), *tb.scan_args)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     found = re.findall(rf"^\s+(127\.{NET}\.\d+\.\d+): STARTTLS ok", proc.stdout, re.MULTILINE)
     assert len(found) == 1, proc.stdout
@@ -121,13 +80,15 @@ def test_scan_check_honours_exclude_and_reserves_what_is_not_allowed(
     before = connections(small)
     assert before.get(address, 0) >= 1  # reached by checked_address: the log shows it
 
-    by_address = cli("check", domain, *common(small), *small.scan_args, "--exclude", str(exclude))
+    by_address = cli(
+        "check", domain, *scan_options(small), *small.scan_args, "--exclude", str(exclude)
+    )
     assert f"{address}: blocked (on the exclusion list)" in by_address.stdout, by_address.stdout
     assert by_address.returncode == 1, by_address.stdout  # no host tested: undetermined
-    by_name = cli("check", other, *common(small), *small.scan_args, "--exclude", str(exclude))
+    by_name = cli("check", other, *scan_options(small), *small.scan_args, "--exclude", str(exclude))
     assert ": blocked (on the exclusion list)" in by_name.stdout, by_name.stdout
     # Without the testbed's allowed range its loopback addresses are reserved.
-    reserved = cli("check", domain, *common(small))
+    reserved = cli("check", domain, *scan_options(small))
     assert f"{address}: reserved (special-purpose address (loopback" in reserved.stdout
     assert "--allow-range" in reserved.stdout
 
@@ -144,7 +105,7 @@ def test_scan_honours_exclude_and_reserves_what_is_not_allowed(
     exclude.write_text(f"{address}\n*.{by_name}\n{by_name}\n")
 
     before = connections(small)
-    done = cli(str(listed), "-o", str(tmp_path / "a"), *common(small), *small.scan_args,
+    done = cli(str(listed), "-o", str(tmp_path / "a"), *scan_options(small), *small.scan_args,
                "--exclude", str(exclude), "-q")  # fmt: skip
     assert done.returncode == 0, done.stderr
     after = connections(small)
@@ -158,7 +119,7 @@ def test_scan_honours_exclude_and_reserves_what_is_not_allowed(
     }
 
     # Not allowed: nothing of the testbed is contacted, every address is reserved.
-    done = cli(str(listed), "-o", str(tmp_path / "b"), *common(small), "-q")
+    done = cli(str(listed), "-o", str(tmp_path / "b"), *scan_options(small), "-q")
     assert done.returncode == 0, done.stderr
     assert connections(small) == after
     assert set(map(tuple, statuses(tmp_path / "b").values())) == {("reserved",)}

@@ -15,11 +15,9 @@ import contextlib
 import datetime as dt
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,47 +29,26 @@ import pytest
 from analysis import load, notebook
 from scanner import __version__
 from scanner.output.manifest import MANIFEST, Manifest, ScanStatus, read_manifest, write_manifest
-from testbed import cli
-from tests.integration.support import Testbed
+from tests.integration.support import Testbed, module_testbed, scan_options
 
 pytestmark = pytest.mark.testbed
 
 NET = 221  # a loopback net of its own
 DOMAINS = 400
 SEED = 16
-EHLO = "scanner.danescan.test"
 PART_ROWS = "40"  # many small parts: a disk fills between two of them
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "adoption.ipynb"
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
 
 
-@pytest.fixture(scope="module")
-def testbed() -> Iterator[Testbed]:
-    directory = Path(tempfile.mkdtemp(prefix="danescan-ending-"))
-    directory.chmod(0o755)
-    state = cli.up(
-        directory, domains=DOMAINS, seed=SEED, net=NET, with_postfix=False, ipv6=False,
-        out=lambda _line: None,
-    )  # fmt: skip
-    try:
-        truth = pq.read_table(str(state["truth_file"])).to_pylist()
-        yield Testbed(directory, state, truth)
-    finally:
-        cli.down(directory)
-        shutil.rmtree(directory, ignore_errors=True)
+testbed = module_testbed("ending", net=NET, domains=DOMAINS, seed=SEED)
 
 
 def scan_argv(tb: Testbed, output: Path, *extra: str) -> list[str]:
-    # What a scan of this testbed needs (the option that allows its range), when it says.
-    testbed_args = tb.state.get("scan_args") or []
-    assert isinstance(testbed_args, list)
     return [
-        sys.executable, "-m", "scanner.cli", str(tb.state["domains_file"]),
-        "-o", str(output), "--resolver", str(tb.state["resolver"]),
-        "--bogus-probe", str(tb.state["bogus_probe"]), "--ehlo-name", EHLO,
-        "--min-interval", "0", "--retry-backoff", "0.1", "--timeout", "4", "-q",
-        "--part-rows", PART_ROWS, *map(str, testbed_args), *extra,
+        sys.executable, "-m", "scanner.cli", str(tb.state["domains_file"]), "-o", str(output),
+        *scan_options(tb), "-q", "--part-rows", PART_ROWS, *tb.scan_args, *extra,
     ]  # fmt: skip
 
 

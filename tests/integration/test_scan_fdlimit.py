@@ -15,9 +15,6 @@ import io
 import re
 import shutil
 import subprocess
-import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -25,8 +22,8 @@ import pytest
 from rich.console import Console
 
 from scanner.fdlimit import RESERVE
-from testbed import cli
 from testbed.demo import compare
+from tests.integration.support import Testbed, module_testbed, run_module, scan_options
 
 pytestmark = [
     pytest.mark.testbed,
@@ -34,39 +31,21 @@ pytestmark = [
 ]
 
 NET = 214
-EHLO = "scanner.danescan.test"
 
 
-@pytest.fixture(scope="module")
-def state() -> Iterator[dict[str, object]]:
-    directory = Path(tempfile.mkdtemp(prefix="danescan-fdlimit-"))
-    directory.chmod(0o755)
-    try:
-        yield cli.up(directory, domains=2000, seed=16, net=NET, with_postfix=False, ipv6=False,
-                     out=lambda _line: None)  # fmt: skip
-    finally:
-        cli.down(directory)
-        shutil.rmtree(directory, ignore_errors=True)
+bed = module_testbed("fdlimit", net=NET, domains=2000, seed=16)
 
 
-def scan_under_limit(
-    state: dict[str, object], output: Path, nofile: int
-) -> subprocess.CompletedProcess[str]:
-    extra = state.get("scan_args", [])  # what a scan of this testbed needs
-    assert isinstance(extra, list)
-    argv = [
-        "prlimit", f"--nofile={nofile}:{nofile}", "--",
-        sys.executable, "-m", "scanner.cli", str(state["domains_file"]), "-o", str(output),
-        "--resolver", str(state["resolver"]), "--bogus-probe", str(state["bogus_probe"]),
-        "--ehlo-name", EHLO, "--min-interval", "0", "--retry-backoff", "0.1",
-        "--timeout", "4", "--rate", "5000", "--starttls", "all",
-        *map(str, extra),
-    ]  # fmt: skip
-    return subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+def scan_under_limit(tb: Testbed, output: Path, nofile: int) -> subprocess.CompletedProcess[str]:
+    return run_module(
+        "scanner.cli", str(tb.state["domains_file"]), "-o", str(output), *scan_options(tb),
+        "--rate", "5000", "--starttls", "all", *tb.scan_args,
+        timeout=600, wrapper=["prlimit", f"--nofile={nofile}:{nofile}", "--"],
+    )  # fmt: skip
 
 
-def mismatches(state: dict[str, object], output: Path) -> int:
-    return compare(Console(file=io.StringIO()), output, Path(str(state["truth_file"])))
+def mismatches(tb: Testbed, output: Path) -> int:
+    return compare(Console(file=io.StringIO()), output, Path(str(tb.state["truth_file"])))
 
 
 @pytest.mark.parametrize(
@@ -79,17 +58,17 @@ def mismatches(state: dict[str, object], output: Path) -> int:
     ],
 )
 def test_scan_under_an_open_file_limit_equals_truth(
-    state: dict[str, object], tmp_path: Path, nofile: int
+    bed: Testbed, tmp_path: Path, nofile: int
 ) -> None:
     output = tmp_path / "out"
-    proc = scan_under_limit(state, output, nofile)
+    proc = scan_under_limit(bed, output, nofile)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     assert "Too many open files" not in proc.stderr
     throttled = re.search(r"at most (\d+) SMTP connections at a time", proc.stderr)
     assert throttled is not None, proc.stderr[-3000:]
     assert 1 <= int(throttled[1]) < nofile - RESERVE
-    assert mismatches(state, output) == 0
+    assert mismatches(bed, output) == 0
     shortage = (
         duckdb.connect()
         .execute(

@@ -7,19 +7,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 from testbed import cli
-from tests.integration.support import Testbed
+from tests.integration.support import Testbed, module_testbed
 from tests.integration.test_scan_testbed import mismatches, parts, scan_args
 
 pytestmark = pytest.mark.testbed
@@ -29,19 +26,7 @@ DOMAINS = 1500
 RATE = "300"  # about five seconds of admission: a fault lands mid-scan
 
 
-@pytest.fixture(scope="module")
-def bed() -> Iterator[Testbed]:
-    directory = Path(tempfile.mkdtemp(prefix="danescan-faults-"))
-    state = cli.up(
-        directory, domains=DOMAINS, seed=7, net=NET, with_postfix=False, ipv6=False,
-        out=lambda _line: None,
-    )  # fmt: skip
-    try:
-        truth = pq.read_table(str(state["truth_file"])).to_pylist()
-        yield Testbed(directory, state, truth)
-    finally:
-        cli.down(directory)
-        shutil.rmtree(directory, ignore_errors=True)
+bed = module_testbed("faults", net=NET, domains=DOMAINS, seed=7)
 
 
 def unbound_pid(tb: Testbed) -> int:

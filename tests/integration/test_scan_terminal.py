@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,12 +23,11 @@ import dns.resolver
 import pyarrow.parquet as pq
 import pytest
 
-from testbed import cli
+from tests.integration.support import Testbed, module_testbed, scan_options
 
 pytestmark = pytest.mark.testbed
 
 NET = 213
-EHLO = "scanner.danescan.test"
 ESC = b"\x1b"
 # ANSI colours and screen clear, an OSC 8 hyperlink ended by BEL, an OSC 52
 # clipboard write ended by ST, a C1 CSI sent as UTF-8, a bidi override: all
@@ -57,33 +54,23 @@ BANNER = (
 )
 
 
-@pytest.fixture(scope="module")
-def state() -> Iterator[dict[str, object]]:
-    directory = Path(tempfile.mkdtemp(prefix="danescan-terminal-"))
-    directory.chmod(0o755)
-    try:
-        yield cli.up(directory, domains=100, seed=16, net=NET, with_postfix=False, ipv6=False,
-                     out=lambda _line: None)  # fmt: skip
-    finally:
-        cli.down(directory)
-        shutil.rmtree(directory, ignore_errors=True)
+bed = module_testbed("terminal", net=NET, domains=100, seed=16)
 
 
-def _address_of_mx(state: dict[str, object], domain: str) -> str:
-    host, port = str(state["resolver"]).rsplit(":", 1)
+def _address_of_mx(tb: Testbed, domain: str) -> str:
+    host, port = tb.resolver
     resolver = dns.resolver.Resolver(configure=False)
-    resolver.nameservers, resolver.port = [host], int(port)
+    resolver.nameservers, resolver.port = [host], port
     mx = resolver.resolve(domain, "MX")[0].exchange.to_text()
     return str(resolver.resolve(mx, "A")[0].address)
 
 
 @pytest.fixture
-def hostile_server(state: dict[str, object]) -> Iterator[tuple[str, list[bytes]]]:
+def hostile_server(bed: Testbed) -> Iterator[tuple[str, list[bytes]]]:
     """Serves BANNER on port 25 of the connect_refused domain's MX address;
     yields the domain and what the clients sent."""
-    rows = pq.read_table(str(state["truth_file"])).to_pylist()
-    domain = next(str(r["domain"]) for r in rows if r["scenario"] == "connect_refused")
-    listener = socket.create_server((_address_of_mx(state, domain), 25))
+    domain = str(bed.by_scenario("connect_refused")[0]["domain"])
+    listener = socket.create_server((_address_of_mx(bed, domain), 25))
     listener.settimeout(0.2)
     heard: list[bytes] = []
     stop = threading.Event()
@@ -110,23 +97,16 @@ def hostile_server(state: dict[str, object]) -> Iterator[tuple[str, list[bytes]]
         listener.close()
 
 
-def _scan_args(state: dict[str, object]) -> list[str]:
-    # scan_args (testbed.json): the options a scan of this testbed needs.
-    extra = state.get("scan_args", [])
-    assert isinstance(extra, list)
-    return [
-        "--resolver", str(state["resolver"]), "--bogus-probe", str(state["bogus_probe"]),
-        "--ehlo-name", EHLO, "--min-interval", "0", "--timeout", "4", "--retries", "0",
-        *map(str, extra),
-    ]  # fmt: skip
+def _scan_args(tb: Testbed) -> list[str]:
+    return [*scan_options(tb), "--retries", "0", *tb.scan_args]
 
 
 def test_check_prints_a_hostile_banner_escaped(
-    state: dict[str, object], hostile_server: tuple[str, list[bytes]], tmp_path: Path
+    bed: Testbed, hostile_server: tuple[str, list[bytes]], tmp_path: Path
 ) -> None:
     domain, heard = hostile_server
     proc = subprocess.run(
-        [sys.executable, "-m", "scanner.cli", "check", domain, *_scan_args(state)],
+        [sys.executable, "-m", "scanner.cli", "check", domain, *_scan_args(bed)],
         capture_output=True, timeout=120, check=False,
     )  # fmt: skip
     assert heard, "the scan did not reach the hostile server"
@@ -149,7 +129,7 @@ def test_check_prints_a_hostile_banner_escaped(
     scan = subprocess.run(
         [sys.executable, "-m", "scanner.cli", str(tmp_path / "one.txt"), "-o",
          str(tmp_path / "out"), "-q", "--log-json", str(tmp_path / "log.jsonl"),
-         *_scan_args(state)],
+         *_scan_args(bed)],
         capture_output=True, timeout=120, check=False,
     )  # fmt: skip
     assert scan.returncode == 0, scan.stderr.decode()

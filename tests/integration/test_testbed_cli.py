@@ -13,20 +13,13 @@ import pytest
 
 from testbed import cli
 from testbed.procs import TestbedError
-from tests.integration.support import Testbed
+from tests.integration.support import Testbed, run_module
 
 pytestmark = pytest.mark.testbed
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "testbed.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env=env,
-    )
+    return run_module("testbed.cli", *args, env=env)
 
 
 def no_process_left(directory: Path) -> bool:

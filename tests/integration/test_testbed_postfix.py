@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import random
-import re
 import smtplib
 import ssl
 import subprocess
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from scanner.match.der import pem_certificates
 from testbed.pki import KeyType, Pki, write_chain
 from testbed.postfix import (
     PostfixInstance,
@@ -28,13 +28,6 @@ from testbed.postfix import (
 from testbed.procs import TestbedError, ensure_free
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="Postfix is started as root")
-
-_PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----\n?", re.S)
-
-
-def pem_chain_der(pem: bytes) -> list[bytes]:
-    """The certificates of a PEM text, in order, as DER."""
-    return [ssl.PEM_cert_to_DER_cert(block.decode()) for block in _PEM_CERT.findall(pem)]
 
 
 def free_address() -> str:
@@ -121,9 +114,9 @@ def test_postfix_offers_starttls_with_the_configured_chain(workdir: Path, kind: 
             timeout=30,
             check=False,
         )
-        expected = pem_chain_der((workdir / "pki" / "mx.postfix.test.pem").read_bytes())
+        expected = pem_certificates((workdir / "pki" / "mx.postfix.test.pem").read_bytes())
         assert len(expected) == 3
-        assert pem_chain_der(result.stdout) == expected
+        assert pem_certificates(result.stdout) == expected
     finally:
         stop_postfix(instance)
     assert not is_running(pid)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pandas as pd
+import pytest
 from matplotlib.figure import Figure
 
 from analysis import figures, metrics
@@ -78,31 +82,43 @@ def test_provider_figure_keeps_the_top() -> None:
     assert list(fig.axes[0].lines[0].get_xdata()) == [0.05, 0.1, 0.15000000000000002, 0.2]
 
 
-def test_tld_figure_shows_one_stage() -> None:
-    frame = pd.DataFrame(
-        {
-            "tld": ["nl", "nl", "com", "com"],
-            "stage": ["domains", "secure_tlsa", "domains", "secure_tlsa"],
-            "share_of_all": [1.0, 0.2, 1.0, 0.01],
-        }
-    )
-    fig = figures.tld_figure(frame)
-    assert ticks(fig) == [".nl", ".com"]
-    assert bars(fig) == [0.2, 0.01]
-
-
-def test_diff_figure_leaves_out_unchanged_domains() -> None:
-    frame = pd.DataFrame(
-        {
-            "change": ["adopted", "broke", "unchanged", "adopted"],
-            "old_state": ["none", "valid", "none", "absent"],
-            "new_state": ["valid", "failing", "none", "valid"],
-            "domains": [4, 7, 1000, 2],
-        }
-    )
-    fig = figures.diff_figure(frame)
-    assert ticks(fig) == ["broke", "adopted"]
-    assert bars(fig) == [7, 6]
+@pytest.mark.parametrize(
+    ("draw", "columns", "expected_ticks", "expected_bars"),
+    [
+        pytest.param(
+            figures.tld_figure,
+            {
+                "tld": ["nl", "nl", "com", "com"],
+                "stage": ["domains", "secure_tlsa", "domains", "secure_tlsa"],
+                "share_of_all": [1.0, 0.2, 1.0, 0.01],
+            },
+            [".nl", ".com"],
+            [0.2, 0.01],
+            id="tld figure shows one stage",
+        ),
+        pytest.param(
+            figures.diff_figure,
+            {
+                "change": ["adopted", "broke", "unchanged", "adopted"],
+                "old_state": ["none", "valid", "none", "absent"],
+                "new_state": ["valid", "failing", "none", "valid"],
+                "domains": [4, 7, 1000, 2],
+            },
+            ["broke", "adopted"],  # unchanged domains left out, adoptions summed
+            [7, 6],
+            id="diff figure leaves out unchanged domains",
+        ),
+    ],
+)
+def test_one_bar_per_kept_row(
+    draw: Callable[[pd.DataFrame], Figure],
+    columns: dict[str, list[Any]],
+    expected_ticks: list[str],
+    expected_bars: list[float],
+) -> None:
+    fig = draw(pd.DataFrame(columns))
+    assert ticks(fig) == expected_ticks
+    assert bars(fig) == expected_bars
 
 
 def test_renderings() -> None:

@@ -10,8 +10,9 @@ import duckdb
 import pandas as pd
 import pytest
 
-from analysis import load, metrics, report, synth
+from analysis import load, metrics, report
 from scanner.output.manifest import Counts, Manifest, ScanStatus
+from testbed import synth
 
 
 @pytest.fixture(scope="module")

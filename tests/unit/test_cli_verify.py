@@ -4,59 +4,31 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from scanner.cli import main
+from testbed.pki import KeyType, Pki
 
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
 
 
-def _cert(
-    cn: str,
-    key: ec.EllipticCurvePrivateKey,
-    issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
-) -> x509.Certificate:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer[0].subject if issuer else name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - timedelta(days=10))
-        .not_valid_after(NOW + timedelta(days=10))
-        .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None), critical=True)
-    )
-    if issuer:
-        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(cn)]), False)
-    return builder.sign(issuer[1] if issuer else key, hashes.SHA256())
-
-
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    root_key, leaf_key = (
-        ec.generate_private_key(ec.SECP256R1()),
-        ec.generate_private_key(ec.SECP256R1()),
-    )
-    root = _cert("Root", root_key, None)
-    leaf = _cert("mx.example.com", leaf_key, (root, root_key))
+    pki = Pki(seed=1, now=NOW)
+    root = pki.ca("Root", KeyType.ECDSA)
+    leaf = pki.leaf(["mx.example.com"], root, KeyType.ECDSA, key_label="mx")
     folder = tmp_path_factory.mktemp("verify")
     chain = folder / "chain.pem"
-    chain.write_bytes(
-        b"subject=mx\n" + leaf.public_bytes(Encoding.PEM) + root.public_bytes(Encoding.PEM)
-    )
+    root_pem = root.cert.public_bytes(Encoding.PEM)
+    chain.write_bytes(b"subject=mx\n" + leaf.cert.public_bytes(Encoding.PEM) + root_pem)
     ca = folder / "ca.pem"
-    ca.write_bytes(root.public_bytes(Encoding.PEM))
+    ca.write_bytes(root_pem)
     (folder / "empty.pem").write_text("no certificates here\n")
-    spki = leaf.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-    root_spki = root.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    spki = leaf.spki_der
+    root_spki = root.spki_der
     return {
         "chain": str(chain),
         "ca": str(ca),

@@ -14,10 +14,9 @@ import pytest
 
 from scanner.handshake.contact import ContactPolicy
 from scanner.handshake.exclude import parse_exclusions
+from scanner.handshake.handshaker import Handshaker, HandshakerStats, Session
 from scanner.handshake.polite import (
-    Handshaker,
     PoliteSettings,
-    PoliteStats,
     Retry,
     greylist_window,
     is_transient,
@@ -123,16 +122,26 @@ def handshaker(
 ) -> tuple[Handshaker, FakeSession, FakeTime]:
     time = FakeTime()
     session = FakeSession(time, **kwargs)
-    shaker = Handshaker(
+    return shaker_for(session, time, polite), session, time
+
+
+def shaker_for(
+    session: Session,
+    time: FakeTime,
+    polite: PoliteSettings,
+    policy: ContactPolicy | None = TEST_NETS,
+) -> Handshaker:
+    """A Handshaker whose sessions are ``session`` and whose time is
+    ``time``'s; ``policy`` None is the default one, the real internet's."""
+    return Handshaker(
         SETTINGS,
         polite,
         CONTEXT,
-        policy=TEST_NETS,
+        policy=policy,
         session=session,
         clock=time.clock,
         sleep=time.sleep,
     )
-    return shaker, session, time
 
 
 def test_concurrent_requests_share_one_session() -> None:
@@ -144,7 +153,7 @@ def test_concurrent_requests_share_one_session() -> None:
     results, shaker, session = run(scenario())
     assert len(session.calls) == 1
     assert all(r is results[0] for r in results)
-    assert shaker.stats == PoliteStats(sessions=1, joined=9)
+    assert shaker.stats == HandshakerStats(sessions=1, joined=9)
 
 
 def test_finished_sessions_are_answered_from_the_cache_by_normalised_key() -> None:
@@ -157,7 +166,7 @@ def test_finished_sessions_are_answered_from_the_cache_by_normalised_key() -> No
 
     shaker, session = run(scenario())
     assert len(session.calls) == 1
-    assert shaker.stats == PoliteStats(sessions=1, cache_hits=1)
+    assert shaker.stats == HandshakerStats(sessions=1, cache_hits=1)
 
 
 def test_the_cache_is_bounded() -> None:
@@ -194,40 +203,37 @@ def test_connections_to_one_address_are_paced() -> None:
     assert starts[("192.0.2.2", SNI)] == 0.0
 
 
-@pytest.mark.parametrize("per_address", [1, 2, 3])
-def test_at_most_n_connections_per_address(per_address: int) -> None:
-    async def scenario() -> FakeSession:
-        shaker, session, _ = handshaker(
-            PoliteSettings(min_interval=0.0, per_address=per_address), gate=asyncio.Event()
-        )
-        tasks = [
-            asyncio.ensure_future(shaker.handshake("192.0.2.1", f"mx{i}.example")) for i in range(6)
-        ]
+def held_then_released(
+    polite: PoliteSettings, requests: list[tuple[str, str]]
+) -> tuple[FakeSession, int]:
+    """The handshakes ``requests`` (address, SNI), every session held open
+    until all that may start have: the session, and how many had started."""
+
+    async def scenario() -> tuple[FakeSession, int]:
+        shaker, session, _ = handshaker(polite, gate=asyncio.Event())
+        tasks = [asyncio.ensure_future(shaker.handshake(a, sni)) for a, sni in requests]
         await settle()
+        started = len(session.calls)
         assert session.gate is not None
         session.gate.set()
         await asyncio.gather(*tasks)
-        return session
+        return session, started
 
-    session = run(scenario())
+    return run(scenario())
+
+
+@pytest.mark.parametrize("per_address", [1, 2, 3])
+def test_at_most_n_connections_per_address(per_address: int) -> None:
+    polite = PoliteSettings(min_interval=0.0, per_address=per_address)
+    session, _ = held_then_released(polite, [("192.0.2.1", f"mx{i}.example") for i in range(6)])
     assert len(session.calls) == 6
     assert session.most_open["192.0.2.1"] == per_address
 
 
 def test_the_global_cap_holds_across_addresses() -> None:
-    async def scenario() -> FakeSession:
-        shaker, session, _ = handshaker(
-            PoliteSettings(min_interval=0.0, max_connections=3), gate=asyncio.Event()
-        )
-        tasks = [asyncio.ensure_future(shaker.handshake(f"192.0.2.{i}", SNI)) for i in range(1, 11)]
-        await settle()
-        assert len(session.calls) == 3
-        assert session.gate is not None
-        session.gate.set()
-        await asyncio.gather(*tasks)
-        return session
-
-    session = run(scenario())
+    polite = PoliteSettings(min_interval=0.0, max_connections=3)
+    session, started = held_then_released(polite, [(f"192.0.2.{i}", SNI) for i in range(1, 11)])
+    assert started == 3
     assert len(session.calls) == 10
     assert session.most_open_total == 3
 
@@ -324,15 +330,7 @@ def test_an_address_that_limits_connections_a_minute_is_met_after_a_few_refusals
         time = FakeTime()
         server = RateLimitedServer(time, per_minute=30)
         polite = PoliteSettings(min_interval=1.0, retry_backoff=5.0, attempts=10)
-        shaker = Handshaker(
-            SETTINGS,
-            polite,
-            CONTEXT,
-            policy=TEST_NETS,
-            session=server,
-            clock=time.clock,
-            sleep=time.sleep,
-        )
+        shaker = shaker_for(server, time, polite)
         results = [await shaker.handshake("192.0.2.1", f"mx{i}.example") for i in range(300)]
         return server, results
 
@@ -409,16 +407,9 @@ def test_excluded_addresses_and_names_are_blocked_without_a_session() -> None:
     async def scenario() -> tuple[list[SessionResult], Handshaker, FakeSession]:
         time = FakeTime()
         session = FakeSession(time)
-        shaker = Handshaker(
-            SETTINGS,
-            PoliteSettings(min_interval=0.0),
-            CONTEXT,
-            # Exclusions win over allowed ranges.
-            policy=ContactPolicy(exclusions, TEST_NETS.allowed),
-            session=session,
-            clock=time.clock,
-            sleep=time.sleep,
-        )
+        # Exclusions win over allowed ranges.
+        policy = ContactPolicy(exclusions, TEST_NETS.allowed)
+        shaker = shaker_for(session, time, PoliteSettings(min_interval=0.0), policy)
         results = [
             await shaker.handshake("192.0.2.7", SNI),
             await shaker.handshake("::ffff:192.0.2.7", SNI),
@@ -434,21 +425,15 @@ def test_excluded_addresses_and_names_are_blocked_without_a_session() -> None:
     assert results[0].error == "on the exclusion list"
     assert results[0].connect_ms is None
     assert [call[:2] for call in session.calls] == [("198.51.100.1", SNI)]
-    assert shaker.stats == PoliteStats(sessions=1, blocked=4)
+    assert shaker.stats == HandshakerStats(sessions=1, blocked=4)
 
 
 def test_special_purpose_addresses_are_reserved_without_a_session() -> None:
     async def scenario() -> tuple[list[SessionResult], Handshaker, FakeSession]:
         time = FakeTime()
         session = FakeSession(time)
-        shaker = Handshaker(
-            SETTINGS,
-            PoliteSettings(min_interval=0.0),
-            CONTEXT,  # the default policy: the real internet's
-            session=session,
-            clock=time.clock,
-            sleep=time.sleep,
-        )
+        # The default policy: the real internet's.
+        shaker = shaker_for(session, time, PoliteSettings(min_interval=0.0), policy=None)
         addresses = ("127.0.0.1", "10.1.2.3", "::1", "fe80::1", "::ffff:192.168.0.1", "192.0.3.1")
         results = [await shaker.handshake(a, SNI) for a in addresses]
         return results, shaker, session
@@ -459,7 +444,7 @@ def test_special_purpose_addresses_are_reserved_without_a_session() -> None:
     assert "--allow-range" in results[0].error
     assert results[0].connect_ms is None
     assert [call[:2] for call in session.calls] == [("192.0.3.1", SNI)]
-    assert shaker.stats == PoliteStats(sessions=1, blocked=5)
+    assert shaker.stats == HandshakerStats(sessions=1, blocked=5)
 
 
 def test_not_an_address_is_skipped() -> None:
@@ -558,7 +543,7 @@ def test_retry_against_a_real_server() -> None:
 
     outcome = run(scenario())
     assert (outcome.status, outcome.attempts) == (SmtpStatus.NO_STARTTLS, 2)
-    assert outcome.banner == Reply(220, ("mx ESMTP",))
+    assert outcome.transcript.banner == Reply(220, ("mx ESMTP",))
 
 
 @pytest.mark.parametrize(

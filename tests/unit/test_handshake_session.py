@@ -5,33 +5,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import errno
-import os
 import socket
 import ssl
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import pytest
 import uvloop
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
-from scanner.handshake import session as session_module
 from scanner.handshake.session import (
     SessionResult,
     SessionSettings,
     client_context,
-    peer_chain,
     run_session,
 )
-from scanner.handshake.smtp import Reply
+from scanner.handshake.smtp import Reply, ehlo_keywords
 from scanner.status import SmtpStatus
+from tests.pki import make_chain
 
 T = TypeVar("T")
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -54,55 +47,11 @@ class Pki:
     chain_der: tuple[bytes, ...]  # leaf, intermediate, root: as served
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _certificate(
-    subject: str,
-    key: ec.EllipticCurvePrivateKey,
-    issuer: str,
-    issuer_key: ec.EllipticCurvePrivateKey,
-    *,
-    ca: bool,
-) -> x509.Certificate:
-    now = dt.datetime.now(dt.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(_name(issuer))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if not ca:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(subject)]), critical=False
-        )
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    root_key, inter_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
-    root = _certificate("Test Root", root_key, "Test Root", root_key, ca=True)
-    inter = _certificate("Test Intermediate", inter_key, "Test Root", root_key, ca=True)
-    leaf = _certificate(SNI, leaf_key, "Test Intermediate", inter_key, ca=False)
-    chain = (leaf, inter, root)
-    folder = tmp_path_factory.mktemp("pki")
-    chain_pem = folder / "chain.pem"
-    key_pem = folder / "key.pem"
-    chain_pem.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain))
-    key_pem.write_bytes(
-        leaf_key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return Pki(chain_pem, key_pem, tuple(c.public_bytes(serialization.Encoding.DER) for c in chain))
+    chain = make_chain([SNI], now=dt.datetime.now(dt.UTC), days_before=1, days_after=30)
+    chain_pem, key_pem = chain.write(tmp_path_factory.mktemp("pki"))
+    return Pki(chain_pem, key_pem, chain.der)
 
 
 @dataclass
@@ -187,13 +136,20 @@ async def greet(
     writer.write(ehlo)
 
 
+async def answer_starttls(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, seen: Seen, reply: bytes
+) -> None:
+    """Banner, EHLO and STARTTLS, answered with ``reply``."""
+    await greet(reader, writer, seen)
+    seen.lines.append(await reader.readline())
+    writer.write(reply)
+
+
 def starttls_server(pki: Pki, seen: Seen, *, tls10: bool = False) -> Handler:
     context = server_context(pki, seen, tls10=tls10)
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await greet(reader, writer, seen)
-        seen.lines.append(await reader.readline())
-        writer.write(b"220 2.0.0 Ready to start TLS\r\n")
+        await answer_starttls(reader, writer, seen, b"220 2.0.0 Ready to start TLS\r\n")
         await writer.start_tls(context)
         seen.lines.append(await reader.readline())
         writer.write(b"250-mx.example.org\r\n250 SIZE 1000\r\n")
@@ -210,7 +166,7 @@ def test_tls_ok_captures_the_served_chain_byte_for_byte(pki: Pki, loop: str) -> 
     result = run(probe(starttls_server(pki, seen)), loop=loop)
     assert (result.status, result.error) == (SmtpStatus.TLS_OK, "")
     assert result.chain == pki.chain_der
-    assert result.chain_length == 3
+    assert len(result.chain) == 3
     assert result.tls_version == "TLSv1.3"
     assert result.cipher.startswith("TLS_")
     assert seen.sni == [SNI]
@@ -220,13 +176,13 @@ def test_tls_ok_captures_the_served_chain_byte_for_byte(pki: Pki, loop: str) -> 
         b"EHLO scanner.example.net\r\n",
         b"QUIT\r\n",
     ]
-    assert result.banner == Reply(220, ("mx.example.org ESMTP test",))
+    assert result.transcript.banner == Reply(220, ("mx.example.org ESMTP test",))
     assert result.ehlo_keywords == ("PIPELINING", "STARTTLS")
-    assert result.ehlo_tls_keywords == ("SIZE 1000",)
-    assert result.starttls_reply == Reply(220, ("2.0.0 Ready to start TLS",))
+    assert ehlo_keywords(result.transcript.ehlo_tls) == ("SIZE 1000",)
+    assert result.transcript.starttls == Reply(220, ("2.0.0 Ready to start TLS",))
     assert result.port != 25
     assert (result.address, result.sni) == ("127.0.0.1", SNI)
-    timings = (result.connect_ms, result.banner_ms, result.tls_ms, result.total_ms)
+    timings = (result.connect_ms, result.tls_ms, result.total_ms)
     assert all(t is not None and t >= 0 for t in timings)
     assert result.total_ms is not None
     assert result.tls_ms is not None
@@ -352,287 +308,12 @@ def test_starttls_answered_454(pki: Pki) -> None:
     seen = Seen()
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await greet(reader, writer, seen)
-        seen.lines.append(await reader.readline())
-        writer.write(b"454 4.7.0 TLS not available\r\n")
+        await answer_starttls(reader, writer, seen, b"454 4.7.0 TLS not available\r\n")
         seen.lines.append(await reader.readline())
         writer.write(b"221 bye\r\n")
 
     result = run(probe(handler))
     assert result.status is SmtpStatus.STARTTLS_REFUSED
     assert result.error == "STARTTLS 454 4.7.0 TLS not available"
-    assert result.starttls_reply == Reply(454, ("4.7.0 TLS not available",))
+    assert result.transcript.starttls == Reply(454, ("4.7.0 TLS not available",))
     assert seen.lines[-2:] == [b"STARTTLS\r\n", b"QUIT\r\n"]
-
-
-def test_connection_refused() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    # Nothing listens on the port any more.
-    result = run(run_session("127.0.0.1", SNI, replace(FAST, port=port), CONTEXT))
-    assert (result.status, result.error) == (SmtpStatus.CONNECT_REFUSED, "connection refused")
-    assert result.connect_ms is None
-    assert result.total_ms is not None
-
-
-def test_connect_timeout() -> None:
-    # A listener with a full accept queue drops further SYNs: the connect hangs.
-    with socket.socket() as listener, socket.socket() as filler:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(0)
-        port = listener.getsockname()[1]
-        filler.connect(("127.0.0.1", port))
-        settings = replace(FAST, port=port, connect_timeout=0.3)
-        result = run(run_session("127.0.0.1", SNI, settings, CONTEXT))
-    assert result.status is SmtpStatus.CONNECT_TIMEOUT
-    assert result.error == "no connection within 0.3 s"
-
-
-def test_server_that_never_speaks_times_out_on_read() -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read()  # until the client gives up
-
-    result = run(probe(handler, settings=replace(FAST, read_timeout=0.3)))
-    assert result.status is SmtpStatus.IO_TIMEOUT
-    assert result.error == "nothing within 0.3 s waiting for the banner"
-    assert result.banner is None
-    assert result.banner_ms is None
-
-
-def test_trickling_server_hits_the_session_deadline() -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        for byte in b"220-" + b"x" * 1000:
-            writer.write(bytes([byte]))
-            await writer.drain()
-            await asyncio.sleep(0.02)
-
-    settings = replace(FAST, read_timeout=1.0, session_deadline=0.4)
-    result = run(probe(handler, settings=settings))
-    assert result.status is SmtpStatus.IO_TIMEOUT
-    assert result.error == "nothing within the session deadline of 0.4 s waiting for the banner"
-    assert result.total_ms is not None
-    assert 400 <= result.total_ms < 1000
-
-
-def _injector(seen: Seen, pki: Pki) -> Handler:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await greet(reader, writer, seen)
-        seen.lines.append(await reader.readline())
-        writer.write(b"220 go\r\n250 injected\r\n")
-        await writer.drain()
-        # A client that took the bait would start TLS now; a safe one hangs up.
-        seen.after_starttls = await reader.read()
-
-    return handler
-
-
-@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
-def test_starttls_injection_in_one_write(pki: Pki, loop: str) -> None:
-    seen = Seen()
-    result = run(probe(_injector(seen, pki)), loop=loop)
-    assert result.status is SmtpStatus.PROTOCOL_ERROR
-    assert result.error == "plaintext after the 220 reply to STARTTLS"
-    assert (result.chain, result.tls_version) == ((), "")
-    assert seen.after_starttls == b""
-
-
-def test_starttls_injection_left_in_the_stream_buffer(
-    pki: Pki, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Reads of exactly len(b"220 go\r\n") leave the injected line in the
-    # StreamReader's buffer, where only the driver can see it.
-    monkeypatch.setattr(session_module, "_READ_CHUNK", 8)
-    seen = Seen()
-    result = run(probe(_injector(seen, pki)))
-    assert result.status is SmtpStatus.PROTOCOL_ERROR
-    assert result.error == ("plaintext after the 220 reply to STARTTLS: b'250 injected\\r\\n'")
-    assert seen.after_starttls == b""
-
-
-@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
-def test_server_closes_in_the_middle_of_the_tls_handshake(pki: Pki, loop: str) -> None:
-    seen = Seen()
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await greet(reader, writer, seen)
-        seen.lines.append(await reader.readline())
-        writer.write(b"220 go\r\n")
-        seen.after_starttls = await reader.read(5)  # the ClientHello's record header
-
-    result = run(probe(handler), loop=loop)
-    assert seen.after_starttls is not None
-    assert seen.after_starttls[:1] == b"\x16"
-    assert result.status is SmtpStatus.TLS_ERROR
-    assert result.error == "connection lost in the TLS handshake: ConnectionResetError"
-    assert result.chain == ()
-
-
-@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
-def test_server_answers_the_client_hello_with_plaintext(pki: Pki, loop: str) -> None:
-    seen = Seen()
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await greet(reader, writer, seen)
-        seen.lines.append(await reader.readline())
-        writer.write(b"220 go\r\n")
-        await reader.read(5)
-        writer.write(b"500 what is this\r\n")
-        await writer.drain()
-        await reader.read()
-
-    result = run(probe(handler), loop=loop)
-    assert result.status is SmtpStatus.TLS_ERROR
-    # The source line suffix "(_ssl.c:NNNN)" is stripped: it would split error counts.
-    assert result.error == "[SSL: WRONG_VERSION_NUMBER] wrong version number"
-
-
-def test_tls_handshake_that_stalls_times_out(pki: Pki) -> None:
-    seen = Seen()
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await greet(reader, writer, seen)
-        seen.lines.append(await reader.readline())
-        writer.write(b"220 go\r\n")
-        await reader.read()
-
-    result = run(probe(handler, settings=replace(FAST, read_timeout=0.3)))
-    assert result.status is SmtpStatus.IO_TIMEOUT
-    assert result.error == "TLS handshake not done within 0.3 s"
-
-
-def test_reset_while_waiting_for_ehlo(pki: Pki) -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"220 hi\r\n")
-        await reader.readline()
-        sock = writer.get_extra_info("socket")
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-        writer.transport.abort()
-
-    result = run(probe(handler))
-    assert result.status is SmtpStatus.PROTOCOL_ERROR
-    assert result.error == "connection closed while waiting for the reply to EHLO"
-
-
-def test_not_an_address_is_skipped_without_a_connection() -> None:
-    result = run(run_session("mx.example.org", SNI, FAST, CONTEXT))
-    assert result.status is SmtpStatus.SKIPPED
-    assert result.error == "not an IP address: 'mx.example.org'"
-    assert result.connect_ms is None
-
-
-def test_cancellation_propagates_and_hangs_up() -> None:
-    async def scenario() -> bytes:
-        hung_up: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-
-        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            hung_up.set_result(await reader.read())
-
-        async with serve(handler) as port:
-            task = asyncio.ensure_future(
-                run_session("127.0.0.1", SNI, replace(FAST, port=port), CONTEXT)
-            )
-            await asyncio.sleep(0.1)
-            task.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await task
-            return await asyncio.wait_for(hung_up, 2)
-
-    assert run(scenario()) == b""
-
-
-@pytest.mark.parametrize(
-    ("change", "message"),
-    [
-        ({"ehlo_name": "bad name"}, "EHLO name"),
-        ({"ehlo_name": "x\r\nRCPT"}, "EHLO name"),
-        ({"port": 0}, "port"),
-        ({"port": 65536}, "port"),
-        ({"connect_timeout": 0}, "connect_timeout"),
-        ({"read_timeout": -1}, "read_timeout"),
-        ({"session_deadline": 0}, "session_deadline"),
-        ({"quit_timeout": 0}, "quit_timeout"),
-    ],
-)
-def test_settings_are_validated(change: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        replace(FAST, **change)
-
-
-def test_client_context_accepts_old_servers() -> None:
-    context = client_context()
-    assert context.verify_mode is ssl.CERT_NONE
-    assert context.check_hostname is False
-    assert context.minimum_version == ssl.TLSVersion.MINIMUM_SUPPORTED or (
-        int(context.minimum_version) <= 0x0301
-    )
-    assert context.options & 0x4  # SSL_OP_LEGACY_SERVER_CONNECT
-    names = {c["name"] for c in context.get_ciphers()}
-    assert "ECDHE-ECDSA-AES128-SHA" in names  # a TLS 1.0 suite
-    assert not any(name.startswith(("ADH-", "AECDH-")) for name in names)
-
-
-class _Der:
-    def __init__(self, der: bytes) -> None:
-        self.der = der
-
-    def public_bytes(self, encoding: int) -> bytes:
-        assert encoding == 2  # ENCODING_DER
-        return self.der
-
-
-class _Public:
-    """Python 3.13 and later: a public method returning DER."""
-
-    def get_unverified_chain(self) -> list[bytes]:
-        return [b"leaf", b"ca"]
-
-
-class _Private:
-    """Python 3.10 to 3.12: only the private object has it, returning certificates."""
-
-    class _Inner:
-        def get_unverified_chain(self) -> list[_Der]:
-            return [_Der(b"leaf"), _Der(b"ca")]
-
-    _sslobj = _Inner()
-
-
-class _Neither:
-    def getpeercert(self, binary_form: bool) -> bytes:
-        assert binary_form
-        return b"leaf"
-
-
-@pytest.mark.parametrize(
-    ("ssl_object", "chain"),
-    [(_Public(), (b"leaf", b"ca")), (_Private(), (b"leaf", b"ca")), (_Neither(), (b"leaf",))],
-)
-def test_peer_chain_compatibility(ssl_object: object, chain: tuple[bytes, ...]) -> None:
-    assert peer_chain(cast(ssl.SSLObject, ssl_object)) == chain
-
-
-@pytest.mark.parametrize("code", [errno.EMFILE, errno.ENFILE])
-def test_no_descriptor_here_waits_and_is_not_the_servers_fault(
-    code: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """EMFILE/ENFILE on connect is this machine's (scanner.fdlimit): the
-    session waits for a descriptor and goes on; no connect_refused."""
-    seen = Seen()
-    real = asyncio.open_connection
-    failures = [OSError(code, os.strerror(code))] * 3
-
-    async def scarce(*args: Any, **kwargs: Any) -> Any:
-        if failures:
-            raise failures.pop()
-        return await real(*args, **kwargs)
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await greet(reader, writer, seen, ehlo=b"250-mx\r\n250 8BITMIME\r\n")
-        seen.lines.append(await reader.readline())
-        writer.write(b"221 bye\r\n")
-
-    monkeypatch.setattr(asyncio, "open_connection", scarce)
-    result = run(probe(handler))
-    assert failures == []
-    assert (result.status, result.error) == (SmtpStatus.NO_STARTTLS, "")

@@ -9,21 +9,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scanner.handshake.smtp import (
-    MAX_LINE,
-    MAX_REPLY_BYTES,
-    MAX_REPLY_LINES,
     Done,
     Event,
     Phase,
     ReadyForTls,
     Reply,
-    ReplyError,
-    ReplyReader,
     Send,
     SmtpClient,
     Transcript,
     ehlo_keywords,
-    offers,
 )
 from scanner.status import SmtpStatus
 
@@ -58,6 +52,18 @@ GO = b"220 2.0.0 Ready to start TLS\r\n"
 R_GO = Reply(220, ("2.0.0 Ready to start TLS",))
 BYE = b"221 2.0.0 Bye\r\n"
 R_BYE = Reply(221, ("2.0.0 Bye",))
+# The events of a session up to STARTTLS, and on to EHLO over TLS.
+OFFERED = (R_BANNER, EHLO, R_EHLO_TLS_OFFERED, STARTTLS)
+UPGRADED = (*OFFERED, R_GO, ReadyForTls(), EHLO)
+
+
+def reply(code: int, *lines: str) -> Reply:
+    return Reply(code, lines)
+
+
+def quit_after(reply: Reply, done: Done) -> tuple[Event, ...]:
+    """A reply that ends the session: the client says QUIT, then the outcome."""
+    return (reply, QUIT, done)
 
 
 @dataclass(frozen=True)
@@ -90,13 +96,7 @@ CASES = [
         "tls_ok",
         (BANNER, EHLO_TLS_OFFERED, GO, TLS, EHLO_PLAIN, BYE),
         (
-            R_BANNER,
-            EHLO,
-            R_EHLO_TLS_OFFERED,
-            STARTTLS,
-            R_GO,
-            ReadyForTls(),
-            EHLO,
+            *UPGRADED,
             R_EHLO_PLAIN,
             QUIT,
             Done(SmtpStatus.TLS_OK, ""),
@@ -114,25 +114,23 @@ CASES = [
         (
             R_BANNER,
             EHLO,
-            Reply(250, ("mx", "starttls")),
+            reply(250, "mx", "starttls"),
             STARTTLS,
             R_GO,
             ReadyForTls(),
             EHLO,
-            Reply(250, ("mx",)),
-            QUIT,
-            Done(SmtpStatus.TLS_OK, ""),
+            *quit_after(reply(250, "mx"), Done(SmtpStatus.TLS_OK, "")),
         ),
     ),
     Case(
         "a_longer_keyword_is_not_starttls",
         (BANNER, b"250-mx\r\n250 STARTTLSX\r\n"),
-        (R_BANNER, EHLO, Reply(250, ("mx", "STARTTLSX")), QUIT, Done(SmtpStatus.NO_STARTTLS, "")),
+        (R_BANNER, EHLO, reply(250, "mx", "STARTTLSX"), QUIT, Done(SmtpStatus.NO_STARTTLS, "")),
     ),
     Case(
         "starttls_on_the_greeting_line_is_not_an_extension",
         (BANNER, b"250 STARTTLS\r\n"),
-        (R_BANNER, EHLO, Reply(250, ("STARTTLS",)), QUIT, Done(SmtpStatus.NO_STARTTLS, "")),
+        (R_BANNER, EHLO, reply(250, "STARTTLS"), QUIT, Done(SmtpStatus.NO_STARTTLS, "")),
     ),
     Case(
         "helo_fallback_after_ehlo_5xx",
@@ -140,9 +138,9 @@ CASES = [
         (
             R_BANNER,
             EHLO,
-            Reply(502, ("5.5.2 Command not recognized",)),
+            reply(502, "5.5.2 Command not recognized"),
             HELO,
-            Reply(250, ("mx.example.org",)),
+            reply(250, "mx.example.org"),
             QUIT,
             Done(
                 SmtpStatus.NO_STARTTLS,
@@ -156,20 +154,22 @@ CASES = [
         (
             R_BANNER,
             EHLO,
-            Reply(500, ("no",)),
+            reply(500, "no"),
             HELO,
-            Reply(550, ("no",)),
-            QUIT,
-            Done(SmtpStatus.PROTOCOL_ERROR, "unexpected reply to HELO: 550 no"),
+            *quit_after(
+                reply(550, "no"),
+                Done(SmtpStatus.PROTOCOL_ERROR, "unexpected reply to HELO: 550 no"),
+            ),
         ),
     ),
     Case(
         "banner_554",
         (b"554 5.7.1 No SMTP service here\r\n", BYE),
         (
-            Reply(554, ("5.7.1 No SMTP service here",)),
-            QUIT,
-            Done(SmtpStatus.BANNER_ERROR, "banner 554 5.7.1 No SMTP service here"),
+            *quit_after(
+                reply(554, "5.7.1 No SMTP service here"),
+                Done(SmtpStatus.BANNER_ERROR, "banner 554 5.7.1 No SMTP service here"),
+            ),
             R_BYE,
         ),
     ),
@@ -177,15 +177,16 @@ CASES = [
         "banner_421_then_close",
         (b"421 4.3.2 Too many connections\r\n", EOF),
         (
-            Reply(421, ("4.3.2 Too many connections",)),
-            QUIT,
-            Done(SmtpStatus.BANNER_ERROR, "banner 421 4.3.2 Too many connections"),
+            *quit_after(
+                reply(421, "4.3.2 Too many connections"),
+                Done(SmtpStatus.BANNER_ERROR, "banner 421 4.3.2 Too many connections"),
+            ),
         ),
     ),
     Case(
         "banner_with_a_success_code_other_than_220",
         (b"250 hello\r\n",),
-        (Reply(250, ("hello",)), QUIT, Done(SmtpStatus.BANNER_ERROR, "banner 250 hello")),
+        (reply(250, "hello"), QUIT, Done(SmtpStatus.BANNER_ERROR, "banner 250 hello")),
     ),
     Case(
         "ehlo_421_is_a_transient_greeting_refusal",
@@ -193,9 +194,10 @@ CASES = [
         (
             R_BANNER,
             EHLO,
-            Reply(421, ("4.7.0 Try again later",)),
-            QUIT,
-            Done(SmtpStatus.BANNER_ERROR, "EHLO 421 4.7.0 Try again later"),
+            *quit_after(
+                reply(421, "4.7.0 Try again later"),
+                Done(SmtpStatus.BANNER_ERROR, "EHLO 421 4.7.0 Try again later"),
+            ),
         ),
     ),
     Case(
@@ -204,22 +206,21 @@ CASES = [
         (
             R_BANNER,
             EHLO,
-            Reply(354, ("what",)),
-            QUIT,
-            Done(SmtpStatus.PROTOCOL_ERROR, "unexpected reply to EHLO: 354 what"),
+            *quit_after(
+                reply(354, "what"),
+                Done(SmtpStatus.PROTOCOL_ERROR, "unexpected reply to EHLO: 354 what"),
+            ),
         ),
     ),
     Case(
         "starttls_454",
         (BANNER, EHLO_TLS_OFFERED, b"454 4.7.0 TLS not available\r\n", BYE),
         (
-            R_BANNER,
-            EHLO,
-            R_EHLO_TLS_OFFERED,
-            STARTTLS,
-            Reply(454, ("4.7.0 TLS not available",)),
-            QUIT,
-            Done(SmtpStatus.STARTTLS_REFUSED, "STARTTLS 454 4.7.0 TLS not available"),
+            *OFFERED,
+            *quit_after(
+                reply(454, "4.7.0 TLS not available"),
+                Done(SmtpStatus.STARTTLS_REFUSED, "STARTTLS 454 4.7.0 TLS not available"),
+            ),
             R_BYE,
         ),
     ),
@@ -227,51 +228,39 @@ CASES = [
         "starttls_502",
         (BANNER, EHLO_TLS_OFFERED, b"502 no\r\n"),
         (
-            R_BANNER,
-            EHLO,
-            R_EHLO_TLS_OFFERED,
-            STARTTLS,
-            Reply(502, ("no",)),
-            QUIT,
-            Done(SmtpStatus.STARTTLS_REFUSED, "STARTTLS 502 no"),
+            *OFFERED,
+            *quit_after(reply(502, "no"), Done(SmtpStatus.STARTTLS_REFUSED, "STARTTLS 502 no")),
         ),
     ),
     Case(
         "starttls_answered_250",
         (BANNER, EHLO_TLS_OFFERED, b"250 ok\r\n"),
         (
-            R_BANNER,
-            EHLO,
-            R_EHLO_TLS_OFFERED,
-            STARTTLS,
-            Reply(250, ("ok",)),
-            QUIT,
-            Done(SmtpStatus.PROTOCOL_ERROR, "unexpected reply to STARTTLS: 250 ok"),
+            *OFFERED,
+            *quit_after(
+                reply(250, "ok"),
+                Done(SmtpStatus.PROTOCOL_ERROR, "unexpected reply to STARTTLS: 250 ok"),
+            ),
         ),
     ),
     Case(
         "ehlo_over_tls_refused",
         (BANNER, EHLO_TLS_OFFERED, GO, TLS, b"554 go away\r\n"),
         (
-            R_BANNER,
-            EHLO,
-            R_EHLO_TLS_OFFERED,
-            STARTTLS,
-            R_GO,
-            ReadyForTls(),
-            EHLO,
-            Reply(554, ("go away",)),
-            QUIT,
-            Done(SmtpStatus.PROTOCOL_ERROR, "EHLO over TLS answered 554 go away"),
+            *UPGRADED,
+            *quit_after(
+                reply(554, "go away"),
+                Done(SmtpStatus.PROTOCOL_ERROR, "EHLO over TLS answered 554 go away"),
+            ),
         ),
     ),
     Case(
         "bare_lf_line_ends_and_bare_codes",
         (b"220-first\n220\n", b"250-mx\n250-\n250 STARTTLS\r\r\n"),
         (
-            Reply(220, ("first", "")),
+            reply(220, "first", ""),
             EHLO,
-            Reply(250, ("mx", "", "STARTTLS")),
+            reply(250, "mx", "", "STARTTLS"),
             STARTTLS,
         ),
     ),
@@ -279,11 +268,9 @@ CASES = [
         "utf8_and_invalid_utf8_text",
         (b"220 mx \xe2\x9c\x93\r\n", b"250 caf\xc3\xa9 \xff\r\n"),
         (
-            Reply(220, ("mx ✓",)),
+            reply(220, "mx ✓"),
             EHLO,
-            Reply(250, ("café \\xff",)),
-            QUIT,
-            Done(SmtpStatus.NO_STARTTLS, ""),
+            *quit_after(reply(250, "café \\xff"), Done(SmtpStatus.NO_STARTTLS, "")),
         ),
     ),
     Case(
@@ -316,13 +303,7 @@ CASES = [
         "close_instead_of_ehlo_over_tls",
         (BANNER, EHLO_TLS_OFFERED, GO, TLS, EOF),
         (
-            R_BANNER,
-            EHLO,
-            R_EHLO_TLS_OFFERED,
-            STARTTLS,
-            R_GO,
-            ReadyForTls(),
-            EHLO,
+            *UPGRADED,
             Done(
                 SmtpStatus.PROTOCOL_ERROR,
                 "connection closed while waiting for the reply to EHLO over TLS",
@@ -416,11 +397,8 @@ FRAMING_CASES = [
         "starttls_injection_in_one_write",
         (BANNER, EHLO_TLS_OFFERED, b"220 go\r\n250 injected\r\n"),
         (
-            R_BANNER,
-            EHLO,
-            R_EHLO_TLS_OFFERED,
-            STARTTLS,
-            Reply(220, ("go",)),
+            *OFFERED,
+            reply(220, "go"),
             Done(SmtpStatus.PROTOCOL_ERROR, "plaintext after the 220 reply to STARTTLS"),
         ),
     ),
@@ -428,11 +406,8 @@ FRAMING_CASES = [
         "starttls_injection_in_a_later_read",
         (BANNER, EHLO_TLS_OFFERED, b"220 go\r\n", b"250 injected\r\n"),
         (
-            R_BANNER,
-            EHLO,
-            R_EHLO_TLS_OFFERED,
-            STARTTLS,
-            Reply(220, ("go",)),
+            *OFFERED,
+            reply(220, "go"),
             ReadyForTls(),
             Done(
                 SmtpStatus.PROTOCOL_ERROR,
@@ -444,11 +419,8 @@ FRAMING_CASES = [
         "starttls_injection_of_a_partial_line",
         (BANNER, EHLO_TLS_OFFERED, b"220 go\r\n2"),
         (
-            R_BANNER,
-            EHLO,
-            R_EHLO_TLS_OFFERED,
-            STARTTLS,
-            Reply(220, ("go",)),
+            *OFFERED,
+            reply(220, "go"),
             Done(SmtpStatus.PROTOCOL_ERROR, "plaintext after the 220 reply to STARTTLS"),
         ),
     ),
@@ -495,142 +467,3 @@ def test_transcript_of_a_helo_fallback() -> None:
     assert client.transcript.ehlo == Reply(502, ("no",))
     assert client.transcript.helo == Reply(250, ("mx",))
     assert ehlo_keywords(client.transcript.ehlo) == ()
-
-
-@pytest.mark.parametrize(
-    ("reply", "keywords"),
-    [
-        (Reply(250, ("mx",)), ()),
-        (Reply(250, ("mx", "size  1000 ", "8bitmime", "")), ("SIZE 1000", "8BITMIME")),
-        (Reply(250, ("mx", "AUTH PLAIN login")), ("AUTH PLAIN login",)),
-        (Reply(502, ("mx", "STARTTLS")), ()),
-        (None, ()),
-    ],
-)
-def test_ehlo_keywords(reply: Reply | None, keywords: tuple[str, ...]) -> None:
-    assert ehlo_keywords(reply) == keywords
-
-
-@pytest.mark.parametrize(
-    ("keywords", "offered"),
-    [
-        (("PIPELINING", "STARTTLS"), True),
-        (("STARTTLS foo",), True),
-        (("STARTTLSX",), False),
-        (("XSTARTTLS",), False),
-        ((), False),
-    ],
-)
-def test_offers(keywords: tuple[str, ...], offered: bool) -> None:
-    assert offers(keywords, "STARTTLS") is offered
-
-
-def test_a_1_mib_line_fails_early_with_bounded_memory() -> None:
-    client = SmtpClient(NAME)
-    line = b"220 " + b"x" * (1 << 20)
-    events: list[Event] = []
-    fed = 0
-    while fed < len(line) and not events:
-        events += client.receive_data(line[fed : fed + 4096])
-        fed += 4096
-    assert events == [
-        Done(SmtpStatus.BANNER_ERROR, f"the banner: reply line longer than {MAX_LINE} bytes")
-    ]
-    assert fed <= MAX_LINE + 4096
-    # The rest of the megabyte is dropped, not buffered.
-    assert client.receive_data(line[fed:]) == []
-    assert client.phase is Phase.CLOSED
-
-
-@pytest.mark.parametrize(
-    ("line", "reason"),
-    [
-        (b"250-x\r\n", f"reply longer than {MAX_REPLY_LINES} lines"),
-        (b"250-" + b"y" * 4000 + b"\r\n", f"reply longer than {MAX_REPLY_BYTES} bytes"),
-    ],
-)
-def test_an_endless_multiline_reply_is_cut_off(line: bytes, reason: str) -> None:
-    client = SmtpClient(NAME)
-    client.receive_data(BANNER)
-    events: list[Event] = []
-    sent = 0
-    while not events and sent < 10_000:
-        events = client.receive_data(line)
-        sent += 1
-    assert events == [Done(SmtpStatus.PROTOCOL_ERROR, f"the reply to EHLO: {reason}")]
-    assert sent * len(line) <= MAX_REPLY_BYTES + len(line)
-    assert client.receive_data(line * 100) == []
-
-
-def test_reply_reader_buffered_counts_partial_replies() -> None:
-    reader = ReplyReader()
-    reader.feed(b"250-a\r\n250")
-    assert reader.next_reply() is None
-    assert reader.buffered == len(b"250-a\r\n250")
-    reader.feed(b" b\r\n")
-    assert reader.next_reply() == Reply(250, ("a", "b"))
-    assert reader.buffered == 0
-
-
-def test_reply_reader_stays_failed() -> None:
-    reader = ReplyReader(max_line=8)
-    reader.feed(b"250 123456789\r\n")
-    error = reader.next_reply()
-    assert error == ReplyError("reply line longer than 8 bytes")
-    reader.feed(b"250 ok\r\n")
-    assert reader.next_reply() == error
-    assert reader.buffered == 0
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.lists(st.binary(max_size=300), max_size=20))
-def test_random_bytes_never_raise_and_end_at_most_once(chunks: list[bytes]) -> None:
-    client = SmtpClient(NAME)
-    events: list[Event] = []
-    for chunk in chunks:
-        events += client.receive_data(chunk)
-        if client.phase is Phase.TLS:
-            events += client.tls_established()
-    events += client.receive_eof()
-    dones = [e for e in events if isinstance(e, Done)]
-    assert len(dones) == 1
-    assert client.outcome == dones[0]
-    # Only the four probe commands are ever written.
-    for event in events:
-        if isinstance(event, Send):
-            assert event.data.split(b" ")[0].rstrip(b"\r\n") in {
-                b"EHLO",
-                b"HELO",
-                b"STARTTLS",
-                b"QUIT",
-            }
-
-
-def test_eof_after_done_is_quiet() -> None:
-    client, events = drive((BANNER, EHLO_PLAIN, EOF, EOF))
-    assert events[-1] == Done(SmtpStatus.NO_STARTTLS, "")
-    assert client.phase is Phase.CLOSED
-
-
-def test_tls_established_out_of_turn_is_a_local_error() -> None:
-    client = SmtpClient(NAME)
-    with pytest.raises(RuntimeError, match="phase banner"):
-        client.tls_established()
-
-
-@pytest.mark.parametrize("name", ["", "has space", "crlf\r\nMAIL FROM:<x>", "x" * 256, "ünï"])
-def test_unusable_ehlo_names_are_refused(name: str) -> None:
-    with pytest.raises(ValueError, match="EHLO name"):
-        SmtpClient(name)
-
-
-@pytest.mark.parametrize(
-    ("reply", "summary"),
-    [
-        (Reply(220, ()), "220"),
-        (Reply(250, ("a", "b")), "250 a"),
-        (Reply(554, ("x" * 200,)), "554 " + "x" * 160 + "..."),
-    ],
-)
-def test_reply_summary(reply: Reply, summary: str) -> None:
-    assert reply.summary() == summary

@@ -19,34 +19,28 @@ import pytest
 
 from scanner.handshake.session import SessionResult
 from scanner.handshake.smtp import Reply, Transcript
-from scanner.ingest.seen import name_key
 from scanner.output.rows import ROW_TYPE, domain_row
 from scanner.output.schema import SCHEMA, SCHEMA_VERSION, VERSION_KEY
 from scanner.output.writer import PartWriter, drop_transient, read_done
 from scanner.ratelimit import TokenBucket
 from scanner.resolve.discover import HostResolution
-from scanner.resolve.message import Tlsa
 from scanner.resolve.policy import (
     AddressDecision,
-    MxDecision,
-    MxKind,
-    MxTarget,
     TlsaLookup,
     TlsaState,
 )
 from scanner.results import AddressResult, DomainResult, HostResult
+from scanner.seen import name_key
 from scanner.status import DaneVerdict, DnssecStatus, DomainVerdict, SmtpStatus
+from scanner.tlsa import TlsaRecord
+from tests.unit.resolutions import dane_host, mx_hosts
 
 WHEN = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 
 
 def dane_result(domain: str, line: int) -> DomainResult:
     host = f"mx.{domain}."
-    resolution = HostResolution(
-        host,
-        AddressDecision(("127.0.0.7",), DnssecStatus.SECURE, None, 300),
-        TlsaLookup(host, TlsaState.RECORDS, (Tlsa(3, 1, 1, b"\x01" * 32),), 3600),
-    )
+    resolution = dane_host(host, "127.0.0.7")
     session = SessionResult(
         "127.0.0.7", 25, host.rstrip("."), SmtpStatus.TLS_OK, tls_version="TLSv1.3",
         cipher="TLS_AES_256_GCM_SHA384", chain=(b"leaf-der", b"issuer-der"),
@@ -58,7 +52,7 @@ def dane_result(domain: str, line: int) -> DomainResult:
         input_line=line,
         verdict=DomainVerdict.DANE_VALID,
         error="",
-        mx=MxDecision(MxKind.HOSTS, DnssecStatus.SECURE, (MxTarget(host, 10),)),
+        mx=mx_hosts((host, 10)),
         mx_ttl=3600,
         hosts=(HostResult(host, 10, resolution, DaneVerdict.PASS, "", (address,)),),
         scanned_at=WHEN,
@@ -119,7 +113,9 @@ def every_field_result() -> DomainResult:
     resolution = HostResolution(
         host,
         AddressDecision(("192.0.2.1", "2001:db8::1"), DnssecStatus.SECURE, "alias.example.", 301),
-        TlsaLookup("base.example.", TlsaState.RECORDS, (Tlsa(2, 0, 2, b"\x02" * 64),), 3601, "t"),
+        TlsaLookup(
+            "base.example.", TlsaState.RECORDS, (TlsaRecord(2, 0, 2, b"\x02" * 64),), 3601, "t"
+        ),
     )
     transcript = Transcript(
         banner=Reply(220, ("banner.every.example ESMTP",)),
@@ -135,7 +131,7 @@ def every_field_result() -> DomainResult:
         AddressResult(v4, DaneVerdict.FAIL_TA_NAME, "why4", "2 0 2 " + "02" * 64, 1),
         AddressResult(v6, DaneVerdict.FAIL_NO_TLS, "why6"),
     )
-    mx = MxDecision(MxKind.HOSTS, DnssecStatus.SECURE, (MxTarget(host, 5),), error="mx-e")
+    mx = mx_hosts((host, 5), error="mx-e")
     return DomainResult(
         "every.example", 77, DomainVerdict.DANE_INVALID, "oops", mx, 3602,
         (HostResult(host, 5, resolution, DaneVerdict.FAIL_TA_NAME, "host why", addresses),),
@@ -288,7 +284,10 @@ def test_token_bucket_admits_at_the_rate() -> None:
 
 
 def test_shard_of_is_stable_and_spreads() -> None:
-    from scanner.pipeline import shard_of
+    from scanner.config import Shard
+
+    def shard_of(domain: str, count: int) -> int:
+        return next(i for i in range(count) if Shard(i, count).owns(name_key(domain)))
 
     # Fixed values: a shard must not move between runs, machines or versions.
     assert [shard_of(d, 4) for d in ("example.com", "example.net", "a.test")] == [2, 0, 3]

@@ -37,7 +37,8 @@ def failed() -> Manifest:
         resolvers=("127.0.0.1:53",),
         config={"rate": 100.0, "output": "results/x"},
         counts=Counts(read=10, skipped=1, domains=9, written=8, tls_sessions=3,
-                      verdicts={"no_dane": 8}, transient=2),
+                      verdicts={"no_dane": 8}, transient=2,
+                      work={"dns": {"sent": 40, "timeouts": 1}, "handshakes": {"sessions": 3}}),
     )  # fmt: skip
 
 
@@ -85,6 +86,8 @@ def test_reading_is_tolerant_missing_or_odd_keys_are_none() -> None:
     assert manifest.scanner_version is None
     assert manifest.schema_version is None
     assert manifest.counts.read is None
+    odd = Manifest.from_json('{"counts": {"work": {"dns": {"sent": 4, "x": "y"}, "z": 1}}}')
+    assert odd.counts.work == {"dns": {"sent": 4}, "z": {}}
     assert Manifest.from_json('{"status": "failed"}').failure == "unknown"
     with pytest.raises(ManifestError):
         Manifest.from_json("[1, 2]")

@@ -12,19 +12,21 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from scanner.conclude import Observation, TlsTarget
+from scanner.assemble import Observation, TlsTarget
+from scanner.collector import collector_for_scan
 from scanner.config import ScanConfig, Shard
+from scanner.flight import Flight, Hold
 from scanner.flow import FlowController
 from scanner.handshake.session import SessionResult
 from scanner.ingest.normalise import normalise
 from scanner.ingest.reader import InputName
-from scanner.ingest.seen import name_key
 from scanner.output.writer import PartWriter, Resumed
-from scanner.pipeline import Pipeline, _Flight, _Hold, collector_for_scan, shard_of
+from scanner.pipeline import Pipeline
 from scanner.ratelimit import Window
 from scanner.resolve.discover import DomainResolution
 from scanner.resolve.policy import MxDecision, MxKind
 from scanner.results import DomainResult
+from scanner.seen import name_key
 from scanner.status import DnssecStatus, DomainVerdict, SmtpStatus
 from tests.unit.test_output import WHEN, dane_result
 
@@ -53,7 +55,7 @@ def test_duplicates_are_admitted_once(tmp_path: Path) -> None:
     pipeline = Pipeline(config(tmp_path))
     names = ["a.example", "B.example", "a.example", "A.EXAMPLE.", "b.example", "c.example"]
     assert admitted(pipeline, names) == ["a.example", "b.example", "c.example"]
-    assert pipeline.progress.skipped == 3
+    assert pipeline.counters.skipped == 3
     assert len(pipeline._seen) == 3
 
 
@@ -73,7 +75,7 @@ def test_shards_partition_admission(tmp_path: Path) -> None:
     for index in range(3):
         pipeline = Pipeline(config(tmp_path), shard=Shard(index, 3))
         mine = admitted(pipeline, names)
-        assert all(shard_of(name, 3) == index for name in mine)
+        assert all(Shard(index, 3).owns(name_key(name)) for name in mine)
         # Other shards' names are not remembered: each worker keeps its own.
         assert len(pipeline._seen) == len(mine)
         seen += mine
@@ -112,7 +114,7 @@ def test_handshake_stage_handshakes_every_target(tmp_path: Path, count: int) -> 
     ]
     assert sorted(work.sessions) == [(f"mx{i}.a.example.", f"192.0.2.{i}") for i in range(count)]
     assert all(s.address == key[1] for key, s in work.sessions.items())
-    assert (pipeline.progress.sessions, pipeline.progress.handshaken) == (count, 1)
+    assert (pipeline.counters.sessions, pipeline.counters.handshaken) == (count, 1)
 
 
 def test_writer_loop_drains_the_queue_and_writes_parts(tmp_path: Path) -> None:
@@ -128,11 +130,11 @@ def test_writer_loop_drains_the_queue_and_writes_parts(tmp_path: Path) -> None:
         task.cancel()
 
     asyncio.run(main())
-    assert pipeline.progress.concluded == 10
-    assert pipeline.progress.verdicts == {"dane_valid": 10}
+    assert pipeline.counters.concluded == 10
+    assert pipeline.counters.verdicts == {"dane_valid": 10}
     # Parts of four rows as the rows came; the last two wait for the next part.
     assert (writer.written, len(writer), len(writer.parts)) == (8, 2, 2)
-    assert pipeline.progress.written == 8
+    assert pipeline.counters.written == 8
     assert pq.read_table(writer.parts[0]).column("domain").to_pylist() == [
         f"d{i}.example" for i in range(4)
     ]
@@ -242,10 +244,10 @@ def test_transient_lookups_are_retried_up_to_the_bound_and_outages_not_counted(
     discoverer = FakeDiscoverer(answers)
 
     async def scenario() -> Observation:
-        flight = _Flight(Window(10), Window(10), FlowController(pipeline._flow_settings()))
+        flight = Flight(Window(10), Window(10), FlowController(pipeline._flow_settings()))
         await flight.window.acquire()
         work = Observation(1, "a.example", 0.0, WHEN)
-        hold = _Hold()
+        hold = Hold()
         await pipeline._resolve(discoverer, work, flight, hold, FakeWatchdog(spoilt))  # type: ignore[arg-type]
         assert hold.window
         assert not hold.parked
@@ -254,6 +256,8 @@ def test_transient_lookups_are_retried_up_to_the_bound_and_outages_not_counted(
         return work
 
     work = asyncio.run(scenario())
+    # The resolve stage counts what it did, and nothing of the handshake stage's.
+    assert (pipeline.counters.resolved, pipeline.counters.handshaken) == (1, 0)
     assert len(discoverer.refreshes) == lookups
     assert discoverer.refreshes == [False] + [True] * (lookups - 1)
     assert work.attempts == attempts

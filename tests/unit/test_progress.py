@@ -8,14 +8,14 @@ from dataclasses import replace
 
 from rich.console import Console
 
-from scanner.progress import Gauges, ProgressView, Snapshot, line, table
+from scanner.progress import Counters, Gauges, ProgressView, Snapshot, line, table
 
 
 def snapshot(elapsed: float, concluded: int, **gauges: object) -> Snapshot:
-    return Snapshot(
-        read=1000, admitted=1000, concluded=concluded, elapsed=elapsed, total=2000,
-        verdicts=Counter(no_dane=concluded), gauges=Gauges(**gauges),  # type: ignore[arg-type]
-    )  # fmt: skip
+    counts = Counters(
+        read=1000, admitted=1000, concluded=concluded, verdicts=Counter(no_dane=concluded)
+    )
+    return Snapshot(counts, elapsed=elapsed, total=2000, gauges=Gauges(**gauges))  # type: ignore[arg-type]
 
 
 def test_the_line_says_what_is_in_flight_and_what_limits() -> None:
@@ -55,3 +55,16 @@ def test_gauges_of_workers_add_up() -> None:
     assert (both.domains, both.queries, both.parked) == (15, 60, 4)
     assert both.resolve_p90 == 0.8
     assert both.limit == "rate cap"
+
+
+def test_workers_snapshots_add_up_counter_by_counter() -> None:
+    one = Counters(read=3, concluded=2, verdicts=Counter(no_dane=2), dns=Counter(sent=10))
+    two = Counters(read=4, concluded=1, verdicts=Counter(no_dane=1, dane_valid=1))
+    total = Snapshot(one, 1.0, gauges=Gauges(domains=2)) + Snapshot(two, 3.0, 7, Gauges(domains=1))
+    assert total.counts == Counters(
+        read=7, concluded=3, verdicts=Counter(no_dane=3, dane_valid=1), dns=Counter(sent=10)
+    )
+    assert (total.elapsed, total.total, total.gauges.domains) == (3.0, 7, 3)
+    copy = one.copy()
+    copy.verdicts["no_dane"] += 1
+    assert one.verdicts == Counter(no_dane=2)  # a snapshot's counts are its own

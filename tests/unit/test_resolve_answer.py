@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 
 from scanner import native
 from scanner.resolve.answer import DnsAnswer, answer_from_message, dnssec_status
-from scanner.resolve.message import Malformed, Message, Mx, Question, Rr, Soa, Tlsa
+from scanner.resolve.message import Malformed, Message, Mx, Question, Rr, Soa
 from scanner.status import DnsOutcome, DnssecStatus
+from scanner.tlsa import TlsaRecord
 from tests import codec
 from tests.unit.test_resolve_wire import dns_messages, oracle
 
@@ -94,11 +95,11 @@ def test_cname_query_does_not_follow_the_chain() -> None:
 
 def test_typed_views() -> None:
     answer = DnsAnswer(
-        "a.", A, DnsOutcome.ANSWER, records=(Mx(1, "b."), "192.0.2.1", Tlsa(3, 1, 1, b"x"))
+        "a.", A, DnsOutcome.ANSWER, records=(Mx(1, "b."), "192.0.2.1", TlsaRecord(3, 1, 1, b"x"))
     )
     assert answer.mx == (Mx(1, "b."),)
     assert answer.addresses == ("192.0.2.1",)
-    assert answer.tlsa == (Tlsa(3, 1, 1, b"x"),)
+    assert answer.tlsa == (TlsaRecord(3, 1, 1, b"x"),)
 
 
 def test_values_compare_by_type_and_fields() -> None:
@@ -130,7 +131,7 @@ def test_value_fields_are_the_constructor_parameters() -> None:
         if isinstance(c, type) and issubclass(c, base)
     ]
     values = sorted(set(values) - {base}, key=lambda c: c.__name__)
-    assert {c.__name__ for c in values} >= {"Question", "Mx", "Tlsa", "Soa", "Rr", "DnsAnswer"}
+    assert {c.__name__ for c in values} >= {"Question", "Mx", "Soa", "Rr", "DnsAnswer"}
     for cls in values:
         assert cls._fields == tuple(inspect.signature(cls).parameters), cls.__name__
 

@@ -26,8 +26,9 @@ import pytest
 import uvloop
 
 from scanner.resolve.client import DnsClient, ResolverSettings, parse_server
-from scanner.resolve.message import Mx, RdType, Tlsa
+from scanner.resolve.message import Mx, RdType
 from scanner.status import DnsOutcome, DnssecStatus
+from scanner.tlsa import TlsaRecord
 
 Replies = list[tuple[bytes, float]]  # datagrams to send back, each after a delay
 Handler = Callable[[dns.message.Message, int], Replies]  # (query, n-th query received)
@@ -394,7 +395,7 @@ def test_tcp_after_tc(run: Run) -> None:
             assert client.stats.tcp == 1
         assert (answer.outcome, answer.tcp, answer.ad) == (DnsOutcome.ANSWER, True, True)
         assert len(answer.tlsa) == 30
-        assert answer.tlsa[0] == Tlsa(3, 1, 2, bytes.fromhex("00" + "ab" * 63))
+        assert answer.tlsa[0] == TlsaRecord(3, 1, 2, bytes.fromhex("00" + "ab" * 63))
 
     run(main())
 

@@ -11,12 +11,13 @@ import pytest
 
 from scanner.resolve.answer import DnsAnswer
 from scanner.resolve.discover import Discoverer, DomainResolution
-from scanner.resolve.message import Mx, Rdata, RdType, Tlsa
+from scanner.resolve.message import Mx, Rdata, RdType
 from scanner.resolve.policy import MxKind, MxTarget, TlsaState, tlsa_name
 from scanner.status import DnsOutcome, DnssecStatus
+from scanner.tlsa import TlsaRecord
 
 A, AAAA, MX, TLSA = RdType.A, RdType.AAAA, RdType.MX, RdType.TLSA
-RECORD = Tlsa(3, 1, 1, b"\x01" * 32)
+RECORD = TlsaRecord(3, 1, 1, b"\x01" * 32)
 SERVFAIL_BOGUS = 6  # RFC 8914 section 4: DNSSEC Bogus
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from scanner.cache import SingleFlightLru
 from scanner.resolve.answer import DnsAnswer
-from scanner.resolve.message import Mx, RdType, Tlsa
+from scanner.resolve.message import Mx, RdType
 from scanner.resolve.policy import (
     AddressDecision,
     MxKind,
@@ -23,11 +23,12 @@ from scanner.resolve.policy import (
     try_next_base,
 )
 from scanner.status import DaneVerdict, DnsOutcome
+from scanner.tlsa import TlsaRecord
 
 D = "example.test."
 OK, NODATA, NX = DnsOutcome.ANSWER, DnsOutcome.NODATA, DnsOutcome.NXDOMAIN
 SERVFAIL, TIMEOUT = DnsOutcome.SERVFAIL, DnsOutcome.TIMEOUT
-TLSA_311 = Tlsa(3, 1, 1, bytes(32))
+TLSA_311 = TlsaRecord(3, 1, 1, bytes(32))
 
 
 def mx(outcome: DnsOutcome, *records: Mx, ad: bool = True, ede: int | None = None) -> DnsAnswer:
@@ -139,7 +140,9 @@ def test_insecure_cname_uses_only_the_original_name() -> None:
     assert tlsa_bases(H, decision) == (H,)
 
 
-def tlsa(outcome: DnsOutcome, *records: Tlsa, ad: bool = True, ede: int | None = None) -> DnsAnswer:
+def tlsa(
+    outcome: DnsOutcome, *records: TlsaRecord, ad: bool = True, ede: int | None = None
+) -> DnsAnswer:
     return DnsAnswer(
         f"_25._tcp.{H}", int(RdType.TLSA), outcome, ad=ad, records=records, ede_code=ede
     )

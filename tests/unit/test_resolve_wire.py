@@ -22,8 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scanner.resolve.dnsname import is_plain_name
-from scanner.resolve.message import Malformed, Message, Mx, Question, Rr, Soa, Tlsa
+from scanner.resolve.message import Malformed, Message, Mx, Question, Rr, Soa
 from scanner.resolve.wire import build_query, format_ipv6, parse_message
+from scanner.tlsa import TlsaRecord
 
 MX, A, AAAA, TLSA, CNAME, SOA = 15, 1, 28, 52, 5, 6
 KEPT = {MX, A, AAAA, TLSA, CNAME, SOA}
@@ -127,7 +128,7 @@ def test_every_kept_type_is_decoded_and_the_rest_skipped() -> None:
         Rr("mail.example.com.", MX, 300, Mx(10, "example.com.")),
         Rr("mail.example.com.", A, 300, "192.0.2.1"),
         Rr("mail.example.com.", AAAA, 300, "2001:db8::1"),
-        Rr("mail.example.com.", TLSA, 300, Tlsa(3, 1, 1, bytes(range(32)))),
+        Rr("mail.example.com.", TLSA, 300, TlsaRecord(3, 1, 1, bytes(range(32)))),
     )
     assert message.authority == (Rr("com.", SOA, 900, Soa("ns.example.com.", ".", 1, 2, 3, 4, 60)),)
     assert (message.edns_payload, message.rcode, message.ede_code) == (1232, 0, None)

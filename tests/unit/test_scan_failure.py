@@ -8,7 +8,7 @@ from pathlib import Path
 
 from scanner.ingest.reader import InputError
 from scanner.resolve.health import ResolverLost
-from scanner.scan import _exit_reason, _workers_failed, failure_reason
+from scanner.run import _exit_reason, _workers_failed, failure_reason
 
 
 def test_disk_full_names_the_file() -> None:

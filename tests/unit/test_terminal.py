@@ -85,7 +85,7 @@ def test_check_explanation_is_escaped_and_the_result_kept() -> None:
 
 
 def test_one_line_messages_are_escaped() -> None:
-    from scanner.scan import ScanError, failure_reason
+    from scanner.run import ScanError, failure_reason
 
     reason = failure_reason(ScanError(f"resolver said {BANNER}"))
     assert reason is not None
@@ -99,9 +99,10 @@ def test_progress_line_and_table_are_escaped() -> None:
 
     from rich.console import Console
 
-    from scanner.progress import Gauges, Snapshot, line, table
+    from scanner.progress import Counters, Gauges, Snapshot, line, table
 
-    snap = Snapshot(verdicts=Counter({f"odd{ESC}[31m[bold]": 1}), gauges=Gauges(limit=BANNER))
+    counts = Counters(verdicts=Counter({f"odd{ESC}[31m[bold]": 1}))
+    snap = Snapshot(counts, gauges=Gauges(limit=BANNER))
     assert ESC not in line(snap)
     out = io.StringIO()
     Console(file=out, width=200, force_terminal=False).print(table(snap))

@@ -84,11 +84,16 @@ def test_ensure_free_detects_a_taken_port(kind: socket.SocketKind, proto: str) -
             ensure_free(ADDRESS, port)
 
 
-def test_ensure_free_accepts_a_free_port() -> None:
+def test_ensure_free_accepts_a_free_port_and_leaves_it_free() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((ADDRESS, 0))
         port = probe.getsockname()[1]
-    ensure_free(ADDRESS, port)
+    ensure_free(ADDRESS, port)  # raises if it takes the port for a taken one
+    # Its probes are closed again: the server it checked for can bind the port.
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        with socket.socket(socket.AF_INET, kind) as server:
+            server.bind((ADDRESS, port))
+            assert server.getsockname() == (ADDRESS, port)
 
 
 def test_start_waits_for_ready_and_stop_all_kills(table: ProcessTable) -> None:

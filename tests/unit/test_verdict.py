@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from scanner.assemble import domain_verdict, host_verdict, session_failure
 from scanner.handshake.session import SessionResult
-from scanner.resolve.discover import HostResolution
-from scanner.resolve.policy import AddressDecision, MxDecision, MxKind, TlsaLookup, TlsaState
+from scanner.resolve.policy import MxDecision, MxKind
 from scanner.results import AddressResult, HostResult
 from scanner.status import DaneVerdict as V
 from scanner.status import DnssecStatus, DomainVerdict, SmtpStatus
-from scanner.verdict import domain_verdict, host_verdict, session_failure
+from tests.unit.resolutions import dane_host
 
 SECURE = DnssecStatus.SECURE
 
@@ -19,7 +19,7 @@ def session(status: SmtpStatus = SmtpStatus.TLS_OK, error: str = "") -> SessionR
     return SessionResult("127.0.0.1", 25, "mx.example.test", status, error)
 
 
-def address(verdict: V | None, status: SmtpStatus = SmtpStatus.TLS_OK) -> AddressResult:
+def address(verdict: V, status: SmtpStatus = SmtpStatus.TLS_OK) -> AddressResult:
     return AddressResult(session(status), verdict, f"reason {verdict}")
 
 
@@ -31,12 +31,12 @@ def address(verdict: V | None, status: SmtpStatus = SmtpStatus.TLS_OK) -> Addres
         ([V.PASS, V.FAIL_NO_MATCH], V.FAIL_NO_MATCH),
         ([V.FAIL_NO_TLS, V.FAIL_NO_MATCH], V.FAIL_NO_MATCH),
         ([V.FAIL_TA_NAME, V.FAIL_TA_EXPIRED], V.FAIL_TA_EXPIRED),
-        ([V.PASS, None], V.PASS),  # an address not tried (blocked) does not count
-        ([None], None),
+        ([V.PASS, V.NOT_TESTED], V.PASS),  # an address not tried (blocked) does not count
+        ([V.NOT_TESTED], V.NOT_TESTED),
         ([], V.FAIL_NO_TLS),
     ],
 )
-def test_host_verdict_is_the_worst_address(verdicts: list[V | None], expected: V | None) -> None:
+def test_host_verdict_is_the_worst_address(verdicts: list[V], expected: V) -> None:
     verdict, reason = host_verdict([address(v) for v in verdicts])
     assert verdict == expected
     assert reason
@@ -53,20 +53,17 @@ def test_mixed_addresses_say_how_many_failed() -> None:
         (SmtpStatus.NO_STARTTLS, V.FAIL_NO_TLS),
         (SmtpStatus.CONNECT_REFUSED, V.FAIL_NO_TLS),
         (SmtpStatus.IO_TIMEOUT, V.FAIL_NO_TLS),
-        (SmtpStatus.BLOCKED, None),
-        (SmtpStatus.SKIPPED, None),
+        (SmtpStatus.BLOCKED, V.NOT_TESTED),
+        (SmtpStatus.RESERVED, V.NOT_TESTED),
+        (SmtpStatus.SKIPPED, V.NOT_TESTED),
     ],
 )
-def test_session_failure(status: SmtpStatus, verdict: V | None) -> None:
+def test_session_failure(status: SmtpStatus, verdict: V) -> None:
     assert session_failure(session(status, "detail"))[0] == verdict
 
 
-def host(verdict: V | None, *statuses: SmtpStatus) -> HostResult:
-    resolution = HostResolution(
-        "mx.example.test.",
-        AddressDecision(("127.0.0.1",), SECURE, None, 300),
-        TlsaLookup("mx.example.test.", TlsaState.RECORDS),
-    )
+def host(verdict: V, *statuses: SmtpStatus) -> HostResult:
+    resolution = dane_host("mx.example.test.", "127.0.0.1")
     addresses = tuple(AddressResult(session(s), verdict) for s in statuses)
     return HostResult("mx.example.test.", 10, resolution, verdict, "", addresses)
 
@@ -92,7 +89,13 @@ REFUSED = SmtpStatus.CONNECT_REFUSED
         (MX_SECURE, [host(V.PASS, OK), host(V.FAIL_NO_TLS, REFUSED)], DomainVerdict.DANE_VALID),
         # ... but not when no host accepts connections
         (MX_SECURE, [host(V.FAIL_NO_TLS, REFUSED)], DomainVerdict.DANE_INVALID),
-        (MX_SECURE, [host(None)], None),
+        # a DANE host not tested: the verdict is not_tested, or undetermined
+        # when it rests on an untested host next to a tested one
+        (MX_SECURE, [host(V.NOT_TESTED)], DomainVerdict.NOT_TESTED),
+        (MX_SECURE, [host(V.NOT_TESTED, SmtpStatus.BLOCKED)], DomainVerdict.NOT_TESTED),
+        (MX_SECURE, [host(V.PASS, OK), host(V.NOT_TESTED, SmtpStatus.BLOCKED)],
+         DomainVerdict.UNDETERMINED),
+        (MX_SECURE, [host(V.NOT_TESTED), host(V.NO_DANE_ABSENT)], DomainVerdict.NOT_TESTED),
         (MxDecision(MxKind.HOSTS, DnssecStatus.INSECURE), [host(V.NO_DANE_INSECURE)],
          DomainVerdict.NO_DANE),
         (MxDecision(MxKind.IMPLICIT, SECURE), [host(V.PASS, OK)], DomainVerdict.NO_MX_RECORD),
@@ -103,7 +106,5 @@ REFUSED = SmtpStatus.CONNECT_REFUSED
         (MxDecision(MxKind.INVALID, SECURE), [], DomainVerdict.NO_DANE),
     ],
 )  # fmt: skip
-def test_domain_verdict(
-    mx: MxDecision, hosts: list[HostResult], expected: DomainVerdict | None
-) -> None:
+def test_domain_verdict(mx: MxDecision, hosts: list[HostResult], expected: DomainVerdict) -> None:
     assert domain_verdict(mx, hosts) == expected

@@ -1,5 +1,6 @@
-"""Certificate chains for the matcher tests, generated with cryptography (a helper
-module, imported by name: pytest puts this folder on sys.path).
+"""Certificate chains for the matcher tests, generated with cryptography, the
+TLSA records that pin them, and the matcher in one call (a helper module,
+imported by name: pytest puts this folder on sys.path).
 
 Keys are made once per kind and reused (RSA generation is slow); everything
 else about a certificate can vary per test.
@@ -8,6 +9,7 @@ else about a certificate can vary per test.
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,8 +20,15 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from scanner.match.batch import CertPool
+from scanner.match.dane import match_chain
+from scanner.match.der import spki
+from scanner.match.outcome import MatchResult
+from scanner.tlsa import TlsaRecord
+
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 KINDS = ("ec", "rsa", "ed25519")
+NAMES = ["mx.example.com"]
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 
@@ -135,3 +144,32 @@ def make_pki(
     leaf_name = leaf_cn or (names[0] if names else "leaf")
     leaf = issue(leaf_name, key(kind, 3 * index + 2), intermediate, **leaf_args)  # type: ignore[arg-type]
     return Pki(root, intermediate, leaf)
+
+
+def reissue_leaf(pki: Pki, **changes: object) -> Issued:
+    """``pki``'s leaf (same name, key and issuer) issued again with ``changes`` to ``issue``."""
+    name = pki.leaf.cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    assert isinstance(name, str)
+    return issue(name, pki.leaf.key, pki.intermediate, dns=[name], **changes)  # type: ignore[arg-type]
+
+
+def rec(usage: int, selector: int, mtype: int, cert: Issued | bytes) -> TlsaRecord:
+    """The record of ``usage`` that matches ``cert`` (RFC 6698 section 2.1)."""
+    der = cert if isinstance(cert, bytes) else cert.der
+    data = der if selector == 0 else spki(der)
+    assert isinstance(data, bytes)
+    if mtype == 1:
+        data = hashlib.sha256(data).digest()
+    elif mtype == 2:
+        data = hashlib.sha512(data).digest()
+    return TlsaRecord(usage, selector, mtype, data)
+
+
+def check(
+    chain: Sequence[bytes],
+    records: Sequence[TlsaRecord],
+    names: Sequence[str] = NAMES,
+    **kwargs: object,
+) -> MatchResult:
+    """The SMTP verdict at ``NOW``, with a fresh pool."""
+    return match_chain(chain, records, names, NOW, CertPool(), **kwargs)  # type: ignore[arg-type]

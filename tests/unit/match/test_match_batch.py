@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import hashlib
 
-from match_pki import NOW, Pki, issue, key, make_pki
+from match_pki import NOW, Pki, issue, key, make_pki, rec
 
 from scanner.match.batch import CertPool, MatchJob, match_batch
-from scanner.match.der import spki
-from scanner.match.tlsa import TlsaRecord, match_chain
+from scanner.match.dane import match_chain
 from scanner.status import DaneVerdict
-
-
-def _spki_sha256(der: bytes) -> bytes:
-    data = spki(der)
-    assert isinstance(data, bytes)
-    return hashlib.sha256(data).digest()
+from scanner.tlsa import TlsaRecord
 
 
 def _jobs(pki: Pki, hosts: int) -> list[MatchJob]:
@@ -24,11 +18,11 @@ def _jobs(pki: Pki, hosts: int) -> list[MatchJob]:
         issue(f"mx{i}.example.com", key("ec", 20 + i), pki.intermediate, dns=[f"mx{i}.example.com"])
         for i in range(5)
     ]
-    ta = TlsaRecord(2, 1, 1, _spki_sha256(pki.intermediate.der))
+    ta = rec(2, 1, 1, pki.intermediate)
     jobs = []
     for n in range(hosts):
         leaf = leaves[n % 5]
-        ee = TlsaRecord(3, 1, 1, _spki_sha256(leaf.der))
+        ee = rec(3, 1, 1, leaf)
         records = [ee] if n % 3 else [ta, TlsaRecord(3, 1, 1, bytes(32))]
         jobs.append(MatchJob([leaf.der, pki.intermediate.der], records, [f"mx{n % 5}.example.com"]))
     return jobs
@@ -58,10 +52,7 @@ def test_each_certificate_and_digest_once(pki: Pki) -> None:
 
 def test_dane_ee_does_not_touch_intermediates(pki: Pki) -> None:
     pool = CertPool()
-    leaf = pki.leaf.der
-    match_batch(
-        [MatchJob(pki.full_chain, [TlsaRecord(3, 1, 1, _spki_sha256(leaf))], [])], NOW, pool=pool
-    )
+    match_batch([MatchJob(pki.full_chain, [rec(3, 1, 1, pki.leaf)], [])], NOW, pool=pool)
     assert (pool.stats.certificates, pool.stats.digests, pool.stats.parses) == (1, 1, 0)
 
 

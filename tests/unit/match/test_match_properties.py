@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from match_pki import KINDS, NOW, Pki, make_pki
+from match_pki import KINDS, NAMES, NOW, Pki, make_pki, rec
 
 from scanner.match.batch import CertPool
-from scanner.match.der import spki
-from scanner.match.tlsa import TlsaRecord, match_chain
+from scanner.match.dane import match_chain
 from scanner.status import DaneVerdict
+from scanner.tlsa import TlsaRecord
 
-NAMES = ["mx.example.com"]
 PKIS = [make_pki(kind, index=i) for kind in KINDS for i in range(2)]
 
 
 def _record(pki: Pki, usage: int, depth: int, selector: int, mtype: int) -> TlsaRecord:
-    der = pki.full_chain[depth]
-    data = der if selector == 0 else spki(der)
-    assert isinstance(data, bytes)
-    if mtype:
-        data = (hashlib.sha256 if mtype == 1 else hashlib.sha512)(data).digest()
-    return TlsaRecord(usage, selector, mtype, data)
+    return rec(usage, selector, mtype, pki.full_chain[depth])
 
 
 @st.composite

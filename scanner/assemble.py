@@ -1,0 +1,313 @@
+"""From what the stages observed about one domain to its DomainResult (pure).
+
+One domain crosses the stages as an ``Observation``: the resolve stage sets
+its resolution and, once per MX host, a ``HostPlan`` (what DNS alone decides
+about the host, RFC 7672 sections 2.1-2.2, and the addresses the scan tries,
+capped); the handshake stage adds a session per ``TlsTarget``; the matcher
+gets a ``MatchJob`` per session that reached TLS on a host whose secure TLSA
+RRset awaits a chain, with the reference identifiers of RFC 7672 section
+3.2.2. ``assemble`` then makes the DomainResult. Shared by the pipeline (many
+domains, matched in batches) and ``scan check`` (one domain, explained).
+
+RFC 7672 section 3 decides one address: a TLS session whose chain the TLSA
+RRset authenticates passes. The aggregation rules are the scanner's, stated
+in DESIGN.md and applied identically by the testbed's truth:
+
+- a host passes only if every address it was tested on passes, since a
+  sending MTA may pick any of them; otherwise its worst failure counts;
+- a domain is ``dane_valid`` when every MX host that accepts connections
+  passes (hosts that refused or timed out on every address are set aside,
+  unless no host accepts connections), ``dane_partial`` when some pass,
+  ``dane_invalid`` when none does, and ``no_dane`` when no host publishes a
+  usable secure TLSA RRset.
+
+Every verdict is explicit: ``not_tested`` where a secure TLSA RRset was
+published but no address of the host was tested (``--starttls none``, or
+the scan does not contact them), ``undetermined`` for a domain whose verdict
+rests on such a host next to tested ones, ``internal_error`` for a domain a
+bug stopped (its ``error`` says where).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from scanner import names
+from scanner.config import StartTlsMode
+from scanner.handshake.polite import is_transient as session_transient
+from scanner.handshake.session import SessionResult
+from scanner.match.batch import MatchJob
+from scanner.match.outcome import MatchResult
+from scanner.resolve.discover import DomainResolution, HostResolution
+from scanner.resolve.policy import (
+    MxDecision,
+    MxKind,
+    TlsaState,
+    dns_verdict,
+    reference_identifiers,
+)
+from scanner.results import AddressResult, DomainResult, HostResult
+from scanner.status import DaneVerdict, DnssecStatus, DomainVerdict, SmtpStatus
+
+Key = tuple[str, str]  # (MX host, address)
+
+
+@dataclass(frozen=True, slots=True)
+class HostPlan:
+    """One MX host as the resolve stage leaves it, decided once."""
+
+    resolution: HostResolution
+    preference: int
+    # What DNS alone settles; None while a secure TLSA RRset awaits a chain.
+    dns_verdict: DaneVerdict | None
+    addresses: tuple[str, ...]  # the ones the scan tries: at most max_addresses
+
+    @property
+    def host(self) -> str:
+        return self.resolution.host
+
+    @property
+    def pending(self) -> bool:
+        """DNS alone does not settle this host: the handshake and matcher must."""
+        return self.dns_verdict is None
+
+
+def plan_hosts(resolution: DomainResolution, max_addresses: int) -> tuple[HostPlan, ...]:
+    preferences = {t.host: t.preference for t in resolution.mx.targets}
+    applies = resolution.mx.dane_applies
+    return tuple(
+        HostPlan(
+            host,
+            preferences.get(host.host, 0),
+            dns_verdict(applies, host.addresses, host.tlsa),
+            host.addresses.addresses[:max_addresses],
+        )
+        for host in resolution.hosts
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TlsTarget:
+    host: str
+    address: str
+    sni: str  # the TLSA base domain (RFC 7672 section 8.1), or the host name
+    names: tuple[str, ...]  # further names the address stands for (exclusion checks)
+
+
+@dataclass(slots=True)
+class Observation:
+    """One domain on its way through the stages (filled in stage by stage)."""
+
+    line: int
+    domain: str
+    started: float  # time.monotonic() when admitted
+    scanned_at: dt.datetime
+    resolution: DomainResolution | None = None
+    hosts: tuple[HostPlan, ...] = ()  # set with the resolution (``resolved``)
+    targets: Sequence[TlsTarget] = ()  # tls_targets(), set by the resolve stage
+    sessions: dict[Key, SessionResult] = field(default_factory=dict)
+    error: str = ""
+    attempts: int = 1  # lookups of the domain, counted (not those an outage spoilt)
+
+    def resolved(self, resolution: DomainResolution, max_addresses: int) -> None:
+        """The resolve stage's outcome, and what it decides of each host."""
+        self.resolution = resolution
+        self.hosts = plan_hosts(resolution, max_addresses)
+
+
+def tls_targets(obs: Observation, mode: StartTlsMode) -> list[TlsTarget]:
+    if obs.resolution is None or mode is StartTlsMode.NONE:
+        return []
+    targets: list[TlsTarget] = []
+    for plan in obs.hosts:
+        if mode is StartTlsMode.DANE and not plan.pending:
+            continue
+        tlsa = plan.resolution.tlsa
+        sni = names.relative(tlsa.base if tlsa.state is TlsaState.RECORDS else plan.host)
+        also = (names.relative(plan.host), obs.domain)
+        targets.extend(TlsTarget(plan.host, address, sni, also) for address in plan.addresses)
+    return targets
+
+
+def match_jobs(obs: Observation) -> list[tuple[Key, MatchJob]]:
+    """A job per address that reached TLS on a host whose TLSA RRset is pending."""
+    resolution = obs.resolution
+    if resolution is None:
+        return []
+    implicit = obs.domain if resolution.mx.kind is MxKind.IMPLICIT else None
+    jobs = []
+    for plan in obs.hosts:
+        if not plan.pending:
+            continue
+        tlsa = plan.resolution.tlsa
+        identifiers = reference_identifiers(plan.host, tlsa.base, implicit)
+        for address in plan.addresses:
+            session = obs.sessions.get((plan.host, address))
+            if session is not None and session.status is SmtpStatus.TLS_OK:
+                jobs.append(
+                    ((plan.host, address), MatchJob(session.chain, tlsa.records, identifiers))
+                )
+    return jobs
+
+
+def assemble(
+    obs: Observation, matches: Mapping[Key, MatchResult], *, tested: bool, now: float
+) -> DomainResult:
+    """The DomainResult; ``tested`` is False under --starttls none."""
+    resolution = obs.resolution
+    untested = "" if tested else "TLSA published; not tested (--starttls none)"
+    if obs.error:
+        untested = "not tested: internal error"
+    hosts = tuple(_host_result(obs, plan, matches, untested) for plan in obs.hosts)
+    if obs.error or resolution is None:
+        verdict = DomainVerdict.INTERNAL_ERROR
+    else:
+        verdict = domain_verdict(resolution.mx, hosts)
+    return DomainResult(
+        domain=obs.domain,
+        input_line=obs.line,
+        verdict=verdict,
+        error=obs.error,
+        mx=resolution.mx if resolution else None,
+        mx_ttl=resolution.mx_ttl if resolution else None,
+        hosts=hosts,
+        scanned_at=obs.scanned_at,
+        duration_ms=(now - obs.started) * 1000,
+        attempts=obs.attempts,
+        transient=is_transient(obs),
+    )
+
+
+def is_transient(obs: Observation) -> bool:
+    """Whether what was observed rests on an outcome that may differ if
+    tried again: a transient DNS answer (scanner.resolve.wire.is_transient)
+    or a session that ended transiently (scanner.handshake.polite)."""
+    resolution = obs.resolution
+    if resolution is not None and resolution.transient:
+        return True
+    return any(session_transient(s) for s in obs.sessions.values())
+
+
+def _host_result(
+    obs: Observation, plan: HostPlan, matches: Mapping[Key, MatchResult], untested: str
+) -> HostResult:
+    """``untested``: why the pending host was not tested, "" when it was."""
+    decided = plan.dns_verdict
+    addresses: list[AddressResult] = []
+    sessions = obs.sessions
+    for address in plan.addresses if sessions else ():
+        session = sessions.get((plan.host, address))
+        if session is None:
+            continue
+        match = matches.get((plan.host, address))
+        if decided is not None:
+            # DNS decided the host: its addresses get no DANE check of their own.
+            addresses.append(AddressResult(session, decided))
+        elif untested:
+            addresses.append(AddressResult(session, DaneVerdict.NOT_TESTED, untested))
+        elif match is None:
+            addresses.append(AddressResult(session, *session_failure(session)))
+        else:
+            matched = match.record.to_text() if match.record is not None else None
+            addresses.append(
+                AddressResult(session, match.verdict, match.reason, matched, match.depth)
+            )
+    if decided is not None:
+        verdict, reason = decided, dns_reason(plan.resolution)
+    elif untested:
+        verdict, reason = DaneVerdict.NOT_TESTED, untested
+    else:
+        verdict, reason = host_verdict(addresses)
+    return HostResult(
+        plan.host,
+        plan.preference,
+        plan.resolution,
+        verdict,
+        reason,
+        tuple(addresses),
+        by_dns=decided is not None,
+    )
+
+
+def dns_reason(host: HostResolution) -> str:
+    tlsa = host.tlsa
+    parts = [f"addresses {host.addresses.dnssec.value}", f"TLSA {tlsa.state.value}"]
+    if tlsa.error:
+        parts.append(tlsa.error)
+    return ", ".join(parts)
+
+
+# -- verdicts ------------------------------------------------------------------------
+
+# Worst first: what a host reports when its addresses disagree.
+_SEVERITY = (
+    DaneVerdict.FAIL_DNS,
+    DaneVerdict.FAIL_CHAIN,
+    DaneVerdict.FAIL_TA_EXPIRED,
+    DaneVerdict.FAIL_TA_NAME,
+    DaneVerdict.FAIL_NO_MATCH,
+    DaneVerdict.UNUSABLE,
+    DaneVerdict.FAIL_NO_TLS,
+    DaneVerdict.PASS,
+)
+_NO_DANE = (DaneVerdict.NO_DANE_INSECURE, DaneVerdict.NO_DANE_ABSENT)
+_UNREACHABLE = (SmtpStatus.CONNECT_REFUSED, SmtpStatus.CONNECT_TIMEOUT)
+_NOT_TRIED = (SmtpStatus.BLOCKED, SmtpStatus.RESERVED, SmtpStatus.SKIPPED)
+
+
+def session_failure(session: SessionResult) -> tuple[DaneVerdict, str]:
+    """The verdict of an address whose session did not reach TLS."""
+    if session.status in _NOT_TRIED:
+        return DaneVerdict.NOT_TESTED, f"not connected: {session.status.value}"
+    detail = f": {session.error}" if session.error else ""
+    return DaneVerdict.FAIL_NO_TLS, f"{session.status.value}{detail}"
+
+
+def host_verdict(addresses: Sequence[AddressResult]) -> tuple[DaneVerdict, str]:
+    """Worst verdict over the addresses that were tested; not_tested if none was."""
+    tested = [a for a in addresses if a.verdict is not DaneVerdict.NOT_TESTED]
+    if not addresses:
+        return DaneVerdict.FAIL_NO_TLS, "no addresses"
+    if not tested:
+        return DaneVerdict.NOT_TESTED, addresses[0].reason
+    worst = min(tested, key=lambda a: _SEVERITY.index(a.verdict))
+    if worst.verdict is DaneVerdict.PASS:
+        return DaneVerdict.PASS, worst.reason
+    failing = sum(1 for a in tested if a.verdict is not DaneVerdict.PASS)
+    prefix = f"{failing} of {len(tested)} addresses: " if len(tested) > 1 else ""
+    return worst.verdict, prefix + worst.reason
+
+
+def _accepts_connections(host: HostResult) -> bool:
+    sessions = [a.session for a in host.addresses]
+    return not sessions or not all(s.status in _UNREACHABLE for s in sessions)
+
+
+def domain_verdict(mx: MxDecision, hosts: Sequence[HostResult]) -> DomainVerdict:
+    """The DomainVerdict; not_tested when DANE hosts were found but none was
+    tested, undetermined when some were tested and others not."""
+    if mx.kind is MxKind.NXDOMAIN:
+        return DomainVerdict.NXDOMAIN
+    if mx.kind is MxKind.FAILED:
+        if mx.dnssec is DnssecStatus.BOGUS:
+            return DomainVerdict.DNSSEC_BOGUS
+        return DomainVerdict.DNS_ERROR
+    if mx.kind is MxKind.NULL:
+        return DomainVerdict.NULL_MX
+    if mx.kind is MxKind.IMPLICIT:
+        return DomainVerdict.NO_MX_RECORD
+    if mx.kind is MxKind.INVALID or mx.dnssec is not DnssecStatus.SECURE:
+        return DomainVerdict.NO_DANE
+    reachable = [h for h in hosts if _accepts_connections(h)] or list(hosts)
+    dane = [h for h in reachable if h.verdict not in _NO_DANE]
+    if not dane:
+        return DomainVerdict.NO_DANE
+    untested = sum(1 for h in dane if h.verdict is DaneVerdict.NOT_TESTED)
+    if untested:
+        return DomainVerdict.NOT_TESTED if untested == len(dane) else DomainVerdict.UNDETERMINED
+    passing = sum(1 for h in reachable if h.verdict is DaneVerdict.PASS)
+    if passing == len(reachable):
+        return DomainVerdict.DANE_VALID
+    return DomainVerdict.DANE_PARTIAL if passing else DomainVerdict.DANE_INVALID
