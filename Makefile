@@ -32,7 +32,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[analysis,dev]'
+	$(BIN)/python -m pip install -q -e '.[analysis,cluster,dev]'
 	@touch $@
 
 # The resolve stage's hot modules compiled by mypyc (scanner/native/ says

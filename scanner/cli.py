@@ -150,6 +150,9 @@ _SCAN_FIELDS = (
     "part_rows",
     "retry_transient",
     "resolver_patience",
+    "cluster",
+    "cluster_certs",
+    "tasks",
 )
 
 
@@ -302,6 +305,19 @@ def _scan_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="end the scan as failed when the resolver stays down this long (default %(default)s)",
     )
+    add(
+        "--cluster",
+        metavar="tls://HOST:PORT|local:N",
+        help="run on a Dask cluster: its scheduler (TLS only; see the README first), "
+        "or N worker processes started here",
+    )
+    add(
+        "--cluster-certs",
+        type=Path,
+        metavar="DIR",
+        help="the survey's cluster certificates (scan cluster-certs): ca.pem, client.pem",
+    )
+    add("--tasks", type=int, help="tasks a cluster scan splits its input into (default: by size)")
     _add_common(parser)
     return parser  # fmt: skip
 
@@ -361,6 +377,41 @@ def _run_scan(args: argparse.Namespace) -> int:
     from scanner.run import run_scan
 
     return run_scan(_scan_config(args))
+
+
+# --------------------------------------------------------------------------- cluster-certs
+
+
+def _certs_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scan cluster-certs",
+        description=(
+            "Make the certificates of a survey's Dask cluster: a CA (made once, then "
+            "reused) and a certificate and key per member, for Dask's mutual TLS. Give "
+            "each host ca.pem and its own pair; keep ca-key.pem off the cluster."
+        ),
+    )
+    parser.add_argument("folder", type=Path, help="where the files go")
+    parser.add_argument(
+        "--member",
+        action="append",
+        metavar="NAME",
+        help="a member to certify (repeatable; default: scheduler, worker, client)",
+    )
+    parser.add_argument("--days", type=int, default=825, help="validity (default %(default)s)")
+    return parser
+
+
+def _run_certs(args: argparse.Namespace) -> int:
+    from scanner.cluster.certs import DEFAULT_MEMBERS, CertificateError, make_certs
+
+    try:
+        written = make_certs(args.folder, tuple(args.member or DEFAULT_MEMBERS), days=args.days)
+    except (OSError, CertificateError) as exc:
+        raise _OneLineError(str(exc)) from None
+    for path in written:
+        print(path)
+    return 0
 
 
 # --------------------------------------------------------------------------- check
@@ -431,6 +482,7 @@ def _require_analysis_extra() -> None:
 
 COMMANDS: dict[str, Command] = {
     "check": Command("check one domain, explained step by step", _check_parser, _run_check),
+    "cluster-certs": Command("certificates for a survey's Dask cluster", _certs_parser, _run_certs),
     "report": Command("an HTML report of a dataset", _report_parser, _run_report),
     "verify": Command("check one chain against TLSA records, offline", _verify_parser, _run_verify),
 }

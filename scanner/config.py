@@ -125,6 +125,13 @@ class ScanConfig:
     session_cache_size: int = 10_000  # (address, SNI) -> handshake
     cert_pool_size: int = 10_000  # certificates the matcher keeps digests of
     now_override: str | None = None  # ISO 8601, for reproducible tests
+    # A Dask cluster to run the scan on (scanner.cluster): "tls://HOST:PORT"
+    # of a scheduler, or "local:N" for N worker processes started here. Its
+    # certificates: a folder from `scan cluster-certs` (ca.pem, client.pem,
+    # client-key.pem); a local cluster makes throwaway ones.
+    cluster: str | None = None
+    cluster_certs: Path | None = None
+    tasks: int | None = None  # tasks the input is split into; None: by its size
 
     def __post_init__(self) -> None:
         if self.rate <= 0:
@@ -161,6 +168,36 @@ class ScanConfig:
             raise ValueError("--workers and --shard cannot be combined")
         for cidr in self.allow_ranges:
             parse_allow_range(cidr)
+        if self.cluster is not None:
+            self._check_cluster(self.cluster)
+        if self.tasks is not None and self.tasks < 1:
+            raise ValueError("--tasks must be at least 1")
+
+    def _check_cluster(self, cluster: str) -> None:
+        if self.workers > 1 or self.shard is not None:
+            raise ValueError("--cluster cannot be combined with --workers or --shard")
+        if self.input == "-":
+            raise ValueError("--cluster needs an input file (its tasks read their share of it)")
+        scheme, sep, rest = cluster.partition("://")
+        if cluster.startswith("local:"):
+            count = cluster.removeprefix("local:")
+            if not count.isdigit() or int(count) < 1:
+                raise ValueError(f"--cluster {cluster!r}: expected local:N with N >= 1")
+        elif not sep or not rest:
+            raise ValueError(f"--cluster {cluster!r}: expected tls://HOST:PORT or local:N")
+        elif scheme != "tls":
+            raise ValueError(
+                f"--cluster {cluster!r}: a scheduler runs whatever its clients send, so "
+                "danescan talks to one only over TLS with certificates (tls://HOST:PORT "
+                "and --cluster-certs; see the README)"
+            )
+        elif self.cluster_certs is None:
+            raise ValueError("--cluster tls://... needs --cluster-certs DIR (scan cluster-certs)")
+        elif not self.resolvers:
+            raise ValueError(
+                "--cluster tls://... needs --resolver: the validating resolver each "
+                "worker host asks (a managed one runs on this machine only)"
+            )
 
     @property
     def resolver_settings(self) -> ResolverSettings:

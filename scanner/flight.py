@@ -10,7 +10,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from scanner.flow import Flow, FlowController, Limit
-from scanner.handshake.handshaker import Handshaker
+from scanner.handshake.handshaker import Handshakes
 from scanner.progress import Gauges
 from scanner.ratelimit import Window
 from scanner.resolve.client import DnsClient
@@ -92,7 +92,7 @@ class Flight:
             await self._idle.wait()
 
     def gauges(
-        self, flow: Flow, client: DnsClient, handshaker: Handshaker, busy: float, down: bool
+        self, flow: Flow, client: DnsClient, handshaker: Handshakes, busy: float, down: bool
     ) -> Gauges:
         limit = flow.limit
         if down:

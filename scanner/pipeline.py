@@ -37,7 +37,8 @@ import datetime as dt
 import time
 import traceback
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from contextlib import AbstractAsyncContextManager
 from typing import TextIO
 
 from scanner.assemble import Observation, assemble, match_jobs, tls_targets
@@ -46,7 +47,7 @@ from scanner.config import ScanConfig, Shard, StartTlsMode
 from scanner.flight import Flight, Hold
 from scanner.flow import FlowController, FlowSettings
 from scanner.handshake.contact import ContactPolicy, contact_policy
-from scanner.handshake.handshaker import Handshaker
+from scanner.handshake.handshaker import Handshaker, Handshakes
 from scanner.handshake.polite import backoff
 from scanner.handshake.session import SessionResult, client_context
 from scanner.ingest.reader import InputName, read_names
@@ -70,8 +71,19 @@ _READ_CHUNK = 2000
 _CONTROL_INTERVAL = 0.5
 
 
+# Where a pipeline's names come from (the input file by default) and where
+# its handshakes go (a Handshaker of its own by default).
+NameSource = Callable[[], Generator[InputName, None, None]]
+HandshakeStage = Callable[[], AbstractAsyncContextManager[Handshakes]]
+
+
 class Pipeline:
-    """One scan in one process (one shard of the input when ``shard`` is set)."""
+    """One scan in one process (one shard of the input when ``shard`` is set).
+
+    ``worker`` numbers its part files; ``rate`` is its share of ``--rate``
+    (the config's divided by its workers unless given). A cluster task
+    (scanner.cluster) passes its own ``names`` and ``handshakes``.
+    """
 
     def __init__(
         self,
@@ -81,9 +93,15 @@ class Pipeline:
         shard: Shard | None = None,
         resumed: Resumed | None = None,
         policy: ContactPolicy | None = None,
+        rate: float | None = None,
+        names: NameSource | None = None,
+        handshakes: HandshakeStage | None = None,
     ) -> None:
         self.config = config
         self.worker = worker
+        self.rate = rate if rate is not None else config.rate / config.workers
+        self._names = names if names is not None else lambda: read_names(config.input)
+        self._handshakes = handshakes if handshakes is not None else self._handshaker
         self.shard = shard if shard is not None else config.shard
         self.resumed = resumed if resumed is not None else Resumed()
         # Whom the handshaker may contact: from the config (its --exclude
@@ -143,7 +161,7 @@ class Pipeline:
         controller = FlowController(self._flow_settings())
         async with (
             DnsClient(config.resolver_settings) as client,
-            self._handshaker() as handshaker,
+            self._handshakes() as handshaker,
         ):
             discoverer = Discoverer(client, max_mx=config.max_mx, cache_size=config.host_cache_size)
             watchdog = Watchdog(
@@ -190,7 +208,7 @@ class Pipeline:
         config = self.config
         return FlowSettings(
             # Every process admits its own shard at its share of the rate.
-            rate=config.rate / config.workers,
+            rate=self.rate,
             min_domains=config.min_domains_in_flight,
             max_domains=config.max_domains_in_flight,
             min_queries=config.min_queries_in_flight,
@@ -198,7 +216,7 @@ class Pipeline:
         )
 
     @contextlib.asynccontextmanager
-    async def _handshaker(self) -> AsyncIterator[Handshaker]:
+    async def _handshaker(self) -> AsyncIterator[Handshakes]:
         handshaker = Handshaker(
             self.config.session_settings,
             self.config.polite_settings,
@@ -219,8 +237,8 @@ class Pipeline:
         q_out: asyncio.Queue[DomainResult],
         watchdog: Watchdog,
     ) -> None:
-        bucket = TokenBucket(self.config.rate / self.config.workers)
-        names = read_names(self.config.input)
+        bucket = TokenBucket(self.rate)
+        names = self._names()
         try:
             while not self._stop.is_set():
                 chunk = await asyncio.to_thread(_take, names, _READ_CHUNK)
@@ -288,7 +306,7 @@ class Pipeline:
         work: Observation,
         flight: Flight,
         discoverer: Discoverer,
-        handshaker: Handshaker,
+        handshaker: Handshakes,
         watchdog: Watchdog,
         q_match: asyncio.Queue[Observation],
     ) -> None:
@@ -357,7 +375,7 @@ class Pipeline:
         self.counters.resolved += 1
         work.targets = tls_targets(work, config.starttls)
 
-    async def _handshake(self, handshaker: Handshaker, work: Observation) -> None:
+    async def _handshake(self, handshaker: Handshakes, work: Observation) -> None:
         """The handshake stage: a session per target; most domains have none."""
         targets = work.targets
         if len(targets) == 1:  # the common case: no task group, no tasks
@@ -378,7 +396,7 @@ class Pipeline:
     # -- flow control ------------------------------------------------------------
 
     async def _control(
-        self, flight: Flight, client: DnsClient, handshaker: Handshaker, watchdog: Watchdog
+        self, flight: Flight, client: DnsClient, handshaker: Handshakes, watchdog: Watchdog
     ) -> None:
         """Every interval: what the resolver did, the windows resized, the gauges."""
         wall, cpu = time.monotonic(), time.process_time()
@@ -441,7 +459,7 @@ class Pipeline:
         tested = self.config.starttls is not StartTlsMode.NONE
         return assemble(obs, matches, tested=tested, now=time.monotonic())
 
-    def _count_work(self, client: DnsClient, handshaker: Handshaker) -> None:
+    def _count_work(self, client: DnsClient, handshaker: Handshakes) -> None:
         """What the stages did on the wire and in the matcher (their own
         counters, since the process started) for the manifest."""
         self.counters.dns = Counter(dataclasses.asdict(client.stats))

@@ -35,7 +35,7 @@ from scanner import __version__, fdlimit
 from scanner.config import ScanConfig, Shard, StartTlsMode
 from scanner.handshake.contact import ContactPolicy, ContactPolicyError, contact_policy
 from scanner.ingest.reader import InputError
-from scanner.output.manifest import Counts, Manifest, ScanStatus, write_manifest
+from scanner.output.manifest import Cluster, Counts, Manifest, ScanStatus, write_manifest
 from scanner.output.writer import Resumed, UnreadablePart, drop_transient, part_files, read_done
 from scanner.pipeline import Pipeline
 from scanner.progress import ProgressView, Snapshot
@@ -175,8 +175,10 @@ def _manifest(
     snap: Snapshot,
     status: ScanStatus,
     failure: str | None = None,
+    cluster: Cluster | None = None,
 ) -> Manifest:
     return Manifest(
+        cluster=cluster,
         scanner_version=__version__,
         status=status,
         started_at=started,
@@ -211,6 +213,7 @@ def run_scan(config: ScanConfig) -> int:
     started = dt.datetime.now(dt.UTC)
     total = count_lines(config.input)
     view = ProgressView(quiet=config.quiet)
+    cluster: Cluster | None = None
     try:
         check_input(config.input)
         resumed = prepare_output(config)
@@ -220,7 +223,9 @@ def run_scan(config: ScanConfig) -> int:
             running = _manifest(config, started, Snapshot(), ScanStatus.RUNNING)
             write_manifest(config.output, running)
             with view:
-                if config.workers == 1:
+                if config.cluster is not None:
+                    ending, cluster = _run_cluster(config, resumed, policy, view, total)
+                elif config.workers == 1:
                     ending = _run_single(config, resumed, policy, view, total)
                 else:
                     ending = _run_workers(config, resumed, view, total)
@@ -230,7 +235,7 @@ def run_scan(config: ScanConfig) -> int:
             raise
         print(f"scan: {reason}", file=sys.stderr)
         return EXIT_FAILED
-    final = _manifest(config, started, ending.snapshot, ending.status, ending.failure)
+    final = _manifest(config, started, ending.snapshot, ending.status, ending.failure, cluster)
     try:
         write_manifest(config.output, final)
     except OSError as exc:
@@ -338,6 +343,22 @@ async def _tick(update: Any, interval: float = 0.5) -> None:
     while True:
         update()
         await asyncio.sleep(interval)
+
+
+def _run_cluster(
+    config: ScanConfig,
+    resumed: Resumed,
+    policy: ContactPolicy,
+    view: ProgressView,
+    total: int | None,
+) -> tuple[Ending, Cluster]:
+    try:
+        from scanner.cluster.driver import run_cluster
+    except ImportError as exc:
+        raise ScanError(
+            f"--cluster needs the cluster extra (pip install 'danescan[cluster]'): {exc}"
+        ) from None
+    return run_cluster(config, resumed, policy, view, total)
 
 
 # -- several processes, one shard each -------------------------------------------

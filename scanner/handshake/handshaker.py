@@ -28,6 +28,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Protocol
 
 from scanner.cache import SingleFlightLru
 from scanner.handshake.contact import ContactPolicy
@@ -36,7 +37,44 @@ from scanner.handshake.session import SessionResult, SessionSettings, run_sessio
 from scanner.names import key as name_key
 from scanner.status import SmtpStatus
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 Session = Callable[[str, str, SessionSettings, ssl.SSLContext], Awaitable[SessionResult]]
+
+
+def screen(
+    policy: ContactPolicy, address: str, sni: str, names: Iterable[str], port: int
+) -> tuple[str, SessionResult | None]:
+    """``address`` in normal form, and the outcome that ends its handshake
+    before any packet when it is no IP address or the contact policy refuses
+    it (or its names); None when it may be contacted."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address, unattempted(address, sni, port, SmtpStatus.SKIPPED, "not an IP address")
+    refusal = policy.refusal(ip, (sni, *names))
+    if refusal is not None:
+        return str(ip), unattempted(str(ip), sni, port, refusal.status, refusal.reason)
+    return str(ip), None
+
+
+class Handshakes(Protocol):
+    """What the pipeline needs of the handshake stage: this process's
+    :class:`Handshaker`, or on a cluster the route to the worker that owns
+    each address (scanner.cluster.route)."""
+
+    @property
+    def open_connections(self) -> int: ...
+
+    @property
+    def stats(self) -> DataclassInstance: ...
+
+    async def handshake(
+        self, address: str, sni: str, names: Iterable[str] = ()
+    ) -> SessionResult: ...
+
+    async def aclose(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,17 +171,13 @@ class Handshaker:
         ``names`` are further names the address stands for (MX host, mail
         domain), checked against the contact policy along with ``sni``.
         """
-        port = self._settings.port
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return unattempted(address, sni, port, SmtpStatus.SKIPPED, "not an IP address")
-        refusal = self._policy.refusal(ip, (sni, *names))
-        if refusal is not None:
-            self._count("blocked")
-            return unattempted(str(ip), sni, port, refusal.status, refusal.reason)
-        key = (str(ip), name_key(sni))
-        return await self._sessions.get(key, lambda: self._with_retry(key[0], sni))
+        ip, refused = screen(self._policy, address, sni, names, self._settings.port)
+        if refused is not None:
+            if refused.status is not SmtpStatus.SKIPPED:
+                self._count("blocked")
+            return refused
+        key = (ip, name_key(sni))
+        return await self._sessions.get(key, lambda: self._with_retry(ip, sni))
 
     async def aclose(self) -> None:
         """Cancel the sessions still in flight (at the end of a scan)."""

@@ -105,6 +105,39 @@ class Counts:
 
 
 @dataclass(frozen=True, slots=True)
+class Cluster:
+    """The Dask cluster a scan ran on (scanner.cluster); None for one machine."""
+
+    scheduler: str
+    workers: tuple[str, ...] = ()  # every worker that ran a task, by address
+    tasks: int = 0  # the input's split
+    attempts: int = 0  # tasks run, reruns after a lost worker included
+    lost_workers: int = 0  # workers that left while running a task
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scheduler": self.scheduler,
+            "workers": list(self.workers),
+            "tasks": self.tasks,
+            "attempts": self.attempts,
+            "lost_workers": self.lost_workers,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: object) -> Cluster | None:
+        if not isinstance(raw, Mapping) or not isinstance(raw.get("scheduler"), str):
+            return None
+        workers = raw.get("workers")
+        return cls(
+            scheduler=raw["scheduler"],
+            workers=tuple(str(w) for w in workers) if isinstance(workers, list) else (),
+            tasks=_int(raw.get("tasks")) or 0,
+            attempts=_int(raw.get("attempts")) or 0,
+            lost_workers=_int(raw.get("lost_workers")) or 0,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Manifest:
     """A scan's own description, written next to its parts."""
 
@@ -119,6 +152,7 @@ class Manifest:
     config: Mapping[str, Any] = field(default_factory=dict)
     counts: Counts = field(default_factory=Counts)
     schema_version: str | None = SCHEMA_VERSION
+    cluster: Cluster | None = None
 
     def __post_init__(self) -> None:
         if (self.status is ScanStatus.FAILED) != bool(self.failure):
@@ -140,6 +174,7 @@ class Manifest:
             "resolvers": list(self.resolvers),
             "config": dict(self.config),
             "counts": self.counts.to_dict(),
+            "cluster": None if self.cluster is None else self.cluster.to_dict(),
         }
 
     @classmethod
@@ -181,6 +216,7 @@ class Manifest:
             config=dict(config) if isinstance(config, Mapping) else {},
             counts=Counts.from_dict(raw.get("counts")),
             schema_version=text("schema_version"),
+            cluster=Cluster.from_dict(raw.get("cluster")),
         )
 
 

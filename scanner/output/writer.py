@@ -16,6 +16,7 @@ import contextlib
 import os
 import re
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,13 +55,20 @@ class Resumed:
     rows: int = 0
 
 
-def read_done(directory: Path) -> Resumed:
-    """Domains (and input-error lines) already written by earlier runs."""
+def part_number(path: Path) -> tuple[int, int]:
+    """(worker or task, number) of a part file's name."""
+    match = _PART.match(path.name)
+    if match is None:
+        raise ValueError(f"{path.name} is not a part file's name")
+    return int(match.group(1)), int(match.group(2))
+
+
+def read_done(directory: Path, parts: Iterable[Path] | None = None) -> Resumed:
+    """Domains (and input-error lines) already written by earlier runs: in
+    every part of ``directory``, or in ``parts`` only."""
     done = Resumed()
-    for path in part_files(directory):
-        match = _PART.match(path.name)
-        assert match is not None
-        worker, number = int(match.group(1)), int(match.group(2))
+    for path in part_files(directory) if parts is None else parts:
+        worker, number = part_number(path)
         done.next_part[worker] = max(done.next_part.get(worker, 0), number + 1)
         try:
             table = pq.read_table(path, columns=["domain", "input_line", "verdict"])

@@ -1,0 +1,124 @@
+"""The scan's presence on each Dask worker: the Handshaker of the addresses
+the worker owns, and the tasks it is running.
+
+A ``WorkerPlugin`` registered by the driver for the length of one scan (and
+on every worker that joins during it). On the worker's event loop it keeps
+one Handshaker (scanner.handshake.handshaker) with the scan's session and
+politeness settings and contact policy, and answers the route's requests
+(scanner.cluster.route) for the addresses this worker owns. Tasks run in
+the worker's task threads, each on an event loop of its own; the service
+knows them so that the driver can stop them (an interrupted scan) and the
+route can reach the worker's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import pickle
+import threading
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from distributed import WorkerPlugin
+
+from scanner.config import ScanConfig
+from scanner.handshake.contact import ContactPolicy
+from scanner.handshake.handshaker import Handshaker
+from scanner.handshake.session import SessionResult, client_context
+
+if TYPE_CHECKING:
+    from distributed import Worker
+
+    from scanner.pipeline import Pipeline
+
+PLUGIN = "danescan"
+HANDSHAKE = "danescan_handshake"  # the worker handler the route calls
+PROGRESS = "danescan-progress"  # the event topic tasks report progress on
+
+
+class ScanService(WorkerPlugin):
+    """One scan's state on one worker (see the module docstring)."""
+
+    name = PLUGIN
+
+    def __init__(self, config: ScanConfig, policy: ContactPolicy) -> None:
+        self.config = config
+        self.policy = policy
+        self._worker: Worker | None = None
+        self._handshaker: Handshaker | None = None
+        self._tasks: dict[int, tuple[asyncio.AbstractEventLoop, Pipeline]] = {}
+        self._lock = threading.Lock()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # What travels to the workers: the settings, never a worker's state.
+        return (ScanService, (self.config, self.policy))
+
+    # -- the plugin's life --------------------------------------------------------
+
+    def setup(self, worker: Worker) -> None:
+        self._worker = worker
+        worker.handlers[HANDSHAKE] = self.serve
+
+    async def teardown(self, worker: Worker) -> None:
+        worker.handlers.pop(HANDSHAKE, None)
+        self.stop_tasks()
+        if self._handshaker is not None:
+            await self._handshaker.aclose()
+
+    @property
+    def worker(self) -> Worker:
+        if self._worker is None:
+            raise RuntimeError("the scan service is not set up on a worker")
+        return self._worker
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The worker's own event loop, where the Handshaker lives."""
+        loop: asyncio.AbstractEventLoop = self.worker.loop.asyncio_loop  # type: ignore[attr-defined]
+        return loop
+
+    # -- the addresses this worker owns ---------------------------------------------
+
+    def handshaker(self) -> Handshaker:
+        """The Handshaker of this worker's addresses, made on first use (on the worker's loop)."""
+        if self._handshaker is None:
+            config = self.config
+            self._handshaker = Handshaker(
+                config.session_settings,
+                config.polite_settings,
+                client_context(),
+                policy=self.policy,
+            )
+        return self._handshaker
+
+    async def handshake(self, address: str, sni: str, names: Iterable[str]) -> SessionResult:
+        return await self.handshaker().handshake(address, sni, names)
+
+    async def serve(self, address: str, sni: str, names: list[str]) -> bytes:
+        """The route's request from another worker: the session, pickled
+        (Dask's messages carry bytes; both ends are the survey's own)."""
+        return pickle.dumps(await self.handshake(address, sni, names))
+
+    def handshake_counts(self) -> dict[str, int]:
+        if self._handshaker is None:
+            return {}
+        return dataclasses.asdict(self._handshaker.stats)
+
+    # -- the tasks this worker runs -------------------------------------------------
+
+    def started(self, task: int, loop: asyncio.AbstractEventLoop, pipeline: Pipeline) -> None:
+        with self._lock:
+            self._tasks[task] = (loop, pipeline)
+
+    def finished(self, task: int) -> None:
+        with self._lock:
+            self._tasks.pop(task, None)
+
+    def stop_tasks(self) -> int:
+        """Ask every running task to admit no more domains (thread-safe)."""
+        with self._lock:
+            running = list(self._tasks.values())
+        for loop, pipeline in running:
+            loop.call_soon_threadsafe(pipeline.stop)
+        return len(running)

@@ -1,0 +1,100 @@
+"""The input of a cluster scan, split into tasks by the stable hash of each domain.
+
+A task is a file ``<dataset>/_tasks/task-<i>.txt`` of ``LINE<TAB>NAME``
+lines: the input's line number and the name as the input had it, which the
+task normalises again exactly as a single-machine scan would. A name goes to
+task ``key % tasks`` where ``key`` is scanner.names.key of its normal form
+(of the raw text for a line that does not normalise), so every spelling of a
+domain meets in one task, whose pipeline scans it once. The split is written
+once, to a temporary folder renamed into place with ``split.json`` last, so
+a resumed scan reuses a split that is whole and redoes one that is not.
+Folders whose names start with ``_`` are not part of a Parquet dataset for
+pyarrow, DuckDB or polars, so the split lives beside the parts harmlessly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+
+from scanner.ingest.normalise import normalise
+from scanner.ingest.reader import InputName, read_names
+from scanner.seen import name_key
+
+TASKS_DIR = "_tasks"
+SPLIT_FILE = "split.json"
+# Domains per task when the input is large: a task lost with its worker is
+# redone from its last part, so the loss is bounded by the part size, not
+# by this; more tasks cost a pipeline start and a drained window each.
+TASK_DOMAINS = 250_000
+TASKS_PER_WORKER = 4  # at least, so a slow or lost worker's share spreads
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    """A written split: how many tasks, and where their files are."""
+
+    folder: Path
+    tasks: int
+    lines: int  # input lines read
+
+    def path(self, task: int) -> Path:
+        return self.folder / f"task-{task:04d}.txt"
+
+
+def task_count(lines: int | None, workers: int) -> int:
+    """Tasks for an input of ``lines`` (None: unknown) on ``workers`` workers."""
+    by_size = math.ceil(lines / TASK_DOMAINS) if lines else 1
+    return max(TASKS_PER_WORKER * workers, by_size)
+
+
+def task_of(item: InputName, tasks: int) -> int:
+    domain = item.result.domain
+    return name_key(domain if domain is not None else item.raw) % tasks
+
+
+def read_split(dataset: Path) -> Split | None:
+    """The split a previous run of this scan wrote, or None if there is none whole."""
+    folder = dataset / TASKS_DIR
+    try:
+        raw = json.loads((folder / SPLIT_FILE).read_text())
+        split = Split(folder, int(raw["tasks"]), int(raw["lines"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if split.tasks < 1 or not all(split.path(i).is_file() for i in range(split.tasks)):
+        return None
+    return split
+
+
+def write_split(source: str, dataset: Path, tasks: int) -> Split:
+    """Read ``source`` once and write its names into ``tasks`` task files."""
+    final = dataset / TASKS_DIR
+    staging = dataset / f"{TASKS_DIR}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    split = Split(staging, tasks, 0)
+    handles = [split.path(i).open("w", encoding="utf-8", newline="\n") for i in range(tasks)]
+    lines = 0
+    try:
+        for item in read_names(source):
+            handles[task_of(item, tasks)].write(f"{item.line}\t{item.raw}\n")
+            lines += 1
+    finally:
+        for handle in handles:
+            handle.close()
+    (staging / SPLIT_FILE).write_text(json.dumps({"tasks": tasks, "lines": lines}) + "\n")
+    shutil.rmtree(final, ignore_errors=True)
+    staging.rename(final)
+    return Split(final, tasks, lines)
+
+
+def task_names(path: Path) -> Generator[InputName, None, None]:
+    """A task file's names, numbered by their input lines, normalised again."""
+    with path.open(encoding="utf-8", newline="\n") as handle:
+        for text in handle:
+            number, _, raw = text.rstrip("\n").partition("\t")
+            yield InputName(int(number), raw, normalise(raw))
