@@ -51,6 +51,7 @@ from scanner.handshake.handshaker import Handshaker, Handshakes
 from scanner.handshake.polite import backoff
 from scanner.handshake.session import SessionResult, client_context
 from scanner.ingest.reader import InputName, read_names
+from scanner.lost import ScanLost
 from scanner.match.batch import CertPool, match_batch
 from scanner.match.outcome import MatchResult
 from scanner.output.jsonlog import domain_json
@@ -111,7 +112,7 @@ class Pipeline:
         self.gauges = Gauges()  # set by the flow control
         self._started = time.monotonic()
         self._stop = asyncio.Event()
-        self.lost: ResolverLost | None = None  # set when the resolver stayed down
+        self.lost: ScanLost | None = None  # the resolver stayed down, a cluster owner left
         # Keys of the admitted domains, for scanning duplicates once (a few
         # bytes per domain: see scanner.seen for the false-duplicate odds).
         self._seen = KeySet()
@@ -321,7 +322,10 @@ class Pipeline:
                 await self._handshake(handshaker, work)
                 if work.targets:
                     flight.handshaken(time.monotonic() - handshake_started)
-            except ResolverLost:
+            except ScanLost as exc:
+                if self.lost is None:  # the scan ends, as it does when the watchdog says so
+                    self.lost = exc
+                    self.stop()
                 return  # not written: ``--resume`` looks it up again
             except Exception as exc:  # a bug, not a remote party: keep it on the row
                 work.error = f"internal error: {exc!r} at {traceback.format_exc(limit=-1)}"
@@ -384,11 +388,14 @@ class Pipeline:
             work.sessions = {(target.host, target.address): session}
         elif targets:
             jobs: dict[tuple[str, str], asyncio.Task[SessionResult]] = {}
-            async with asyncio.TaskGroup() as group:
-                for target in targets:
-                    jobs[(target.host, target.address)] = group.create_task(
-                        handshaker.handshake(target.address, target.sni, target.names)
-                    )
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for target in targets:
+                        jobs[(target.host, target.address)] = group.create_task(
+                            handshaker.handshake(target.address, target.sni, target.names)
+                        )
+            except* ScanLost as lost:  # one loss, not a bug: as with a single target
+                raise lost.exceptions[0] from None
             work.sessions = {key: task.result() for key, task in jobs.items()}
         self.counters.sessions += len(targets)
         self.counters.handshaken += 1

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from distributed import Client, Future, LocalCluster, wait
+from distributed.client import FuturesCancelledError as CancelledError
 from distributed.security import Security
 
 from scanner.cluster import certs
@@ -55,6 +56,7 @@ class _Progress:
 
     latest: dict[int, tuple[str, Snapshot]] = field(default_factory=dict)
     final: dict[int, Snapshot] = field(default_factory=dict)
+    attempts: set[tuple[int, str]] = field(default_factory=set)  # (task, attempt) heard of
 
     def event(self, event: tuple[float, Any]) -> None:
         """A task's progress event (called on the client's event loop thread)."""
@@ -63,10 +65,13 @@ class _Progress:
             return
         snapshot = pickle.loads(msg["snapshot"])
         if isinstance(snapshot, Snapshot):
-            self.latest[int(msg["task"])] = (str(msg.get("attempt")), snapshot)
+            task, attempt = int(msg["task"]), str(msg.get("attempt"))
+            self.latest[task] = (attempt, snapshot)
+            self.attempts.add((task, attempt))
 
     def finish(self, report: TaskReport) -> None:
         self.final[report.index] = report.snapshot
+        self.attempts.add((report.index, report.attempt))
         self.latest.pop(report.index, None)
 
     def total(self, elapsed: float, total: int | None) -> Snapshot:
@@ -84,6 +89,11 @@ def connect(config: ScanConfig) -> Iterator[tuple[Client, str]]:
     when it is a local one), with TLS both ways."""
     assert config.cluster is not None
     quiet = {"silence_logs": logging.ERROR}
+    # The scan says in one line what went wrong with the cluster; Dask's own
+    # log lines on this side would only repeat it, at length.
+    for name in [*logging.root.manager.loggerDict, "distributed"]:
+        if name.split(".")[0] == "distributed":
+            logging.getLogger(name).setLevel(logging.CRITICAL + 1)
     with contextlib.ExitStack() as stack:
         if config.cluster.startswith("local:"):
             security = Security.temporary()
@@ -189,7 +199,8 @@ class _Run:
         self.done_keys = _by_task(resumed.domains, split.tasks)
         self.resumed = resumed
         self.ran_on: set[str] = set()
-        self.attempts = 0
+        self.sent = 0
+        self.owners: set[str] = set(_workers(client))
         self.lost_workers = 0
         self.interrupted = False
 
@@ -198,7 +209,7 @@ class _Run:
             scheduler=self.address,
             workers=tuple(sorted(self.ran_on)),
             tasks=self.split.tasks,
-            attempts=self.attempts,
+            attempts=len(self.progress.attempts),
             lost_workers=self.lost_workers,
         )
 
@@ -235,9 +246,14 @@ class _Run:
                     finished, _ = wait(list(running), timeout=_POLL, return_when="FIRST_COMPLETED")
                 except TimeoutError:  # none finished within the poll
                     finished = set()
+                except CancelledError:  # the scheduler dropped them: it is gone
+                    return self._lost_scheduler()
                 for future in finished:
                     index = running.pop(future)
                     failure = self._collect(future, index)
+                    # Released, or Dask recomputes a finished task whose
+                    # result was on a worker that died.
+                    future.release()
                     if failure is OwnerLost and resends[index] < _RESENDS:
                         resends[index] += 1
                         waiting.insert(0, index)
@@ -259,18 +275,22 @@ class _Run:
 
     def _send(self, index: int, workers: dict[str, int]) -> Future[TaskReport]:
         threads = sum(workers.values())
+        # The owners: the workers of the scan's start still there, so that
+        # an address moves only when its owner leaves, never to a worker
+        # that joins (tasks sent earlier would not know it).
+        self.owners = self.owners.intersection(workers) or set(workers)
         spec = TaskSpec(
             index=index,
             path=str(self.split.path(index)),
             rate=self.config.rate / threads,
-            workers=tuple(sorted(workers)),
+            workers=tuple(sorted(self.owners)),
             first_part=self.resumed.next_part.get(index, 0),
             done=self.done_keys.get(index, KeySet()),
             error_lines=frozenset(self.resumed.error_lines),
         )
-        self.attempts += 1
+        self.sent += 1
         return self.client.submit(
-            run_task, self.config, spec, key=f"danescan-task-{index}-{self.attempts}", pure=False
+            run_task, self.config, spec, key=f"danescan-task-{index}-{self.sent}", pure=False
         )
 
     def _collect(self, future: Future[TaskReport], index: int) -> str | type[OwnerLost] | None:

@@ -22,16 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import pickle
 from collections.abc import AsyncIterator, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from scanner.cache import SingleFlightLru
 from scanner.cluster import owners
-from scanner.cluster.service import HANDSHAKE, ScanService
+from scanner.cluster.service import ScanService
 from scanner.handshake.handshaker import screen
 from scanner.handshake.session import SessionResult
+from scanner.lost import ScanLost
 from scanner.names import key as name_key
 from scanner.status import SmtpStatus
 
@@ -40,8 +40,9 @@ _PAUSE = 1.0  # seconds before the first new try, doubled after each
 T = TypeVar("T")
 
 
-class OwnerLost(Exception):
-    """No worker answered for an address; the task is run again."""
+class OwnerLost(ScanLost):
+    """No worker answered for an address, or this worker is closing: the
+    domain is not written, the task fails and is run again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,8 +108,12 @@ class Route:
             owner = owners.owner(address, self._workers)
             self._counts["local" if owner == self._service.worker.address else "remote"] += 1
             try:
-                return await self._on_worker(self._request(owner, address, sni, names))
-            except OSError:  # distributed's CommClosedError is one
+                return await self._on_worker(self._service.ask_owner(owner, address, sni, names))
+            except Exception as exc:
+                if self._service.closing:  # its loop and connections are going
+                    raise OwnerLost(f"this worker is closing: {exc}") from None
+                if not isinstance(exc, OSError):  # distributed's CommClosedError is one
+                    raise
                 self._counts["rerouted"] += 1
                 await asyncio.sleep(pause)
                 pause *= 2
@@ -125,22 +130,12 @@ class Route:
         finally:
             self._in_flight -= 1
 
-    async def _request(
-        self, owner: str, address: str, sni: str, names: tuple[str, ...]
-    ) -> SessionResult:
-        worker = self._service.worker
-        if owner == worker.address:
-            return await self._service.handshake(address, sni, names)
-        call = getattr(worker.rpc(owner), HANDSHAKE)
-        answer = await call(address=address, sni=sni, names=list(names))
-        result = pickle.loads(answer)
-        if not isinstance(result, SessionResult):
-            raise TypeError(f"worker {owner} answered a handshake with {type(result).__name__}")
-        return result
-
     async def _current_workers(self) -> tuple[str, ...]:
+        """The owners still there: the route's own minus those that left
+        (so that every task's view only shrinks, and all agree on the
+        owners that remain); all the scheduler's when none remains."""
         identity = await self._service.worker.scheduler.identity()
-        workers = tuple(sorted(identity.get("workers", {})))
-        if not workers:
+        current = set(identity.get("workers", {}))
+        if not current:
             raise OSError("the scheduler has no workers")
-        return workers
+        return tuple(sorted(current.intersection(self._workers) or current))

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from distributed import WorkerPlugin
+from distributed.core import ConnectionPool
 
 from scanner.config import ScanConfig
 from scanner.handshake.contact import ContactPolicy
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
 PLUGIN = "danescan"
 HANDSHAKE = "danescan_handshake"  # the worker handler the route calls
 PROGRESS = "danescan-progress"  # the event topic tasks report progress on
+# Seconds to connect to an owner: Dask's own default waits half a minute for
+# a worker that died, and every domain behind its addresses would wait too.
+OWNER_CONNECT_TIMEOUT = 3.0
 
 
 class ScanService(WorkerPlugin):
@@ -47,6 +51,8 @@ class ScanService(WorkerPlugin):
         self.policy = policy
         self._worker: Worker | None = None
         self._handshaker: Handshaker | None = None
+        self._owners: ConnectionPool | None = None
+        self.closing = False  # torn down: the scan ended, or the worker closes
         self._tasks: dict[int, tuple[asyncio.AbstractEventLoop, Pipeline]] = {}
         self._lock = threading.Lock()
 
@@ -56,15 +62,22 @@ class ScanService(WorkerPlugin):
 
     # -- the plugin's life --------------------------------------------------------
 
-    def setup(self, worker: Worker) -> None:
+    async def setup(self, worker: Worker) -> None:
         self._worker = worker
+        self._owners = ConnectionPool(
+            connection_args=worker.connection_args, timeout=OWNER_CONNECT_TIMEOUT, server=worker
+        )
+        await self._owners.start()
         worker.handlers[HANDSHAKE] = self.serve
 
     async def teardown(self, worker: Worker) -> None:
+        self.closing = True
         worker.handlers.pop(HANDSHAKE, None)
         self.stop_tasks()
         if self._handshaker is not None:
             await self._handshaker.aclose()
+        if self._owners is not None:
+            await self._owners.close()
 
     @property
     def worker(self) -> Worker:
@@ -91,6 +104,20 @@ class ScanService(WorkerPlugin):
                 policy=self.policy,
             )
         return self._handshaker
+
+    async def ask_owner(
+        self, owner: str, address: str, sni: str, names: Iterable[str]
+    ) -> SessionResult:
+        """The session with ``address``, asked of the worker ``owner`` (on this worker's loop)."""
+        if owner == self.worker.address:
+            return await self.handshake(address, sni, names)
+        assert self._owners is not None
+        call = getattr(self._owners(owner), HANDSHAKE)
+        answer = await call(address=address, sni=sni, names=list(names))
+        result = pickle.loads(answer)
+        if not isinstance(result, SessionResult):
+            raise TypeError(f"worker {owner} answered a handshake with {type(result).__name__}")
+        return result
 
     async def handshake(self, address: str, sni: str, names: Iterable[str]) -> SessionResult:
         return await self.handshaker().handshake(address, sni, names)

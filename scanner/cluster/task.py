@@ -87,6 +87,7 @@ def run_task(config: ScanConfig, spec: TaskSpec) -> TaskReport:
 
     async def main() -> None:
         service.started(spec.index, asyncio.get_running_loop(), pipeline)
+        report(pipeline.snapshot())  # at once: the driver hears of every attempt
 
         async def tick() -> None:
             while True:

@@ -111,7 +111,7 @@ class Cluster:
     scheduler: str
     workers: tuple[str, ...] = ()  # every worker that ran a task, by address
     tasks: int = 0  # the input's split
-    attempts: int = 0  # tasks run, reruns after a lost worker included
+    attempts: int = 0  # task runs heard of, reruns after a lost worker included
     lost_workers: int = 0  # workers that left while running a task
 
     def to_dict(self) -> dict[str, Any]:

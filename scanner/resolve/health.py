@@ -25,8 +25,10 @@ from collections import deque
 from dataclasses import dataclass
 from enum import StrEnum
 
+from scanner.lost import ScanLost
 
-class ResolverLost(Exception):
+
+class ResolverLost(ScanLost):
     """The resolver stayed down longer than the scan's patience; a one-line message."""
 
 

@@ -32,6 +32,8 @@ PURE = (
     "scanner/tlsa.py",
     "scanner/names.py",
     "scanner/seen.py",
+    "scanner/lost.py",
+    "scanner/cluster/owners.py",
 )
 IMPURE = ("asyncio", "socket", "ssl", "selectors", "subprocess", "time", "uvloop", "os")
 
@@ -93,6 +95,21 @@ def test_pure_code_does_no_io(pure: str) -> None:
         for path in sources(pure)
         for line, module, _ in imports(path)
         if module.split(".")[0] in IMPURE
+    ]
+    assert broken == []
+
+
+def test_dask_is_only_the_cluster_packages_and_loaded_only_for_a_cluster_scan() -> None:
+    """A scan without --cluster needs no Dask (an optional extra): only
+    scanner/cluster imports it, and the rest of the product imports
+    scanner.cluster only inside the functions of a cluster scan (run.py
+    for --cluster, cli.py for cluster-certs)."""
+    broken = [
+        where(path, line, module)
+        for path in sources("scanner")
+        for line, module, top in imports(path)
+        if (module.split(".")[0] in ("distributed", "dask") and "cluster" not in path.parts)
+        or (module.startswith("scanner.cluster") and "cluster" not in path.parts and top)
     ]
     assert broken == []
 
