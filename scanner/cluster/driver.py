@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import dask
 from distributed import Client, Future, LocalCluster, wait
 from distributed.client import FuturesCancelledError as CancelledError
 from distributed.security import Security
@@ -96,6 +97,10 @@ def connect(config: ScanConfig) -> Iterator[tuple[Client, str]]:
             logging.getLogger(name).setLevel(logging.CRITICAL + 1)
     with contextlib.ExitStack() as stack:
         if config.cluster.startswith("local:"):
+            # The owners' handshakes run on the workers' own loops: uvloop
+            # there, as in a scan's own processes (the README tells remote
+            # workers the same: DASK_DISTRIBUTED__ADMIN__EVENT_LOOP=uvloop).
+            stack.enter_context(dask.config.set({"distributed.admin.event-loop": "uvloop"}))
             security = Security.temporary()
             cluster = stack.enter_context(
                 LocalCluster(

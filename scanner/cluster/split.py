@@ -27,11 +27,12 @@ from scanner.seen import name_key
 
 TASKS_DIR = "_tasks"
 SPLIT_FILE = "split.json"
-# Domains per task when the input is large: a task lost with its worker is
-# redone from its last part, so the loss is bounded by the part size, not
-# by this; more tasks cost a pipeline start and a drained window each.
-TASK_DOMAINS = 250_000
-TASKS_PER_WORKER = 4  # at least, so a slow or lost worker's share spreads
+# Domains per task when the input is large. A task drains its window of
+# domains in flight before its worker takes the next, and each starts with
+# cold caches: larger tasks pay both less often. A lost worker's task is not
+# redone whole (the rerun goes on from its last part), so size costs little.
+TASK_DOMAINS = 1_000_000
+TASKS_PER_WORKER = 1  # at least: every worker thread has a task from the start
 
 
 @dataclass(frozen=True, slots=True)
