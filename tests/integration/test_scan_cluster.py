@@ -72,6 +72,14 @@ class DaskCluster:
         self.procs.append(proc)
         return proc
 
+    def start(self, workers: int = WORKERS) -> DaskCluster:
+        """The scheduler and ``workers`` workers, once they have all registered."""
+        self.start_scheduler()
+        for index in range(workers):
+            self.start_worker(index)
+        self.wait_for_workers(workers)
+        return self
+
     def start_scheduler(self) -> None:
         self.scheduler = self._spawn(
             "scheduler", "scheduler", "--host", "127.0.0.1", "--port", str(self.port),
@@ -133,11 +141,7 @@ def survey_certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def cluster(tmp_path: Path, survey_certs: Path) -> Iterator[DaskCluster]:
     dask = DaskCluster(tmp_path, survey_certs)
     try:
-        dask.start_scheduler()
-        for index in range(WORKERS):
-            dask.start_worker(index)
-        dask.wait_for_workers(WORKERS)
-        yield dask
+        yield dask.start()
     finally:
         dask.stop()
 
@@ -146,6 +150,14 @@ def cluster_scan(tb: Testbed, output: Path, dask: DaskCluster, *extra: str) -> l
     return scan_args(
         tb, output, "--cluster", dask.address, "--cluster-certs", str(dask.certs),
         "--min-interval", str(MIN_INTERVAL), *extra,
+    )  # fmt: skip
+
+
+def start_slow_scan(tb: Testbed, output: Path, dask: DaskCluster) -> subprocess.Popen[str]:
+    """A scan that takes about ten seconds, for a fault to land in its middle."""
+    return subprocess.Popen(
+        cluster_scan(tb, output, dask, "--rate", "500"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 
 
@@ -176,10 +188,7 @@ def uninterrupted(
     folder = tmp_path_factory.mktemp("uninterrupted")
     dask = DaskCluster(folder, survey_certs)
     try:
-        dask.start_scheduler()
-        for index in range(WORKERS):
-            dask.start_worker(index)
-        dask.wait_for_workers(WORKERS)
+        dask.start()
         output = folder / "scan"
         done = subprocess.run(
             cluster_scan(bed, output, dask, "--rate", "2000"),
@@ -253,10 +262,7 @@ def test_a_worker_killed_mid_scan(
     bed: Testbed, cluster: DaskCluster, tmp_path: Path, uninterrupted: tuple[Path, object]
 ) -> None:
     output = tmp_path / "scan"
-    scan = subprocess.Popen(
-        cluster_scan(bed, output, cluster, "--rate", "500"),
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    scan = start_slow_scan(bed, output, cluster)
     time.sleep(4)
     os.kill(cluster.busy_worker_pid(), signal.SIGKILL)
     _, stderr = scan.communicate(timeout=600)
@@ -274,10 +280,7 @@ def test_a_killed_scheduler_ends_the_scan_and_resume_finishes_it(
     bed: Testbed, cluster: DaskCluster, tmp_path: Path, survey_certs: Path
 ) -> None:
     output = tmp_path / "scan"
-    scan = subprocess.Popen(
-        cluster_scan(bed, output, cluster, "--rate", "500"),
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    scan = start_slow_scan(bed, output, cluster)
     time.sleep(4)
     assert cluster.scheduler is not None
     os.killpg(cluster.scheduler.pid, signal.SIGKILL)
@@ -292,10 +295,7 @@ def test_a_killed_scheduler_ends_the_scan_and_resume_finishes_it(
     again = DaskCluster(tmp_path / "again", survey_certs)
     again.folder.mkdir()
     try:
-        again.start_scheduler()
-        for index in range(WORKERS):
-            again.start_worker(index)
-        again.wait_for_workers(WORKERS)
+        again.start()
         done = subprocess.run(
             cluster_scan(bed, output, again, "--rate", "2000", "--resume"),
             capture_output=True, text=True, timeout=600, check=False,
