@@ -99,8 +99,17 @@ def connect(config: ScanConfig) -> Iterator[tuple[Client, str]]:
         if config.cluster.startswith("local:"):
             # The owners' handshakes run on the workers' own loops: uvloop
             # there, as in a scan's own processes (the README tells remote
-            # workers the same: DASK_DISTRIBUTED__ADMIN__EVENT_LOOP=uvloop).
-            stack.enter_context(dask.config.set({"distributed.admin.event-loop": "uvloop"}))
+            # workers the same, by environment variables).
+            # Dask's statistical profiler samples every thread's stack a hundred
+            # times a second: CPU a scan needs, for a dashboard it does not show.
+            stack.enter_context(
+                dask.config.set(
+                    {
+                        "distributed.admin.event-loop": "uvloop",
+                        "distributed.worker.profile.enabled": False,
+                    }
+                )
+            )
             security = Security.temporary()
             cluster = stack.enter_context(
                 LocalCluster(
