@@ -108,6 +108,7 @@ def scan(
         "peak_rss_mib_scan_process": round(peaks.root / 2**20, 1),
         "peak_rss_mib_largest_child": round(peaks.largest_child / 2**20, 1),
         "handshakes": manifest["counts"]["work"].get("handshakes", {}),
+        "dns": manifest["counts"]["work"].get("dns", {}),
         "cluster": manifest.get("cluster"),
     }
     print(json.dumps(result, indent=2), flush=True)
