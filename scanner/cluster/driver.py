@@ -233,21 +233,28 @@ class _Run:
         running: dict[Future[TaskReport], int] = {}
         known = set(_workers(self.client))
 
+        signals = 0
+
         def stop(_signum: int, _frame: object) -> None:
-            if self.interrupted:  # a second signal: stop now
-                raise KeyboardInterrupt
-            self.interrupted = True
-            with contextlib.suppress(Exception):
-                self.client.run(_stop_tasks)
+            nonlocal signals  # the loop acts on it: no Dask call in a handler
+            signals += 1
 
         previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             while waiting or running:
+                if signals and not self.interrupted:
+                    # The tasks admit no more domains, finish those in
+                    # flight and write them; the rest waits for --resume.
+                    self.interrupted = True
+                    with contextlib.suppress(Exception):
+                        self.client.run(_stop_tasks)
+                if signals > 1:  # a second signal: stop now, keep what is written
+                    for future in running:
+                        future.cancel()
+                    break
                 workers = self._live_workers()
                 if workers is None:
-                    return self._ending(
-                        ScanStatus.FAILED, f"lost the Dask scheduler at {self.address}"
-                    )
+                    return self._lost_scheduler()
                 self.lost_workers += len(known - set(workers))
                 known = set(workers)
                 slots = sum(workers.values()) + len(workers)
