@@ -174,7 +174,7 @@ def build_html(scan: Scan, old: ScanDomains | None = None) -> str:
     triplets = metrics.tlsa_triplets(scan.dane)
     operators = metrics.provider_concentration(scan.dane, top=TOP)
     hosts = metrics.provider_concentration(scan.dane, by="host", top=TOP)
-    observed = metrics.observe(scan.dane)  # shared by the rollover and anchor tables
+    checks = metrics.check_records(scan.dane)  # shared by the rollover and anchor tables
     tld_wide = by_tld.pivot(index="tld", columns="stage", values="domains")
     tld_wide = tld_wide.reset_index().rename_axis(columns=None)
     sections = [
@@ -251,7 +251,7 @@ def build_html(scan: Scan, old: ScanDomains | None = None) -> str:
             "rollover",
             "Rollover readiness",
             html_table(
-                metrics.rollover_readiness(scan.dane, observed=observed),
+                metrics.rollover_readiness(scan.dane, checks=checks),
                 "rollover-table",
                 "Secure TLSA RRsets",
             ),
@@ -260,12 +260,12 @@ def build_html(scan: Scan, old: ScanDomains | None = None) -> str:
             "anchors",
             "DANE-TA trust anchors",
             html_table(
-                metrics.ta_anchors(scan.dane, observed=observed),
+                metrics.ta_anchors(scan.dane, checks=checks),
                 "anchors-table",
                 "Pinned certificates",
             ),
             html_table(
-                metrics.ta_exposure(scan.dane, observed=observed),
+                metrics.ta_exposure(scan.dane, checks=checks),
                 "exposure-table",
                 "RRsets with DANE-TA records: what an intermediate change does to them",
             ),

@@ -22,7 +22,11 @@ class Action(Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class Reply:
+class ServerReply:
+    """What the testbed's mail server sends to one command line (``data``, whole
+    lines with their CRLF), what the connection does next, and whether the
+    command was an error (counted towards the responder's error limit)."""
+
     data: bytes
     action: Action = Action.CONTINUE
     error: bool = False
@@ -54,7 +58,7 @@ class Dialogue:
 
     def respond(
         self, line: bytes, *, tls_active: bool, greylisted_for: float | None = None
-    ) -> Reply:
+    ) -> ServerReply:
         """The reply to one command line (without its line ending).
 
         ``greylisted_for``: the client is greylisted on this connection and a
@@ -65,26 +69,26 @@ class Dialogue:
         argument = argument.strip()
         if verb == b"EHLO":
             if not argument:
-                return Reply(b"501 5.5.4 Syntax: EHLO hostname\r\n", error=True)
+                return ServerReply(b"501 5.5.4 Syntax: EHLO hostname\r\n", error=True)
             if greylisted_for is not None:
-                return Reply(self.greylisted(greylisted_for))
+                return ServerReply(self.greylisted(greylisted_for))
             offer = not tls_active and self.behavior is not Behavior.NO_STARTTLS
-            return Reply(_ehlo_reply(self.hostname, starttls=offer))
+            return ServerReply(_ehlo_reply(self.hostname, starttls=offer))
         if verb == b"HELO":
             if not argument:
-                return Reply(b"501 5.5.4 Syntax: HELO hostname\r\n", error=True)
+                return ServerReply(b"501 5.5.4 Syntax: HELO hostname\r\n", error=True)
             if greylisted_for is not None:
-                return Reply(self.greylisted(greylisted_for))
-            return Reply(f"250 {self.hostname}\r\n".encode("ascii"))
+                return ServerReply(self.greylisted(greylisted_for))
+            return ServerReply(f"250 {self.hostname}\r\n".encode("ascii"))
         if verb == b"STARTTLS":
             return self._starttls(argument, tls_active=tls_active)
         if verb in (b"NOOP", b"RSET"):
-            return Reply(b"250 2.0.0 OK\r\n")
+            return ServerReply(b"250 2.0.0 OK\r\n")
         if verb == b"QUIT":
-            return Reply(b"221 2.0.0 Bye\r\n", Action.CLOSE)
+            return ServerReply(b"221 2.0.0 Bye\r\n", Action.CLOSE)
         if verb in (b"MAIL", b"RCPT", b"DATA", b"BDAT"):
-            return Reply(b"503 5.5.1 No mail is accepted by this host\r\n", error=True)
-        return Reply(b"502 5.5.1 Command not implemented\r\n", error=True)
+            return ServerReply(b"503 5.5.1 No mail is accepted by this host\r\n", error=True)
+        return ServerReply(b"502 5.5.1 Command not implemented\r\n", error=True)
 
     def greylisted(self, remaining: float) -> bytes:
         """The temporary refusal of a greylisted client (RFC 5321 section 4.2.1:
@@ -101,13 +105,13 @@ class Dialogue:
             "ascii"
         )
 
-    def _starttls(self, argument: bytes, *, tls_active: bool) -> Reply:
+    def _starttls(self, argument: bytes, *, tls_active: bool) -> ServerReply:
         if tls_active:
-            return Reply(b"503 5.5.1 TLS already active\r\n", error=True)
+            return ServerReply(b"503 5.5.1 TLS already active\r\n", error=True)
         if self.behavior is Behavior.NO_STARTTLS:
-            return Reply(b"502 5.5.1 Command not implemented\r\n", error=True)
+            return ServerReply(b"502 5.5.1 Command not implemented\r\n", error=True)
         if argument:
-            return Reply(b"501 5.5.4 Syntax: STARTTLS\r\n", error=True)
+            return ServerReply(b"501 5.5.4 Syntax: STARTTLS\r\n", error=True)
         if self.behavior is Behavior.STARTTLS_454:
-            return Reply(b"454 4.7.0 TLS not available\r\n")
-        return Reply(b"220 2.0.0 Ready to start TLS\r\n", Action.STARTTLS)
+            return ServerReply(b"454 4.7.0 TLS not available\r\n")
+        return ServerReply(b"220 2.0.0 Ready to start TLS\r\n", Action.STARTTLS)

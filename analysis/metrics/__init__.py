@@ -18,7 +18,7 @@ One module a topic, each with the RFC sections and the definitions it uses:
   (USENIX Security 2020), the mapping in its docstring;
 - :mod:`~analysis.metrics.providers`: who operates the MX hosts;
 - :mod:`~analysis.metrics.records`: every record checked against the
-  certificates presented (:func:`observe`, :func:`tlsa_records`);
+  certificates presented (:func:`check_records`, :func:`tlsa_records`);
 - :mod:`~analysis.metrics.rollover`: readiness for a key or CA change, and
   what DANE-TA records pin;
 - :mod:`~analysis.metrics.tls`: TLS versions and cipher suites;
@@ -51,7 +51,7 @@ from analysis.metrics.failures import (
 )
 from analysis.metrics.funnel import FUNNEL_STAGES, Stage, funnel, funnel_by_tld
 from analysis.metrics.providers import operator, provider_concentration
-from analysis.metrics.records import Observed, observe, tlsa_records
+from analysis.metrics.records import RecordChecks, check_records, tlsa_records
 from analysis.metrics.rollover import UNMATCHED_ANCHOR, rollover_readiness, ta_anchors, ta_exposure
 from analysis.metrics.tls import tls_ciphers, tls_versions
 from analysis.metrics.triplets import tlsa_triplets
@@ -64,16 +64,16 @@ __all__ = [
     "LEE_CATEGORIES",
     "UNMATCHED_ANCHOR",
     "FailureStatus",
-    "Observed",
+    "RecordChecks",
     "Stage",
     "changed_domains",
+    "check_records",
     "domain_verdicts",
     "failure_categories",
     "failure_taxonomy",
     "funnel",
     "funnel_by_tld",
     "host_verdicts",
-    "observe",
     "operator",
     "provider_concentration",
     "rollover_readiness",

@@ -33,7 +33,7 @@ from analysis.metrics.sql import frame, query, secure_hosts
 from scanner.match.batch import CertPool
 from scanner.match.certificates import cert_info
 
-__all__ = ["Observed", "observe", "tlsa_records"]
+__all__ = ["RecordChecks", "check_records", "tlsa_records"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,13 +59,13 @@ def _anchor(der: bytes, depth: int) -> _Anchor:
 
 
 @dataclass(frozen=True, slots=True)
-class Observed:
+class RecordChecks:
     """Secure RRsets checked against the chains their hosts presented.
 
     The costly step behind :func:`tlsa_records` and the tables of
     analysis.metrics.rollover (two queries and a parse of every certificate
-    presented): make it once with :func:`observe` and pass it to each as
-    ``observed=`` when computing several.
+    presented): make it once with :func:`check_records` and pass it to each as
+    ``checks=`` when computing several.
     """
 
     records: pd.DataFrame  # as returned by tlsa_records
@@ -76,7 +76,7 @@ class Observed:
         return int(self.pairs.loc[self.pairs["base"].isin(set(bases)), "domain"].nunique())
 
 
-def observe(scan: duckdb.DuckDBPyRelation) -> Observed:
+def check_records(scan: duckdb.DuckDBPyRelation) -> RecordChecks:
     """Check every secure TLSA RRset against the chains its hosts presented."""
     # The scanner resolves and connects once per host, so every domain row shows
     # the same RRset and chains for a host: any one row stands for all of them.
@@ -97,11 +97,11 @@ def observe(scan: duckdb.DuckDBPyRelation) -> Observed:
     ).to_arrow_table()
     pairs = frame(scan, f"WITH {secure_hosts()} SELECT DISTINCT domain, base FROM secure")
     per_base = pairs.groupby("base")["domain"].nunique().to_dict()
-    return Observed(_check_records(rrsets.to_pylist(), per_base), pairs)
+    return RecordChecks(_check_rrsets(rrsets.to_pylist(), per_base), pairs)
 
 
 def tlsa_records(
-    scan: duckdb.DuckDBPyRelation, *, observed: Observed | None = None
+    scan: duckdb.DuckDBPyRelation, *, checks: RecordChecks | None = None
 ) -> pd.DataFrame:
     """Every record of every secure TLSA RRset, checked against what the host presented.
 
@@ -115,7 +115,7 @@ def tlsa_records(
     subject CN and O, and leaf, intermediate or root), ``host_verdict``,
     ``domains`` (domains with an MX host using this RRset).
     """
-    return (observed or observe(scan)).records
+    return (checks or check_records(scan)).records
 
 
 def _lowest_match(
@@ -135,9 +135,7 @@ def _lowest_match(
     return found
 
 
-def _check_records(
-    rrsets: Sequence[Mapping[str, Any]], per_base: Mapping[str, int]
-) -> pd.DataFrame:
+def _check_rrsets(rrsets: Sequence[Mapping[str, Any]], per_base: Mapping[str, int]) -> pd.DataFrame:
     # One pool and one name cache for the whole call: providers present the same
     # certificates on every host, so each is hashed and parsed once.
     pool = CertPool()

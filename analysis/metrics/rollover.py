@@ -13,8 +13,8 @@ intermediate, unless a DANE-EE record or a pinned root also matches:
 certificates.
 
 Every table here counts secure RRsets only, so it gives the same result on
-``Scan.dane`` as on every row; pass one :class:`~analysis.metrics.records.Observed`
-as ``observed=`` to compute several from one look at the chains.
+``Scan.dane`` as on every row; pass one :class:`~analysis.metrics.records.RecordChecks`
+as ``checks=`` to compute several from one look at the chains.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from analysis.metrics.records import Observed, observe
+from analysis.metrics.records import RecordChecks, check_records
 
 __all__ = ["UNMATCHED_ANCHOR", "rollover_readiness", "ta_anchors", "ta_exposure"]
 
@@ -33,7 +33,7 @@ _EXPOSURES = ("ee_backup", "root_anchor", "intermediate_only", "unmatched", "no_
 
 
 def rollover_readiness(
-    scan: duckdb.DuckDBPyRelation, *, observed: Observed | None = None
+    scan: duckdb.DuckDBPyRelation, *, checks: RecordChecks | None = None
 ) -> pd.DataFrame:
     """How secure TLSA RRsets are prepared for a key or certificate change.
 
@@ -47,8 +47,8 @@ def rollover_readiness(
     ``measure``, ``rrsets``, ``share`` (of ``rrsets``, or of ``with_chain`` for
     the last two), ``domains`` (distinct domains with such an RRset).
     """
-    observed = observed or observe(scan)
-    records = observed.records
+    checks = checks or check_records(scan)
+    records = checks.records
     per = (
         records.assign(
             ee=records["triplet"] == "3 1 1",
@@ -83,7 +83,7 @@ def rollover_readiness(
             "measure": [m for m, _, _ in measures],
             "rrsets": [len(index) for _, index, _ in measures],
             "share": [len(index) / whole if whole else 0.0 for _, index, whole in measures],
-            "domains": [observed.domains(index) for _, index, _ in measures],
+            "domains": [checks.domains(index) for _, index, _ in measures],
         }
     )
 
@@ -115,7 +115,9 @@ def _exposures(records: pd.DataFrame) -> pd.Series:
     return pd.Series(classes, index=flags.index, dtype="str")
 
 
-def ta_exposure(scan: duckdb.DuckDBPyRelation, *, observed: Observed | None = None) -> pd.DataFrame:
+def ta_exposure(
+    scan: duckdb.DuckDBPyRelation, *, checks: RecordChecks | None = None
+) -> pd.DataFrame:
     """What happens to RRsets with DANE-TA records when the CA changes intermediates.
 
     Every RRset holding a DANE-TA(2) record is put in one class, first match:
@@ -127,21 +129,23 @@ def ta_exposure(scan: duckdb.DuckDBPyRelation, *, observed: Observed | None = No
     certificate: a stale pin, or an anchor published only in DNS).
     Columns: ``exposure``, ``rrsets``, ``domains``, ``share`` (of RRsets).
     """
-    observed = observed or observe(scan)
-    classes = _exposures(observed.records)
+    checks = checks or check_records(scan)
+    classes = _exposures(checks.records)
     total = len(classes)
     rrsets = [int((classes == e).sum()) for e in _EXPOSURES]
     return pd.DataFrame(
         {
             "exposure": list(_EXPOSURES),
             "rrsets": rrsets,
-            "domains": [observed.domains(classes.index[classes == e]) for e in _EXPOSURES],
+            "domains": [checks.domains(classes.index[classes == e]) for e in _EXPOSURES],
             "share": [n / total if total else 0.0 for n in rrsets],
         }
     )
 
 
-def ta_anchors(scan: duckdb.DuckDBPyRelation, *, observed: Observed | None = None) -> pd.DataFrame:
+def ta_anchors(
+    scan: duckdb.DuckDBPyRelation, *, checks: RecordChecks | None = None
+) -> pd.DataFrame:
     """Which certificates DANE-TA records pin, and how many RRsets depend on each.
 
     One row per pinned certificate (by subject CN and O, and whether it is a
@@ -155,10 +159,10 @@ def ta_anchors(scan: duckdb.DuckDBPyRelation, *, observed: Observed | None = Non
     ``anchor_kind``, ``rrsets``, ``domains``, ``at_risk_rrsets``,
     ``at_risk_domains``; most RRsets first.
     """
-    observed = observed or observe(scan)
-    classes = _exposures(observed.records)
+    checks = checks or check_records(scan)
+    classes = _exposures(checks.records)
     at_risk = set(classes.index[classes == "intermediate_only"])
-    ta = observed.records[observed.records["usage"] == 2].fillna(
+    ta = checks.records[checks.records["usage"] == 2].fillna(
         {"anchor": UNMATCHED_ANCHOR, "anchor_org": "", "anchor_kind": "unmatched"}
     )
     keys = ["anchor", "anchor_org", "anchor_kind"]
@@ -166,7 +170,7 @@ def ta_anchors(scan: duckdb.DuckDBPyRelation, *, observed: Observed | None = Non
     for (anchor, org, kind), group in ta.groupby(keys, sort=False):
         bases = set(group["base"])
         risky = bases & at_risk if kind == "intermediate" else set()
-        counts = (len(bases), observed.domains(bases), len(risky), observed.domains(risky))
+        counts = (len(bases), checks.domains(bases), len(risky), checks.domains(risky))
         rows.append((anchor, org, kind, *counts))
     columns = [*keys, "rrsets", "domains", "at_risk_rrsets", "at_risk_domains"]
     out = pd.DataFrame(rows, columns=columns)

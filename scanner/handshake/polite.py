@@ -30,15 +30,18 @@ from scanner.status import SmtpStatus
 class PoliteSettings:
     """Limits on how the scan treats each server. Times in seconds."""
 
-    per_address: int = 1
-    min_interval: float = 1.0
-    max_connections: int = 1000
-    cache_size: int = 100_000
+    # No defaults for what a scan sets: scanner.config.ScanConfig, which
+    # builds these settings, is the one place those are set, so they cannot
+    # drift apart. The fields after them are set here only.
+    per_address: int
+    min_interval: float
+    max_connections: int
+    cache_size: int
     # Sessions per (address, SNI name) at most, the first one included.
-    attempts: int = 3
+    attempts: int
     # The pause before trying again after a timeout, a reset or a 454; it
     # triples with each attempt.
-    retry_backoff: float = 10.0
+    retry_backoff: float
     # A greylisting reply that names no window: postgrey's default delay.
     greylist_wait: float = 300.0
     # No pause is longer than this, whatever a server asks (spamd's 25 min pass).

@@ -69,11 +69,14 @@ _SSL_SOURCE_SUFFIX = re.compile(r"\s*\(_ssl\.c:\d+\)$")
 class SessionSettings:
     """How one session behaves; part of the scan's configuration. Times in seconds."""
 
+    # No defaults for what a scan sets: scanner.config.ScanConfig, which
+    # builds these settings, is the one place those are set, so they cannot
+    # drift apart. The fields after them are set here only.
     ehlo_name: str
+    connect_timeout: float
+    read_timeout: float
+    session_deadline: float
     port: int = 25
-    connect_timeout: float = 10.0
-    read_timeout: float = 30.0
-    session_deadline: float = 60.0
     # Waiting for the reply to QUIT and for a clean close is courtesy: keep it short.
     quit_timeout: float = 2.0
 

@@ -20,9 +20,9 @@ import pytest
 
 from scanner.handshake.contact import ContactPolicy
 from scanner.handshake.handshaker import Handshaker
-from scanner.handshake.polite import PoliteSettings
 from scanner.handshake.session import SessionSettings, client_context
 from scanner.status import SmtpStatus
+from tests.settings import polite_settings
 
 HOSTS = 5000
 PORT = 2526
@@ -64,7 +64,7 @@ def test_silent_hosts_bounded_memory_and_deadlines(silent_hosts: list[str]) -> N
         read_timeout=DEADLINE,
         session_deadline=DEADLINE,
     )
-    polite = PoliteSettings(per_address=1, min_interval=0, max_connections=CONNECTIONS)
+    polite = polite_settings(per_address=1, min_interval=0, max_connections=CONNECTIONS)
 
     async def scan() -> tuple[Counter[SmtpStatus], float, int]:
         # The silent hosts are on loopback, which is contacted only when allowed.

@@ -30,7 +30,6 @@ import pytest
 import uvloop
 
 from scanner.handshake.handshaker import Handshaker, HandshakerStats
-from scanner.handshake.polite import PoliteSettings
 from scanner.handshake.session import (
     SessionResult,
     SessionSettings,
@@ -41,6 +40,7 @@ from scanner.handshake.smtp import ehlo_keywords
 from scanner.match.der import pem_certificates
 from scanner.status import SmtpStatus
 from tests.integration.support import Testbed
+from tests.settings import polite_settings
 
 pytestmark = pytest.mark.testbed
 
@@ -330,7 +330,7 @@ def test_concurrent_handshakes_share_one_session(testbed: Testbed) -> None:
     async def scenario() -> tuple[list[SessionResult], HandshakerStats, HandshakerStats]:
         handshaker = Handshaker(
             SETTINGS,
-            PoliteSettings(per_address=1, min_interval=0.0),
+            polite_settings(per_address=1, min_interval=0.0),
             client_context(),
             policy=testbed.contact_policy,
         )

@@ -104,13 +104,13 @@ def test_records_are_checked_against_chains_once_per_report(
     scans: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[object] = []
-    real = metrics.observe
+    real = metrics.check_records
 
-    def counted(scan: duckdb.DuckDBPyRelation) -> metrics.Observed:
+    def counted(scan: duckdb.DuckDBPyRelation) -> metrics.RecordChecks:
         calls.append(scan)
         return real(scan)
 
-    monkeypatch.setattr(metrics, "observe", counted)
+    monkeypatch.setattr(metrics, "check_records", counted)
     page = report.build_html(load.load(scans[1]))
     assert 'id="rollover"' in page
     assert 'id="anchors"' in page

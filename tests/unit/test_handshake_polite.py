@@ -25,10 +25,11 @@ from scanner.handshake.polite import (
 from scanner.handshake.session import SessionResult, SessionSettings, client_context
 from scanner.handshake.smtp import Reply, Transcript
 from scanner.status import SmtpStatus
+from tests.settings import polite_settings, session_settings
 
 T = TypeVar("T")
 
-SETTINGS = SessionSettings(ehlo_name="scanner.example.net", read_timeout=1.0, quit_timeout=0.2)
+SETTINGS = session_settings(read_timeout=1.0, quit_timeout=0.2)
 CONTEXT = client_context()
 SNI = "mx.example.org"
 # The tests' servers sit on documentation and loopback addresses, which a
@@ -107,7 +108,7 @@ class FakeSession:
             self.open_now[address] -= 1
 
 
-UNPACED = PoliteSettings(min_interval=0.0)
+UNPACED = polite_settings(min_interval=0.0)
 
 
 async def settle() -> None:
@@ -171,7 +172,7 @@ def test_finished_sessions_are_answered_from_the_cache_by_normalised_key() -> No
 
 def test_the_cache_is_bounded() -> None:
     async def scenario() -> FakeSession:
-        shaker, session, _ = handshaker(PoliteSettings(min_interval=0.0, cache_size=2))
+        shaker, session, _ = handshaker(polite_settings(min_interval=0.0, cache_size=2))
         for sni in ("a.example", "b.example", "c.example", "a.example", "c.example"):
             await shaker.handshake("192.0.2.1", sni)
         return session
@@ -188,7 +189,7 @@ def test_the_cache_is_bounded() -> None:
 
 def test_connections_to_one_address_are_paced() -> None:
     async def scenario() -> tuple[FakeSession, FakeTime]:
-        shaker, session, time = handshaker(PoliteSettings(min_interval=2.0))
+        shaker, session, time = handshaker(polite_settings(min_interval=2.0))
         await asyncio.gather(
             *(shaker.handshake("192.0.2.1", f"mx{i}.example") for i in range(3)),
             shaker.handshake("192.0.2.2", SNI),
@@ -224,14 +225,14 @@ def held_then_released(
 
 @pytest.mark.parametrize("per_address", [1, 2, 3])
 def test_at_most_n_connections_per_address(per_address: int) -> None:
-    polite = PoliteSettings(min_interval=0.0, per_address=per_address)
+    polite = polite_settings(min_interval=0.0, per_address=per_address)
     session, _ = held_then_released(polite, [("192.0.2.1", f"mx{i}.example") for i in range(6)])
     assert len(session.calls) == 6
     assert session.most_open["192.0.2.1"] == per_address
 
 
 def test_the_global_cap_holds_across_addresses() -> None:
-    polite = PoliteSettings(min_interval=0.0, max_connections=3)
+    polite = polite_settings(min_interval=0.0, max_connections=3)
     session, started = held_then_released(polite, [(f"192.0.2.{i}", SNI) for i in range(1, 11)])
     assert started == 3
     assert len(session.calls) == 10
@@ -273,7 +274,7 @@ def test_transient_outcomes_are_tried_again(
 ) -> None:
     async def scenario() -> tuple[SessionResult, Handshaker, FakeSession, FakeTime]:
         shaker, session, time = handshaker(
-            PoliteSettings(min_interval=1.0, retry_backoff=30.0), answers=list(answers)
+            polite_settings(min_interval=1.0, retry_backoff=30.0), answers=list(answers)
         )
         return await shaker.handshake("192.0.2.1", SNI), shaker, session, time
 
@@ -287,7 +288,7 @@ def test_transient_outcomes_are_tried_again(
 def test_a_421_backs_off_the_whole_address_and_slows_it_down() -> None:
     async def scenario() -> FakeSession:
         shaker, session, _ = handshaker(
-            PoliteSettings(min_interval=1.0, retry_backoff=30.0), answers=[BUSY]
+            polite_settings(min_interval=1.0, retry_backoff=30.0), answers=[BUSY]
         )
         await shaker.handshake("192.0.2.1", "a.example")
         await shaker.handshake("192.0.2.1", "b.example")
@@ -329,7 +330,7 @@ def test_an_address_that_limits_connections_a_minute_is_met_after_a_few_refusals
     async def scenario() -> tuple[RateLimitedServer, list[SessionResult]]:
         time = FakeTime()
         server = RateLimitedServer(time, per_minute=30)
-        polite = PoliteSettings(min_interval=1.0, retry_backoff=5.0, attempts=10)
+        polite = polite_settings(min_interval=1.0, retry_backoff=5.0, attempts=10)
         shaker = shaker_for(server, time, polite)
         results = [await shaker.handshake("192.0.2.1", f"mx{i}.example") for i in range(300)]
         return server, results
@@ -354,7 +355,7 @@ def test_an_address_waiting_out_a_window_holds_no_connection_slot() -> None:
 
         shaker = Handshaker(
             SETTINGS,
-            PoliteSettings(min_interval=0.0, max_connections=1),
+            polite_settings(min_interval=0.0, max_connections=1),
             CONTEXT,
             policy=TEST_NETS,
             session=session,
@@ -388,7 +389,7 @@ def test_greylist_window(text: str, seconds: float | None) -> None:
 
 
 def test_retry_plan() -> None:
-    polite = PoliteSettings(retry_backoff=10.0, greylist_wait=300.0, max_wait=1000.0)
+    polite = polite_settings(retry_backoff=10.0, greylist_wait=300.0, max_wait=1000.0)
     assert retry_plan(BUSY, 1, polite) == Retry(10.0, whole_address=True, slow_down=True)
     assert retry_plan(BUSY, 2, polite) == Retry(30.0, whole_address=True, slow_down=True)
     assert retry_plan(BUSY, 3, polite) is None  # attempts=3 in all
@@ -409,7 +410,7 @@ def test_excluded_addresses_and_names_are_blocked_without_a_session() -> None:
         session = FakeSession(time)
         # Exclusions win over allowed ranges.
         policy = ContactPolicy(exclusions, TEST_NETS.allowed)
-        shaker = shaker_for(session, time, PoliteSettings(min_interval=0.0), policy)
+        shaker = shaker_for(session, time, polite_settings(min_interval=0.0), policy)
         results = [
             await shaker.handshake("192.0.2.7", SNI),
             await shaker.handshake("::ffff:192.0.2.7", SNI),
@@ -433,7 +434,7 @@ def test_special_purpose_addresses_are_reserved_without_a_session() -> None:
         time = FakeTime()
         session = FakeSession(time)
         # The default policy: the real internet's.
-        shaker = shaker_for(session, time, PoliteSettings(min_interval=0.0), policy=None)
+        shaker = shaker_for(session, time, polite_settings(min_interval=0.0), policy=None)
         addresses = ("127.0.0.1", "10.1.2.3", "::1", "fe80::1", "::ffff:192.168.0.1", "192.0.3.1")
         results = [await shaker.handshake(a, SNI) for a in addresses]
         return results, shaker, session
@@ -505,7 +506,7 @@ def test_aclose_cancels_sessions_in_flight() -> None:
 )
 def test_polite_settings_are_validated(change: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="must"):
-        replace(PoliteSettings(), **change)
+        polite_settings(**change)
 
 
 def test_retry_against_a_real_server() -> None:
@@ -535,7 +536,7 @@ def test_retry_against_a_real_server() -> None:
             port = server.sockets[0].getsockname()[1]
             shaker = Handshaker(
                 replace(SETTINGS, port=port),
-                PoliteSettings(min_interval=0.0, retry_backoff=0.0),
+                polite_settings(min_interval=0.0, retry_backoff=0.0),
                 CONTEXT,
                 policy=TEST_NETS,
             )
@@ -564,5 +565,5 @@ def test_transient_sessions_are_those_retry_plan_retries(
     session: SessionResult, transient: bool
 ) -> None:
     assert is_transient(session) is transient
-    plan = retry_plan(session, 1, PoliteSettings(attempts=2))
+    plan = retry_plan(session, 1, polite_settings(attempts=2))
     assert (plan is not None) is transient

@@ -52,9 +52,9 @@ def test_records_of_unknown_parameters_match_nothing(
     "table",
     [metrics.tlsa_records, metrics.rollover_readiness, metrics.ta_exposure, metrics.ta_anchors],
 )
-def test_a_shared_observation_gives_the_same_table(
+def test_shared_record_checks_give_the_same_table(
     table: Callable[..., pd.DataFrame], ta_scan: duckdb.DuckDBPyRelation
 ) -> None:
     alone = table(ta_scan)
     assert not alone.empty
-    pd.testing.assert_frame_equal(table(ta_scan, observed=metrics.observe(ta_scan)), alone)
+    pd.testing.assert_frame_equal(table(ta_scan, checks=metrics.check_records(ta_scan)), alone)
