@@ -2,9 +2,9 @@
 
 Transport rules implemented here:
 
-- RFC 1035 section 4.2: UDP first; over TCP each message carries a two-octet
-  length prefix. RFC 7766 section 5: when TC is set, repeat the query over
-  TCP (the answer did not fit the 1232-octet EDNS payload we offer).
+- RFC 1035 section 4.2: UDP first. RFC 7766 section 5: when TC is set,
+  repeat the query over TCP (the answer did not fit the 1232-octet EDNS
+  payload we offer); the exchange itself is scanner.resolve.tcp.
 - RFC 5452 section 3 and RFC 2181 section 4: a reply is accepted only if its
   ID, question (name case-insensitively, type and class) and source match a
   query we sent; connected UDP sockets let the kernel enforce the source, and
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import random
 import socket
 import time
@@ -32,7 +31,7 @@ from types import TracebackType
 from typing import Any, Final, cast
 
 from scanner import names
-from scanner.fdlimit import is_local_exhaustion
+from scanner.resolve import tcp
 from scanner.resolve.answer import DnsAnswer, answer_from_message, is_transient
 from scanner.resolve.dnsname import is_plain_name
 from scanner.resolve.message import Malformed, Message
@@ -45,10 +44,6 @@ __all__ = ["ClientStats", "DnsAnswer", "DnsClient", "ResolverSettings", "parse_s
 _RESPONSES: Final = (DnsOutcome.ANSWER, DnsOutcome.NODATA, DnsOutcome.NXDOMAIN)
 # Latencies kept between two reads by the scan's flow control (take_latencies).
 _LATENCY_SAMPLES: Final = 65_536
-# Seconds between tries to open a TCP connection while this machine has no
-# descriptor to spare (scanner.fdlimit), doubled up to the maximum.
-_LOCAL_WAIT: Final = 0.01
-_LOCAL_WAIT_MAX: Final = 1.0
 
 
 class _Counters:
@@ -558,15 +553,7 @@ class DnsClient:
         answer: DnsAnswer | None = None
         try:
             async with asyncio.timeout(self.settings.tcp_timeout):
-                reader, writer = await _open_tcp(host, port)
-                try:
-                    writer.write(len(message).to_bytes(2, "big") + message)
-                    size = int.from_bytes(await reader.readexactly(2), "big")
-                    data = await reader.readexactly(size)
-                finally:
-                    writer.close()
-                    with contextlib.suppress(OSError):
-                        await writer.wait_closed()
+                data = await tcp.exchange(host, port, message)
         except (OSError, asyncio.IncompleteReadError) as exc:  # TimeoutError is an OSError
             reason = f"timed out after {self.settings.tcp_timeout} s"
             error = reason if isinstance(exc, TimeoutError) else repr(exc)
@@ -590,21 +577,6 @@ class DnsClient:
                 elapsed=time.monotonic() - query.started,
             )
         self._finish(query, answer)
-
-
-async def _open_tcp(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A TCP connection to the resolver. Out of descriptors or socket memory
-    here (EMFILE, ENFILE) is this machine's passing condition, not the
-    resolver's: wait for one to come free, within the caller's timeout."""
-    wait = _LOCAL_WAIT
-    while True:
-        try:
-            return await asyncio.open_connection(host, port)
-        except OSError as exc:
-            if not is_local_exhaustion(exc):
-                raise
-        await asyncio.sleep(wait)
-        wait = min(wait * 2, _LOCAL_WAIT_MAX)
 
 
 def _conclude(

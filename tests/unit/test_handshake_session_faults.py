@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import os
 import socket
 import ssl
 from dataclasses import replace
@@ -23,6 +22,7 @@ from scanner.handshake.session import (
     run_session,
 )
 from scanner.status import SmtpStatus
+from tests.unit.scarce import scarce_connections
 from tests.unit.test_handshake_session import (
     CONTEXT,
     FAST,
@@ -286,20 +286,13 @@ def test_no_descriptor_here_waits_and_is_not_the_servers_fault(
     """EMFILE/ENFILE on connect is this machine's (scanner.fdlimit): the
     session waits for a descriptor and goes on; no connect_refused."""
     seen = Seen()
-    real = asyncio.open_connection
-    failures = [OSError(code, os.strerror(code))] * 3
-
-    async def scarce(*args: Any, **kwargs: Any) -> Any:
-        if failures:
-            raise failures.pop()
-        return await real(*args, **kwargs)
+    failures = scarce_connections(monkeypatch, code)
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await greet(reader, writer, seen, ehlo=b"250-mx\r\n250 8BITMIME\r\n")
         seen.lines.append(await reader.readline())
         writer.write(b"221 bye\r\n")
 
-    monkeypatch.setattr(asyncio, "open_connection", scarce)
     result = run(probe(handler))
     assert failures == []
     assert (result.status, result.error) == (SmtpStatus.NO_STARTTLS, "")
