@@ -180,9 +180,7 @@ def test_every_row_field_lands_in_its_schema_column() -> None:
                 "tlsa_state": "records",
                 "tlsa_ttl": 3601,
                 "tlsa_error": "t",
-                "tlsa": [
-                    {"usage": 2, "selector": 0, "mtype": 2, "data": b"\x02" * 64, "depth": 1}
-                ],
+                "tlsa": [{"usage": 2, "selector": 0, "mtype": 2, "data": b"\x02" * 64, "depth": 1}],
                 "matched": "2 0 2 " + "02" * 64,
                 "match_depth": 1,
                 "addresses": [address4, address6],
