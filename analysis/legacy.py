@@ -1,5 +1,9 @@
 """Parts written with an earlier schema version, read as the current one.
 
+Versions 2 and 3 had no ``depth`` in a TLSA record (version 4, the lowest
+chain depth at which the record matches, scanner.match.depths): it is read
+as null, and analysis.metrics.records computes it from the chains.
+
 Version 2 wrote null where version 3 writes an explicit verdict
 (scanner.output.schema). The nulls meant, and are read as:
 
@@ -23,7 +27,7 @@ import pyarrow.compute as pc
 from scanner.output.schema import SCHEMA_VERSION
 from scanner.status import DaneVerdict, DomainVerdict
 
-READABLE = ("2", SCHEMA_VERSION)
+READABLE = ("2", "3", SCHEMA_VERSION)
 
 _DNS_DECIDED = [
     DaneVerdict.NO_DANE_INSECURE.value,
@@ -39,9 +43,45 @@ _TESTED = [
 
 
 def upgrade(table: pa.Table, version: str | None, errors: Callable[[], pa.Array]) -> pa.Table:
-    """``table`` (any projection of a part) as version 3 has it; ``errors``
-    reads the part's ``error`` column, needed only for a version 2 part."""
-    if version == SCHEMA_VERSION or "verdict" not in table.column_names:
+    """``table`` (any projection of a part) as the current version has it;
+    ``errors`` reads the part's ``error`` column, needed only for a version 2 part."""
+    if version == SCHEMA_VERSION:
+        return table
+    if version != "3":
+        table = _explicit_verdicts(table, errors)
+    return _null_depths(table)
+
+
+def _null_depths(table: pa.Table) -> pa.Table:
+    """A null ``depth`` in every TLSA record of a projection that reads them (version 3)."""
+    if "mx_hosts" not in table.column_names:
+        return table
+    hosts = table.column("mx_hosts").combine_chunks()
+    values = hosts.values
+    if "tlsa" not in values.type.names:
+        return table
+    tlsa = values.field("tlsa")
+    records = tlsa.values
+    if "depth" in records.type.names:
+        return table
+    fields = {name: records.field(name) for name in records.type.names}
+    fields["depth"] = pa.nulls(len(records), pa.int8())
+    records = pa.StructArray.from_arrays(
+        list(fields.values()), names=list(fields), mask=records.is_null()
+    )
+    tlsa = pa.ListArray.from_arrays(tlsa.offsets, records, mask=tlsa.is_null())
+    host_fields = {name: values.field(name) for name in values.type.names}
+    host_fields["tlsa"] = tlsa
+    struct = pa.StructArray.from_arrays(
+        list(host_fields.values()), names=list(host_fields), mask=values.is_null()
+    )
+    hosts = pa.ListArray.from_arrays(hosts.offsets, struct, mask=hosts.is_null())
+    return table.set_column(table.column_names.index("mx_hosts"), "mx_hosts", hosts)
+
+
+def _explicit_verdicts(table: pa.Table, errors: Callable[[], pa.Array]) -> pa.Table:
+    """Version 2's null verdicts as version 3 writes them (the module docstring)."""
+    if "verdict" not in table.column_names:
         return table
     hosts = table.column("mx_hosts").combine_chunks() if "mx_hosts" in table.column_names else None
     verdict = table.column("verdict").combine_chunks()

@@ -102,6 +102,7 @@ DANE_COLUMNS: tuple[str, ...] = (
     _TLSA + "selector",
     _TLSA + "mtype",
     _TLSA + "data",
+    _TLSA + "depth",  # where the record matches, so the metrics need not hash chains
     _ADDRESS + "address",
     _ADDRESS + "smtp_status",
     _ADDRESS + "tls_version",

@@ -38,7 +38,8 @@ from scanner import names
 from scanner.config import StartTlsMode
 from scanner.handshake.polite import is_transient as session_transient
 from scanner.handshake.session import SessionResult
-from scanner.match.batch import MatchJob
+from scanner.match.batch import CertPool, MatchJob
+from scanner.match.depths import record_depths
 from scanner.match.outcome import MatchResult
 from scanner.resolve.discover import DomainResolution, HostResolution
 from scanner.resolve.policy import (
@@ -153,14 +154,22 @@ def match_jobs(obs: Observation) -> list[tuple[Key, MatchJob]]:
 
 
 def assemble(
-    obs: Observation, matches: Mapping[Key, MatchResult], *, tested: bool, now: float
+    obs: Observation,
+    matches: Mapping[Key, MatchResult],
+    *,
+    tested: bool,
+    now: float,
+    pool: CertPool | None = None,
 ) -> DomainResult:
-    """The DomainResult; ``tested`` is False under --starttls none."""
+    """The DomainResult; ``tested`` is False under --starttls none. ``pool``
+    holds the digests of the chains seen (the matcher's, or a new one)."""
     resolution = obs.resolution
     untested = "" if tested else "TLSA published; not tested (--starttls none)"
     if obs.error:
         untested = "not tested: internal error"
-    hosts = tuple(_host_result(obs, plan, matches, untested) for plan in obs.hosts)
+    if pool is None:
+        pool = CertPool()
+    hosts = tuple(_host_result(obs, plan, matches, untested, pool) for plan in obs.hosts)
     if obs.error or resolution is None:
         verdict = DomainVerdict.INTERNAL_ERROR
     else:
@@ -191,7 +200,11 @@ def is_transient(obs: Observation) -> bool:
 
 
 def _host_result(
-    obs: Observation, plan: HostPlan, matches: Mapping[Key, MatchResult], untested: str
+    obs: Observation,
+    plan: HostPlan,
+    matches: Mapping[Key, MatchResult],
+    untested: str,
+    pool: CertPool,
 ) -> HostResult:
     """``untested``: why the pending host was not tested, "" when it was."""
     decided = plan.dns_verdict
@@ -220,6 +233,13 @@ def _host_result(
         verdict, reason = DaneVerdict.NOT_TESTED, untested
     else:
         verdict, reason = host_verdict(addresses)
+    records = plan.resolution.tlsa.records
+    # Every record, every chain the host's addresses presented (also those of a
+    # host DNS decided, or a session that failed after the handshake): the
+    # dataset's record depths describe what was seen, not only what was matched.
+    depths = None
+    if records and not untested:
+        depths = record_depths(records, (a.session.chain for a in addresses), pool)
     return HostResult(
         plan.host,
         plan.preference,
@@ -228,6 +248,7 @@ def _host_result(
         reason,
         tuple(addresses),
         by_dns=decided is not None,
+        depths=depths,
     )
 
 

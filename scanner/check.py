@@ -20,7 +20,7 @@ from scanner.config import ScanConfig, StartTlsMode
 from scanner.handshake.contact import contact_policy
 from scanner.handshake.handshaker import Handshaker
 from scanner.handshake.session import client_context
-from scanner.match.batch import match_batch
+from scanner.match.batch import CertPool, match_batch
 from scanner.resolve.client import DnsClient
 from scanner.resolve.discover import Discoverer
 from scanner.resolve.policy import MxKind
@@ -64,11 +64,11 @@ async def check(config: ScanConfig, domain: str) -> DomainResult:
         await handshaker.aclose()
     obs.sessions = {(t.host, t.address): s for t, s in zip(targets, sessions, strict=True)}
     keyed = match_jobs(obs)
-    matches = match_batch([job for _, job in keyed], now)
+    pool = CertPool()
+    matches = match_batch([job for _, job in keyed], now, pool=pool)
     found = {key: match for (key, _), match in zip(keyed, matches, strict=True)}
-    return assemble(
-        obs, found, tested=config.starttls is not StartTlsMode.NONE, now=time.monotonic()
-    )
+    tested = config.starttls is not StartTlsMode.NONE
+    return assemble(obs, found, tested=tested, now=time.monotonic(), pool=pool)
 
 
 def explain(result: DomainResult) -> Iterator[str]:

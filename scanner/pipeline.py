@@ -464,7 +464,7 @@ class Pipeline:
         self, obs: Observation, matches: dict[tuple[str, str], MatchResult]
     ) -> DomainResult:
         tested = self.config.starttls is not StartTlsMode.NONE
-        return assemble(obs, matches, tested=tested, now=time.monotonic())
+        return assemble(obs, matches, tested=tested, now=time.monotonic(), pool=self._pool)
 
     def _count_work(self, client: DnsClient, handshaker: Handshakes) -> None:
         """What the stages did on the wire and in the matcher (their own

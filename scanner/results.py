@@ -35,6 +35,11 @@ class HostResult:
     reason: str
     addresses: tuple[AddressResult, ...] = ()
     by_dns: bool = False  # DNS alone settled the verdict: no address had a check of its own
+    # Per record of resolution.tlsa.records, the lowest chain depth at which it
+    # matches a certificate any address presented (-1: none), whatever its usage
+    # (scanner.match.depths); None when no chain was presented or the host was
+    # not tested.
+    depths: tuple[int, ...] | None = None
 
     @property
     def first_match(self) -> tuple[str | None, int]:

@@ -10,13 +10,17 @@ section 8, or a stale one left behind) is found even on hosts that pass
 thanks to another record, and a DANE-TA record (RFC 7672 section 3.1.2) is
 tied to the certificate it pins.
 
-This compares digests that the scan already had in hand: the dataset keeps,
-per MX host, only the record that authenticated (``matched``,
-``match_depth``), not the lowest depth each record matches at. Until the
-dataset carries that per record, the digests are recomputed here with the
-scanner's own :class:`scanner.match.batch.CertPool`, each certificate hashed
-once per selector and matching type, and this module is the only place in
-analysis that does so.
+The scan does that comparison (scanner.match.depths, with the matcher's
+digests) and writes, from schema version 4, each record's lowest matching
+depth (``tlsa.depth``); here the depth only points at the certificate to
+name. A dataset without the column (versions 2 and 3, read with null depths
+by analysis.legacy), or a host the scan left untested by a bug, has its
+digests computed here with the scanner's own
+:class:`scanner.match.batch.CertPool` and :func:`scanner.match.depths.record_depth`,
+each certificate hashed once per selector and matching type; so does the
+rare host whose addresses presented different certificates at the matching
+depth, to tell which one matched. This module is the only place in analysis
+that hashes certificates.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from cryptography.x509.oid import NameOID
 from analysis.metrics.sql import frame, query, secure_hosts
 from scanner.match.batch import CertPool
 from scanner.match.certificates import cert_info
+from scanner.match.depths import record_depth
+from scanner.tlsa import TlsaRecord
 
 __all__ = ["RecordChecks", "check_records", "tlsa_records"]
 
@@ -90,14 +96,16 @@ def check_records(scan: duckdb.DuckDBPyRelation) -> RecordChecks:
                 "[a.chain FOR a IN h.addresses IF len(a.chain) > 0] AS chains",
             )
         }
-        SELECT base, any_value(tlsa) AS tlsa, any_value(chains) AS chains,
-               any_value(CAST(verdict AS VARCHAR)) AS verdict
+        SELECT base, any_value({{'tlsa': tlsa, 'chains': chains,
+                                 'verdict': CAST(verdict AS VARCHAR)}}) AS host
         FROM secure GROUP BY base ORDER BY base
         """,
     ).to_arrow_table()
     pairs = frame(scan, f"WITH {secure_hosts()} SELECT DISTINCT domain, base FROM secure")
     per_base = pairs.groupby("base")["domain"].nunique().to_dict()
-    return RecordChecks(_check_rrsets(rrsets.to_pylist(), per_base), pairs)
+    # One host's row per base (not fields of several): its depths describe its chains.
+    hosts = [{"base": r["base"], **r["host"]} for r in rrsets.to_pylist()]
+    return RecordChecks(_check_rrsets(hosts, per_base), pairs)
 
 
 def tlsa_records(
@@ -106,8 +114,9 @@ def tlsa_records(
     """Every record of every secure TLSA RRset, checked against what the host presented.
 
     For each record, the certificates of the chains the host's addresses
-    presented are hashed as the record's selector and matching type say, and
-    the depths that match are noted. Columns: ``base`` (TLSA base domain),
+    presented are compared as the record's selector and matching type say (by
+    the scan, see the module docstring), and the lowest depth that matches is
+    noted. Columns: ``base`` (TLSA base domain),
     ``triplet``, ``usage``, ``selector``, ``mtype``, ``presented`` (a chain
     was obtained from some address), ``matches`` (the record matches a
     presented certificate), ``depth`` (lowest matching depth, -1 for none),
@@ -118,36 +127,43 @@ def tlsa_records(
     return (checks or check_records(scan)).records
 
 
-def _lowest_match(
-    record: Mapping[str, Any], chains: Sequence[Sequence[bytes]], pool: CertPool
-) -> tuple[int, bytes] | None:
-    """(depth, certificate) of the lowest certificate presented that ``record`` matches."""
-    selector, mtype = record["selector"], record["mtype"]
-    if selector not in (0, 1) or mtype not in (0, 1, 2):
-        return None  # an unknown selector or type matches nothing (RFC 6698 section 2.1)
-    found: tuple[int, bytes] | None = None
-    for chain in chains:
-        for depth, cert in enumerate(chain):
-            if pool.digest(cert, selector, mtype) == record["data"]:
-                if found is None or depth < found[0]:
-                    found = (depth, cert)
-                break
-    return found
+def _depth(record: Mapping[str, Any], chains: Sequence[Sequence[bytes]], pool: CertPool) -> int:
+    """The lowest depth at which ``record`` matches a certificate of ``chains``, -1 for none:
+    the scan's (``tlsa.depth``), or computed here when the dataset has none."""
+    depth = record.get("depth")
+    if depth is not None:
+        return int(depth)
+    if not chains:
+        return -1
+    fields = (record["usage"], record["selector"], record["mtype"], record["data"])
+    return record_depth(TlsaRecord(*fields), chains, pool)
+
+
+def _certificate(
+    record: Mapping[str, Any], depth: int, chains: Sequence[Sequence[bytes]], pool: CertPool
+) -> bytes | None:
+    """The certificate ``record`` matches at ``depth``: the one ``chains`` (sorted) hold
+    there, or when they hold several, the first that matches (hashed to tell)."""
+    found = list(dict.fromkeys(chain[depth] for chain in chains if len(chain) > depth))
+    if len(found) == 1:
+        return found[0]
+    selector, mtype, data = record["selector"], record["mtype"], record["data"]
+    return next((cert for cert in found if pool.digest(cert, selector, mtype) == data), None)
 
 
 def _check_rrsets(rrsets: Sequence[Mapping[str, Any]], per_base: Mapping[str, int]) -> pd.DataFrame:
     # One pool and one name cache for the whole call: providers present the same
-    # certificates on every host, so each is hashed and parsed once.
+    # certificates on every host, so each is hashed (if at all) and parsed once.
     pool = CertPool()
     anchors: dict[tuple[bytes, int], _Anchor] = {}
     rows: list[dict[str, Any]] = []
     for obs in rrsets:
         chains = sorted({tuple(chain) for chain in obs["chains"] or ()})
         for record in obs["tlsa"] or ():
-            found = _lowest_match(record, chains, pool)
+            depth = _depth(record, chains, pool)
+            cert = _certificate(record, depth, chains, pool) if depth >= 0 else None
             anchor = None
-            if found is not None:
-                depth, cert = found
+            if cert is not None:
                 if (cert, depth) not in anchors:
                     anchors[cert, depth] = _anchor(cert, depth)
                 anchor = anchors[cert, depth]
@@ -159,8 +175,8 @@ def _check_rrsets(rrsets: Sequence[Mapping[str, Any]], per_base: Mapping[str, in
                     "selector": record["selector"],
                     "mtype": record["mtype"],
                     "presented": bool(chains),
-                    "matches": found is not None,
-                    "depth": found[0] if found else -1,
+                    "matches": depth >= 0,
+                    "depth": depth,
                     "anchor": anchor.name if anchor else None,
                     "anchor_org": anchor.organization if anchor else None,
                     "anchor_kind": anchor.kind if anchor else None,

@@ -6,7 +6,8 @@
 - :mod:`scanner.match.dane`: OpenSSL's DANE algorithm (``match_chain``, ``openssl_verify``);
 - :mod:`scanner.match.outcome`: what it reports (``MatchResult``, OpenSSL's verify codes);
 - :mod:`scanner.match.der`: DER slicing of the SubjectPublicKeyInfo, PEM reading;
-- :mod:`scanner.match.batch`: many chains at once, each certificate handled once.
+- :mod:`scanner.match.batch`: many chains at once, each certificate handled once;
+- :mod:`scanner.match.depths`: the lowest depth at which each record of an RRset matches.
 
 The record type itself, shared with the resolve stage, is ``scanner.tlsa.TlsaRecord``.
 """

@@ -54,6 +54,8 @@ def _host(h: HostResult) -> Row:
     tlsa = r.tlsa
     expanded = addresses.expanded
     matched, depth = h.first_match
+    records = tlsa.records
+    depths = h.depths or (None,) * len(records)
     return (
         names.relative(h.host),
         h.preference,
@@ -67,7 +69,7 @@ def _host(h: HostResult) -> Row:
         str(tlsa.state),
         tlsa.ttl,
         tlsa.error or None,
-        [(t.usage, t.selector, t.mtype, t.data) for t in tlsa.records],
+        [(t.usage, t.selector, t.mtype, t.data, d) for t, d in zip(records, depths, strict=True)],
         matched,
         depth,
         [_address(a) for a in h.addresses],

@@ -14,7 +14,9 @@ import pyarrow as pa
 
 # 3: every verdict explicit (not_tested, undetermined, internal_error where
 # 2 wrote null; an address DNS decided carries its host's verdict).
-SCHEMA_VERSION = "3"
+# 4: per TLSA record, ``depth``: the lowest chain depth at which it matches a
+# certificate some address of its host presented (scanner.match.depths).
+SCHEMA_VERSION = "4"
 VERSION_KEY = b"danescan.schema_version"
 
 TLSA_RECORD = pa.struct(
@@ -23,6 +25,10 @@ TLSA_RECORD = pa.struct(
         ("selector", pa.uint8()),
         ("mtype", pa.uint8()),
         ("data", pa.binary()),
+        # Lowest depth at which the record matches a certificate of the chains its
+        # host's addresses presented, any usage; -1 none; null when no chain was
+        # presented (no TLS, not tested).
+        ("depth", pa.int8()),
     ]
 )
 

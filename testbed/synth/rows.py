@@ -146,11 +146,34 @@ def host(
         "tlsa_state": tlsa_state,
         "tlsa_ttl": 3600 if tlsa_state == "records" else None,
         "tlsa_error": None if tlsa_state in ("records", "nxdomain", "nodata") else tlsa_state,
-        "tlsa": list(tlsa),
+        "tlsa": with_depths(tlsa, addresses),
         "matched": text(matched) if matched is not None else None,
         "match_depth": match_depth,
         "addresses": list(addresses),
     }
+
+
+def with_depths(
+    tlsa: Sequence[Mapping[str, Any]], addresses: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """``tlsa`` with each record's ``depth`` as the scanner writes it: the lowest
+    depth at which it matches a certificate of the chains ``addresses`` presented
+    (RFC 6698 section 2.1, any usage), -1 for none, null when none presented."""
+    chains = [a["chain"] for a in addresses if a["chain"]]
+    return [{**r, "depth": _depth(r, chains) if chains else None} for r in tlsa]
+
+
+def _depth(record: Mapping[str, Any], chains: Sequence[Sequence[bytes]]) -> int:
+    selector, mtype = record["selector"], record["mtype"]
+    if selector not in (0, 1) or mtype not in (0, 1, 2):
+        return -1
+    found = (
+        depth
+        for chain in chains
+        for depth, cert in enumerate(chain)
+        if association(cert, selector, mtype) == record["data"]
+    )
+    return min(found, default=-1)
 
 
 def row(

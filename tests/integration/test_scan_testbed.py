@@ -16,6 +16,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
+from testbed.synth.rows import with_depths
 from tests.integration.support import Testbed
 
 pytestmark = pytest.mark.testbed
@@ -111,8 +112,29 @@ def test_chains_and_records_are_kept(testbed: Testbed, full_scan: Path) -> None:
     assert [(r["usage"], r["selector"], r["mtype"]) for r in tlsa] == [(2, 1, 1)]
     assert matched.startswith("2 1 1 ")
     assert depth == 1
+    assert tlsa[0]["depth"] == 1
     assert addresses[0]["smtp_status"] == "tls_ok"
     assert len(addresses[0]["chain"]) == 2
+
+
+def test_record_depths_are_where_the_chains_match(full_scan: Path) -> None:
+    """Every record's depth, as the testbed's own TLSA computation finds it in
+    the chains its host's addresses presented (null when they presented none)."""
+    hosts = (
+        duckdb.connect()
+        .execute(
+            f"""SELECT DISTINCT h.tlsa, h.addresses
+            FROM (SELECT unnest(mx_hosts) AS h FROM '{full_scan}/part-*.parquet')
+            WHERE len(h.tlsa) > 0"""
+        )
+        .fetchall()
+    )
+    seen = set()
+    for tlsa, addresses in hosts:
+        records = [{k: v for k, v in r.items() if k != "depth"} for r in tlsa]
+        assert with_depths(records, addresses) == tlsa
+        seen.update(r["depth"] for r in tlsa)
+    assert {None, -1, 0, 1} <= seen
 
 
 def wait_for_parts(output: Path, count: int, proc: subprocess.Popen[str], limit: float) -> None:

@@ -4,8 +4,9 @@ observations in, DomainResults out; pure, no I/O."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -14,15 +15,18 @@ import scanner.assemble
 from scanner.assemble import Key, Observation, assemble, match_jobs, tls_targets
 from scanner.config import StartTlsMode
 from scanner.handshake.session import SessionResult
+from scanner.match.batch import CertPool
 from scanner.match.outcome import MatchResult
 from scanner.resolve.discover import HostResolution
 from scanner.resolve.policy import (
+    TlsaLookup,
     TlsaState,
     dns_verdict,
 )
 from scanner.results import DomainResult
 from scanner.status import DaneVerdict as V
 from scanner.status import DnssecStatus, DomainVerdict, SmtpStatus
+from scanner.tlsa import TlsaRecord
 from tests.unit.resolutions import RECORD, RECORD_TEXT, dane_host, insecure_host, resolution
 
 WHEN = dt.datetime(2026, 12, 4, tzinfo=dt.UTC)
@@ -225,3 +229,58 @@ def test_dns_decides_each_host_once(monkeypatch: pytest.MonkeyPatch) -> None:
     match_jobs(obs)
     assemble(obs, {}, tested=True, now=0.0)
     assert calls == [MX1, MX2]
+
+
+LEAF, ISSUER = b"leaf-der", b"issuer-der"
+# Full(0) and SHA2-256(1) of the whole certificate: no parse needed (RFC 6698 section 2.1)
+AT_LEAF = TlsaRecord(3, 0, 0, LEAF)
+AT_ISSUER = TlsaRecord(2, 0, 1, hashlib.sha256(ISSUER).digest())
+
+
+def _depths_of(
+    chains: Mapping[str, tuple[bytes, ...]],
+    *,
+    mx: DnssecStatus = SECURE,
+    tested: bool = True,
+    error: str = "",
+    status: SmtpStatus = OK,
+) -> tuple[int, ...] | None:
+    host = replace(dane_host(MX1, A1, A2), tlsa=TlsaLookup(MX1, TlsaState.RECORDS, RECORDS))
+    obs = observed(host, mx=mx)
+    obs.sessions = {
+        (MX1, a): SessionResult(a, 25, "sni", status, chain=chain) for a, chain in chains.items()
+    }
+    obs.error = error
+    (result,) = assemble(obs, {}, tested=tested, now=0.0, pool=CertPool()).hosts
+    return result.depths
+
+
+RECORDS = (AT_LEAF, AT_ISSUER, RECORD)
+DEPTH_CASES: dict[str, tuple[dict[str, Any], tuple[int, ...] | None]] = {
+    "leaf and issuer presented": ({"chains": {A1: (LEAF, ISSUER)}}, (0, 1, -1)),
+    "lowest over the addresses": ({"chains": {A1: (ISSUER,), A2: (LEAF, ISSUER)}}, (0, 0, -1)),
+    "only the leaf presented": ({"chains": {A1: (LEAF,), A2: ()}}, (0, -1, -1)),
+    "a chain matching nothing": ({"chains": {A1: (b"other",)}}, (-1, -1, -1)),
+    "no chain presented": ({"chains": {A1: (), A2: ()}}, None),
+    "no address contacted": ({"chains": {}}, None),
+    "a chain before a failure after TLS counts": (
+        {"chains": {A1: (LEAF, ISSUER)}, "status": SmtpStatus.TLS_ERROR},
+        (0, 1, -1),
+    ),
+    "a host DNS decided (insecure MX), --starttls all": (
+        {"chains": {A1: (LEAF, ISSUER)}, "mx": INSECURE},
+        (0, 1, -1),
+    ),
+    "--starttls none": ({"chains": {}, "tested": False}, None),
+    "an internal error: not tested": (
+        {"chains": {A1: (LEAF, ISSUER)}, "error": "internal error in matching: boom"},
+        None,
+    ),
+}
+
+
+@pytest.mark.parametrize(("given", "expected"), DEPTH_CASES.values(), ids=DEPTH_CASES.keys())
+def test_each_record_gets_the_lowest_depth_it_matches(
+    given: dict[str, Any], expected: tuple[int, ...] | None
+) -> None:
+    assert _depths_of(**given) == expected

@@ -11,7 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from analysis import metrics
+from scanner.match.batch import CertPool
+from scanner.match.depths import record_depths
 from scanner.output.schema import SCHEMA, SCHEMA_VERSION, VERSION_KEY
+from scanner.tlsa import TlsaRecord
 from testbed import synth
 
 N = 4000
@@ -121,3 +124,24 @@ def test_churn_keeps_names_and_proportions(tmp_path: Path) -> None:
 def test_too_few_domains_for_the_catalogue(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cannot hold every variant"):
         synth.write_synthetic(tmp_path, 10)
+
+
+def test_record_depths_are_the_scanners(relation: duckdb.DuckDBPyRelation) -> None:
+    """Each record's ``depth`` is what the scanner's matcher computes from the
+    chains the host's addresses presented (scanner.match.depths)."""
+    hosts = relation.query(
+        "s",
+        "SELECT DISTINCT h.tlsa AS tlsa, [a.chain FOR a IN h.addresses] AS chains "
+        "FROM (SELECT unnest(mx_hosts) AS h FROM s) WHERE len(h.tlsa) > 0",
+    )
+    assert hosts is not None
+    pool = CertPool()
+    seen: set[int | None] = set()
+    for tlsa, chains in hosts.fetchall():
+        records = [TlsaRecord(r["usage"], r["selector"], r["mtype"], r["data"]) for r in tlsa]
+        depths = record_depths(records, chains, pool)
+        assert [r["depth"] for r in tlsa] == (
+            list(depths) if depths is not None else [None] * len(tlsa)
+        )
+        seen.update(r["depth"] for r in tlsa)
+    assert {None, -1, 0, 1} <= seen  # untested hosts, stale records, leaves, intermediates

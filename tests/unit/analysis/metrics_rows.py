@@ -40,7 +40,10 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from scanner.output.schema import SCHEMA
+from scanner.match.batch import CertPool
+from scanner.match.depths import record_depths
+from scanner.output.schema import SCHEMA, TLSA_RECORD, VERSION_KEY
+from scanner.tlsa import TlsaRecord
 from testbed.pki import Issued, KeyType, association
 from testbed.pki import Pki as TestbedPki
 
@@ -146,6 +149,34 @@ def relation(
     con: duckdb.DuckDBPyConnection, rows: Sequence[Mapping[str, Any]]
 ) -> duckdb.DuckDBPyRelation:
     return con.from_arrow(pa.Table.from_pylist(list(rows), schema=SCHEMA))
+
+
+def scan_depths(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` with each TLSA record's ``depth`` as the scan writes it (schema 4,
+    scanner.match.depths); the rows above leave it null, as an older dataset reads."""
+    pool = CertPool()
+
+    def with_depths(host: Mapping[str, Any]) -> dict[str, Any]:
+        records = [
+            TlsaRecord(r["usage"], r["selector"], r["mtype"], r["data"]) for r in host["tlsa"]
+        ]
+        found = record_depths(records, [a["chain"] for a in host["addresses"]], pool)
+        depths = found if found is not None else [None] * len(records)
+        return {
+            **host,
+            "tlsa": [{**r, "depth": d} for r, d in zip(host["tlsa"], depths, strict=True)],
+        }
+
+    return [{**r, "mx_hosts": [with_depths(h) for h in r["mx_hosts"]]} for r in rows]
+
+
+def schema_3() -> pa.Schema:
+    """The dataset's schema as version 3 had it: TLSA records without ``depth``."""
+    record = pa.struct([f for f in TLSA_RECORD if f.name != "depth"])
+    host_type = SCHEMA.field("mx_hosts").type.value_type
+    fields = [f.with_type(pa.list_(record)) if f.name == "tlsa" else f for f in host_type]
+    hosts = SCHEMA.field("mx_hosts").with_type(pa.list_(pa.struct(fields)))
+    return SCHEMA.set(SCHEMA.get_field_index("mx_hosts"), hosts).with_metadata({VERSION_KEY: b"3"})
 
 
 def as_dict(frame: pd.DataFrame, key: str, value: str) -> dict[Any, Any]:
