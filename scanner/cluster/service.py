@@ -52,7 +52,7 @@ class ScanService(WorkerPlugin):
         self._worker: Worker | None = None
         self._handshaker: Handshaker | None = None
         self._owners: ConnectionPool | None = None
-        self.closing = False  # torn down: the scan ended, or the worker closes
+        self._torn_down = False
         self._tasks: dict[int, tuple[asyncio.AbstractEventLoop, Pipeline]] = {}
         self._lock = threading.Lock()
 
@@ -71,13 +71,26 @@ class ScanService(WorkerPlugin):
         worker.handlers[HANDSHAKE] = self.serve
 
     async def teardown(self, worker: Worker) -> None:
-        self.closing = True
+        self._torn_down = True
         worker.handlers.pop(HANDSHAKE, None)
         self.stop_tasks()
         if self._handshaker is not None:
             await self._handshaker.aclose()
         if self._owners is not None:
             await self._owners.close()
+
+    @property
+    def closing(self) -> bool:
+        """The scan ended here or the worker is going: torn down, or the
+        worker or its pool of owner connections no longer running (a worker
+        that lost its scheduler closes its connections before its plugins)."""
+        running = ("running", "paused")
+        return (
+            self._torn_down
+            or self._worker is None
+            or self._worker.status.name not in running
+            or (self._owners is not None and self._owners.status.name != "running")
+        )
 
     @property
     def worker(self) -> Worker:
