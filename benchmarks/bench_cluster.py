@@ -121,15 +121,27 @@ def main() -> int:
     parser.add_argument("--domains", type=int, default=100_000)
     parser.add_argument("--rate", type=float, default=5000.0)
     parser.add_argument("--down", action="store_true", help="take the testbed down at the end")
+    parser.add_argument(
+        "--cluster-first", action="store_true", help="scan with the cluster first (order effects)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp:
         work = Path(tmp)
         state = internet_testbed(args.dir, net=NET, domains=args.domains, latency_scale=1.0)
         domains = Path(state["domains_file"])
-        args.workers = 2
-        local = scan(args, "workers 2", work, domains, ())
-        args.workers = 1  # the cluster's two workers are Dask's
-        cluster = scan(args, "cluster local 2", work, domains, ("--cluster", "local:2"))
+
+        def run_local() -> dict[str, Any]:
+            args.workers = 2
+            return scan(args, "workers 2", work, domains, ())
+
+        def run_cluster() -> dict[str, Any]:
+            args.workers = 1  # the cluster's two workers are Dask's
+            return scan(args, "cluster local 2", work, domains, ("--cluster", "local:2"))
+
+        if args.cluster_first:
+            cluster, local = run_cluster(), run_local()
+        else:
+            local, cluster = run_local(), run_cluster()
     if args.down:
         subprocess.run([sys.executable, "-m", "testbed.cli", "down", "--dir", str(args.dir)],
                        check=False, stdout=subprocess.DEVNULL)  # fmt: skip
