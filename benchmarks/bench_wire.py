@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 import platform
+import sys
 import timeit
 from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
 
 import dns.flags
@@ -26,6 +28,10 @@ import dns.version
 
 from scanner.resolve.answer import DnsAnswer
 from scanner.status import DnsOutcome
+
+# tests.codec loads the codec both compiled and from source; the repository
+# root is not on the path of a script run as `python benchmarks/bench_wire.py`.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests import codec as dns_codec
 
 RRSIG = "{type} 13 3 300 20300101000000 20200101000000 34505 example.com. " + "A" * 88
