@@ -150,7 +150,7 @@ def run_cluster(
         workers = _workers(client)
         if not workers:
             raise ScanError(f"the Dask scheduler at {address} has no workers")
-        split = _split(config, sum(workers.values()))
+        split = _split(config, sum(workers.values()), total)
         client.register_plugin(ScanService(config, policy), name=PLUGIN)
         run = _Run(config, client, address, split, resumed, view, total)
         client.subscribe_topic(PROGRESS, run.progress.event)
@@ -176,17 +176,13 @@ def _workers(client: Client) -> dict[str, int]:
     return {addr: int(w.get("nthreads", 1)) for addr, w in info.get("workers", {}).items()}
 
 
-def _split(config: ScanConfig, threads: int) -> Split:
+def _split(config: ScanConfig, threads: int, lines: int | None) -> Split:
+    """The split of a resumed scan, else a new one of ``lines`` input lines
+    (counted once, by run.py, for the progress display)."""
     if config.resume and (existing := read_split(config.output)) is not None:
         return existing
-    tasks = config.tasks or task_count(_lines(config.input), threads)
+    tasks = config.tasks or task_count(lines, threads)
     return write_split(config.input, config.output, tasks)
-
-
-def _lines(source: str) -> int | None:
-    from scanner.run import count_lines
-
-    return count_lines(source)
 
 
 class _Run:
