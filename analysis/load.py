@@ -2,8 +2,9 @@
 
 A dataset is a folder ``results/<scan-id>/`` of ``part-<worker>-<n>.parquet``
 files and a ``manifest.json`` (scanner.output). :func:`open_dataset` finds the
-parts on the local disk or on any filesystem pyarrow reads (``s3://``,
-``gs://``, ``hdfs://`` URIs, or a ``pyarrow.fs.FileSystem`` given explicitly),
+parts on the local disk, at any URL fsspec opens (``s3://``, ``gs://``,
+``memory://``: the locations the scanner writes to), or on a
+``pyarrow.fs.FileSystem`` given explicitly,
 reads the manifest, and checks the schema version of the manifest and of every
 part's footer (``danescan.schema_version``) against the version this package
 understands, so an analysis never silently reads a layout it does not know.
@@ -183,10 +184,14 @@ def _resolve(
     text = os.fspath(location)
     if filesystem is not None:
         return filesystem, text
-    if "://" in text:
-        fs, path = pafs.FileSystem.from_uri(text)
-        return fs, path
-    return pafs.LocalFileSystem(), str(Path(text).resolve())
+    scheme, sep, rest = text.partition("://")
+    if not sep or scheme.lower() in ("file", "local"):
+        return pafs.LocalFileSystem(), str(Path(rest if sep else text).resolve())
+    # Any other URL through fsspec, as the scanner writes it (scanner.output.store).
+    import fsspec.core
+
+    fs, path = fsspec.core.url_to_fs(text)
+    return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
 
 
 def _part_version(filesystem: pafs.FileSystem, path: str) -> str | None:
@@ -202,7 +207,7 @@ def open_dataset(
     """Find and check the parts of the scan at ``location``.
 
     ``location`` is a dataset folder or a single Parquet file, as a local path
-    or a URI pyarrow understands; ``filesystem`` overrides the URI scheme (then
+    or a URL fsspec opens; ``filesystem`` overrides the URL's scheme (then
     ``location`` is a path on it). Raises :class:`SchemaVersionError` when the
     manifest or any part declares a schema version other than those
     analysis.legacy.READABLE lists, and :class:`DatasetError` when there

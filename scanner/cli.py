@@ -268,10 +268,10 @@ def _scan_parser() -> argparse.ArgumentParser:
     add(
         "-o",
         "--output",
-        type=Path,
         required=True,
         metavar="DIR",
-        help="dataset folder (part files and manifest.json)",
+        help="dataset folder (part files and manifest.json): a path, or a URL "
+        "fsspec opens, e.g. s3://bucket/scan (its fsspec package installed)",
     )
     add(
         "--rate",
@@ -445,7 +445,7 @@ def _run_check(args: argparse.Namespace) -> int:
     name = normalise(args.domain)
     if name.domain is None:
         raise _OneLineError(f"{args.domain!r} is not a domain name: {name.error}")
-    config = _config(args, input=name.domain, output=Path("."))
+    config = _config(args, input=name.domain, output=".")
     try:
         with resolver_for(config) as ready:
             result = uvloop.run(check.check(ready, name.domain))

@@ -53,7 +53,8 @@ class Shard:
 @dataclass(frozen=True, slots=True)
 class ScanConfig:
     input: str  # a path, or "-" for standard input
-    output: Path  # the dataset folder (results/<scan-id>)
+    # The dataset: a folder, or any location fsspec opens (scanner.output.store).
+    output: str
     rate: float = 100.0  # domains admitted per second
     workers: int = 1
     resolvers: tuple[str, ...] = ()  # empty: start a managed Unbound

@@ -36,6 +36,7 @@ from scanner.config import ScanConfig, Shard, StartTlsMode
 from scanner.handshake.contact import ContactPolicy, ContactPolicyError, contact_policy
 from scanner.ingest.reader import InputError
 from scanner.output.manifest import Cluster, Counts, Manifest, ScanStatus, write_manifest
+from scanner.output.store import open_store
 from scanner.output.writer import Resumed, UnreadablePart, drop_transient, part_files, read_done
 from scanner.pipeline import Pipeline
 from scanner.progress import ProgressView, Snapshot
@@ -93,13 +94,14 @@ def check_input(source: str) -> None:
 
 def prepare_output(config: ScanConfig) -> Resumed:
     try:
-        config.output.mkdir(parents=True, exist_ok=True)
-        probe = config.output / ".danescan-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
+        store = open_store(config.output)
+    except (ImportError, ValueError) as exc:
+        raise ScanError(f"cannot open {config.output}: {exc}") from None
+    try:
+        store.prepare()
     except OSError as exc:
         raise ScanError(f"cannot write to {config.output}: {exc.strerror or exc}") from None
-    existing = part_files(config.output)
+    existing = part_files(store)
     if existing and not config.resume:
         raise ScanError(
             f"{config.output} already holds {len(existing)} part files: "
@@ -107,8 +109,8 @@ def prepare_output(config: ScanConfig) -> Resumed:
         )
     try:
         if config.retry_transient:
-            drop_transient(config.output)
-        return read_done(config.output) if config.resume else Resumed()
+            drop_transient(store)
+        return read_done(store) if config.resume else Resumed()
     except UnreadablePart as exc:
         raise ScanError(str(exc)) from None
 
@@ -252,7 +254,7 @@ def run_scan(config: ScanConfig) -> int:
     return EXIT_INTERRUPTED if ending.status is ScanStatus.INTERRUPTED else EXIT_OK
 
 
-def failure_reason(exc: BaseException, where: Path | None = None) -> str | None:
+def failure_reason(exc: BaseException, where: str | None = None) -> str | None:
     """The one line that says why the scan failed; None for an unexpected
     exception (a bug). An exception group (the pipeline's task group) says
     what its first real failure says. ``where``: the folder an I/O error
@@ -277,7 +279,7 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]
             yield inner
 
 
-def _one_line(exc: BaseException, folder: Path | None = None) -> str:
+def _one_line(exc: BaseException, folder: str | None = None) -> str:
     if isinstance(exc, OSError):
         name = exc.filename or folder
         where = f" {name}" if name else ""
@@ -332,7 +334,7 @@ def _run_single(
     return Ending(pipeline.snapshot(total), status)
 
 
-def _failed(exc: Exception, snap: Snapshot, folder: Path) -> Ending:
+def _failed(exc: Exception, snap: Snapshot, folder: str) -> Ending:
     reason = failure_reason(exc, folder)
     if reason is None:
         return Ending(snap, ScanStatus.FAILED, _bug(exc), bug=exc)

@@ -104,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         config = ScanConfig(
             input=str(state["domains_file"]),
-            output=results,
+            output=str(results),
             rate=args.rate,
             resolvers=(str(state["resolver"]),),
             bogus_probe=str(state["bogus_probe"]),

@@ -8,7 +8,6 @@ tests start from its values and change only what they are about.
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from scanner.config import ScanConfig
@@ -16,7 +15,7 @@ from scanner.handshake.polite import PoliteSettings
 from scanner.handshake.session import SessionSettings
 
 EHLO_NAME = "scanner.example.net"
-_SCAN = ScanConfig(input="-", output=Path("unused"), ehlo_name=EHLO_NAME)
+_SCAN = ScanConfig(input="-", output="unused", ehlo_name=EHLO_NAME)
 
 
 def polite_settings(**change: Any) -> PoliteSettings:

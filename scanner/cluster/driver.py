@@ -41,6 +41,7 @@ from scanner.cluster.task import TaskReport, TaskSpec, run_task
 from scanner.config import ScanConfig
 from scanner.handshake.contact import ContactPolicy
 from scanner.output.manifest import Cluster, ScanStatus
+from scanner.output.store import open_store
 from scanner.output.writer import Resumed
 from scanner.progress import ProgressView, Snapshot
 from scanner.run import Ending, ScanError, failure_reason
@@ -179,10 +180,11 @@ def _workers(client: Client) -> dict[str, int]:
 def _split(config: ScanConfig, threads: int, lines: int | None) -> Split:
     """The split of a resumed scan, else a new one of ``lines`` input lines
     (counted once, by run.py, for the progress display)."""
-    if config.resume and (existing := read_split(config.output)) is not None:
+    store = open_store(config.output)
+    if config.resume and (existing := read_split(store)) is not None:
         return existing
     tasks = config.tasks or task_count(lines, threads)
-    return write_split(config.input, config.output, tasks)
+    return write_split(config.input, store, tasks)
 
 
 class _Run:
@@ -298,7 +300,7 @@ class _Run:
         self.owners = self.owners.intersection(workers) or set(workers)
         spec = TaskSpec(
             index=index,
-            path=str(self.split.path(index)),
+            name=self.split.name(index),
             rate=self.config.rate / threads,
             workers=tuple(sorted(self.owners)),
             first_part=self.resumed.next_part.get(index, 0),

@@ -6,23 +6,25 @@ task normalises again exactly as a single-machine scan would. A name goes to
 task ``key % tasks`` where ``key`` is scanner.names.key of its normal form
 (of the raw text for a line that does not normalise), so every spelling of a
 domain meets in one task, whose pipeline scans it once. The split is written
-once, to a temporary folder renamed into place with ``split.json`` last, so
-a resumed scan reuses a split that is whole and redoes one that is not.
+once: ``split.json`` is removed first and written last, after every task
+file was published whole (scanner.output.store), so a resumed scan reuses a
+split that is whole and redoes one that is not.
 Folders whose names start with ``_`` are not part of a Parquet dataset for
 pyarrow, DuckDB or polars, so the split lives beside the parts harmlessly.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
-import shutil
 from collections.abc import Generator
 from dataclasses import dataclass
-from pathlib import Path
 
 from scanner.ingest.normalise import normalise
 from scanner.ingest.reader import InputName, read_names
+from scanner.output.store import DatasetStore
 from scanner.seen import name_key
 
 TASKS_DIR = "_tasks"
@@ -37,14 +39,13 @@ TASKS_PER_WORKER = 1  # at least: every worker thread has a task from the start
 
 @dataclass(frozen=True, slots=True)
 class Split:
-    """A written split: how many tasks, and where their files are."""
+    """A written split: how many tasks, and the names of their files."""
 
-    folder: Path
     tasks: int
     lines: int  # input lines read
 
-    def path(self, task: int) -> Path:
-        return self.folder / f"task-{task:04d}.txt"
+    def name(self, task: int) -> str:
+        return f"{TASKS_DIR}/task-{task:04d}.txt"
 
 
 def task_count(lines: int | None, workers: int) -> int:
@@ -58,44 +59,38 @@ def task_of(item: InputName, tasks: int) -> int:
     return name_key(domain if domain is not None else item.raw) % tasks
 
 
-def read_split(dataset: Path) -> Split | None:
+def read_split(store: DatasetStore) -> Split | None:
     """The split a previous run of this scan wrote, or None if there is none whole."""
-    folder = dataset / TASKS_DIR
     try:
-        raw = json.loads((folder / SPLIT_FILE).read_text())
-        split = Split(folder, int(raw["tasks"]), int(raw["lines"]))
+        raw = json.loads(store.read_bytes(f"{TASKS_DIR}/{SPLIT_FILE}"))
+        split = Split(int(raw["tasks"]), int(raw["lines"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if split.tasks < 1 or not all(split.path(i).is_file() for i in range(split.tasks)):
+    present = set(store.list(TASKS_DIR))
+    if split.tasks < 1 or not all(split.name(i) in present for i in range(split.tasks)):
         return None
     return split
 
 
-def write_split(source: str, dataset: Path, tasks: int) -> Split:
+def write_split(source: str, store: DatasetStore, tasks: int) -> Split:
     """Read ``source`` once and write its names into ``tasks`` task files."""
-    final = dataset / TASKS_DIR
-    staging = dataset / f"{TASKS_DIR}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    split = Split(staging, tasks, 0)
-    handles = [split.path(i).open("w", encoding="utf-8", newline="\n") for i in range(tasks)]
+    marker = f"{TASKS_DIR}/{SPLIT_FILE}"
+    store.remove(marker)
+    shape = Split(tasks, 0)
     lines = 0
-    try:
+    with contextlib.ExitStack() as stack:
+        # Published together when the block ends, none if reading fails.
+        handles = [stack.enter_context(store.open_write(shape.name(i))) for i in range(tasks)]
         for item in read_names(source):
-            handles[task_of(item, tasks)].write(f"{item.line}\t{item.raw}\n")
+            handles[task_of(item, tasks)].write(f"{item.line}\t{item.raw}\n".encode())
             lines += 1
-    finally:
-        for handle in handles:
-            handle.close()
-    (staging / SPLIT_FILE).write_text(json.dumps({"tasks": tasks, "lines": lines}) + "\n")
-    shutil.rmtree(final, ignore_errors=True)
-    staging.rename(final)
-    return Split(final, tasks, lines)
+    store.write_bytes(marker, json.dumps({"tasks": tasks, "lines": lines}).encode() + b"\n")
+    return Split(tasks, lines)
 
 
-def task_names(path: Path) -> Generator[InputName, None, None]:
+def task_names(store: DatasetStore, name: str) -> Generator[InputName, None, None]:
     """A task file's names, numbered by their input lines, normalised again."""
-    with path.open(encoding="utf-8", newline="\n") as handle:
+    with store.open_read(name) as raw, io.TextIOWrapper(raw, "utf-8", newline="\n") as handle:
         for text in handle:
-            number, _, raw = text.rstrip("\n").partition("\t")
-            yield InputName(int(number), raw, normalise(raw))
+            number, _, raw_name = text.rstrip("\n").partition("\t")
+            yield InputName(int(number), raw_name, normalise(raw_name))

@@ -19,7 +19,6 @@ import asyncio
 import pickle
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import uvloop
 from distributed import get_worker
@@ -28,6 +27,7 @@ from scanner.cluster.route import Route
 from scanner.cluster.service import PLUGIN, PROGRESS, ScanService
 from scanner.cluster.split import task_names
 from scanner.config import ScanConfig
+from scanner.output.store import DatasetStore, open_store
 from scanner.output.writer import Resumed, part_files, part_number, read_done
 from scanner.pipeline import Pipeline
 from scanner.progress import Snapshot
@@ -41,7 +41,7 @@ class TaskSpec:
     """What the driver tells a task."""
 
     index: int
-    path: str  # the task's file of names
+    name: str  # the task's file of names, in the dataset
     rate: float  # its share of --rate
     workers: tuple[str, ...]  # the cluster's workers when it was sent: the owners
     first_part: int = 0  # parts below this number are an earlier run's
@@ -66,13 +66,14 @@ def run_task(config: ScanConfig, spec: TaskSpec) -> TaskReport:
     service = worker.plugins[PLUGIN]
     assert isinstance(service, ScanService)
     attempt = uuid.uuid4().hex[:12]
+    store = open_store(config.output)
     pipeline = Pipeline(
         config,
         worker=spec.index,
-        resumed=_resumed(config.output, spec),
+        resumed=_resumed(store, spec),
         policy=service.policy,
         rate=spec.rate,
-        names=lambda: task_names(Path(spec.path)),
+        names=lambda: task_names(store, spec.name),
         handshakes=Route(
             service,
             spec.workers,
@@ -107,13 +108,13 @@ def run_task(config: ScanConfig, spec: TaskSpec) -> TaskReport:
     return TaskReport(spec.index, attempt, worker.address, final, pipeline.stopping)
 
 
-def _resumed(dataset: Path, spec: TaskSpec) -> Resumed:
+def _resumed(dataset: DatasetStore, spec: TaskSpec) -> Resumed:
     """What is done of this task: by earlier runs (the driver read those)
     and by earlier attempts of this run (read here, from the task's parts)."""
     own = [
-        path
-        for path in part_files(dataset)
-        if (number := part_number(path))[0] == spec.index and number[1] >= spec.first_part
+        name
+        for name in part_files(dataset)
+        if (number := part_number(name))[0] == spec.index and number[1] >= spec.first_part
     ]
     done = read_done(dataset, own)
     for key in spec.done:

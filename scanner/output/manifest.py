@@ -19,18 +19,16 @@ form is tried last because it is the shortest.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import errno
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
 from scanner.output.schema import SCHEMA_VERSION
+from scanner.output.store import Where, as_store
 
 MANIFEST = "manifest.json"
 SCANNER = "danescan"
@@ -254,52 +252,32 @@ def _iso(value: dt.datetime | None) -> str | None:
 # -- the file ----------------------------------------------------------------------
 
 
-def write_manifest(directory: Path, manifest: Manifest) -> None:
-    """Replace ``directory/manifest.json``; rewrite it in place when the disk is full."""
-    path = directory / MANIFEST
-    tmp = directory / f".{MANIFEST}.tmp"
+def write_manifest(where: Where, manifest: Manifest) -> None:
+    """Replace the dataset's manifest.json; rewrite it in place when the disk is full."""
+    store = as_store(where)
     body = manifest.to_json().encode()
     try:
-        _write_new(tmp, body)
-        tmp.replace(path)
+        store.write_bytes(MANIFEST, body)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or not path.exists():
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or not store.exists(MANIFEST):
             raise
         compact = json.dumps(manifest.to_dict(), sort_keys=True, default=str).encode() + b"\n"
         try:
-            _rewrite(path, body)
+            store.rewrite_in_place(MANIFEST, body)
         except OSError as again:
             if again.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
-            _rewrite(path, compact)
+            store.rewrite_in_place(MANIFEST, compact)
 
 
-def _write_new(path: Path, body: bytes) -> None:
-    with path.open("wb") as out:
-        out.write(body)
-        out.flush()
-        os.fsync(out.fileno())
-
-
-def _rewrite(path: Path, body: bytes) -> None:
-    """Overwrite ``path`` in place: no rename, so a crash in the middle could
-    leave it torn, which is why this is only the fallback."""
-    with path.open("r+b") as out:
-        out.write(body)
-        out.truncate()
-        out.flush()
-        os.fsync(out.fileno())
-
-
-def read_manifest(directory: Path) -> Manifest | None:
-    """The manifest in ``directory``; None when there is none."""
-    path = directory / MANIFEST
+def read_manifest(where: Where) -> Manifest | None:
+    """The dataset's manifest; None when there is none."""
+    store = as_store(where)
     try:
-        text = path.read_bytes()
+        text = store.read_bytes(MANIFEST)
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise ManifestError(f"{path} is not readable: {exc.strerror or exc}") from None
+        where = store.describe(MANIFEST)
+        raise ManifestError(f"{where} is not readable: {exc.strerror or exc}") from None
     return Manifest.from_json(text)

@@ -1,24 +1,21 @@
 """The Parquet dataset of a scan: part files written atomically, and what a
 resumed scan needs to know about the parts already there (the manifest is
-scanner.output.manifest).
+scanner.output.manifest; where the files live, scanner.output.store).
 
-A part is written to a temporary name, flushed to disk and renamed, so a
-part file either holds all of its rows or does not exist: after a kill -9 the
-parts on disk are exactly the rows that are done, and ``--resume`` skips
-them, losing and repeating nothing. A part that cannot be written (a full
-disk) leaves no temporary file behind: its rows stay buffered, and a resumed
-scan redoes them.
+A part is published whole or not at all (a local folder: a temporary name,
+fsync, rename; an object store: one write), so after a kill -9 the parts
+there are exactly the rows that are done, and ``--resume`` skips them,
+losing and repeating nothing. A part that cannot be written (a full disk)
+leaves nothing behind: its rows stay buffered, and a resumed scan redoes
+them.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -26,6 +23,7 @@ import pyarrow.parquet as pq
 
 from scanner.output.rows import ROW_TYPE, Row
 from scanner.output.schema import SCHEMA
+from scanner.output.store import DatasetStore, Where, as_store
 from scanner.seen import KeySet, name_key
 
 _PART = re.compile(r"part-(\d+)-(\d+)\.parquet\Z")
@@ -36,8 +34,9 @@ class UnreadablePart(Exception):
     (analysis.load.DatasetError is the analysis's: no dataset to read)."""
 
 
-def part_files(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.glob("part-*.parquet") if _PART.match(p.name))
+def part_files(where: Where) -> list[str]:
+    """Names of the dataset's part files, sorted."""
+    return [name for name in as_store(where).list() if _PART.match(name)]
 
 
 @dataclass(slots=True)
@@ -55,25 +54,31 @@ class Resumed:
     rows: int = 0
 
 
-def part_number(path: Path) -> tuple[int, int]:
+def part_number(name: str) -> tuple[int, int]:
     """(worker or task, number) of a part file's name."""
-    match = _PART.match(path.name)
+    match = _PART.match(name)
     if match is None:
-        raise ValueError(f"{path.name} is not a part file's name")
+        raise ValueError(f"{name} is not a part file's name")
     return int(match.group(1)), int(match.group(2))
 
 
-def read_done(directory: Path, parts: Iterable[Path] | None = None) -> Resumed:
+def _read_part(store: DatasetStore, name: str, columns: list[str] | None = None) -> pa.Table:
+    try:
+        with store.open_read(name) as handle:
+            return pq.read_table(handle, columns=columns)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise UnreadablePart(f"{store.describe(name)} is not a readable part: {exc}") from None
+
+
+def read_done(where: Where, parts: Iterable[str] | None = None) -> Resumed:
     """Domains (and input-error lines) already written by earlier runs: in
-    every part of ``directory``, or in ``parts`` only."""
+    every part of the dataset, or in the parts named by ``parts`` only."""
+    store = as_store(where)
     done = Resumed()
-    for path in part_files(directory) if parts is None else parts:
-        worker, number = part_number(path)
+    for name in part_files(store) if parts is None else parts:
+        worker, number = part_number(name)
         done.next_part[worker] = max(done.next_part.get(worker, 0), number + 1)
-        try:
-            table = pq.read_table(path, columns=["domain", "input_line", "verdict"])
-        except (OSError, pa.ArrowInvalid) as exc:
-            raise UnreadablePart(f"{path} is not a readable part: {exc}") from None
+        table = _read_part(store, name, ["domain", "input_line", "verdict"])
         for domain, line, verdict in zip(
             table.column("domain").to_pylist(),
             table.column("input_line").to_pylist(),
@@ -88,7 +93,7 @@ def read_done(directory: Path, parts: Iterable[Path] | None = None) -> Resumed:
     return done
 
 
-def drop_transient(directory: Path) -> int:
+def drop_transient(where: Where) -> int:
     """Rewrite every part that holds rows left transient without them, for
     ``--retry-transient``: the domains are then not done, and the resumed
     scan looks them up again and writes their new rows. Each part is
@@ -96,42 +101,26 @@ def drop_transient(directory: Path) -> int:
     or the new one, and a later ``--resume`` redoes whatever is missing.
     Returns the number of rows dropped. Parts of a scan from before the
     ``transient`` column have none."""
+    store = as_store(where)
     dropped = 0
-    for path in part_files(directory):
-        try:
-            if "transient" not in pq.read_schema(path).names:
-                continue
-            table = pq.read_table(path)
-        except (OSError, pa.ArrowInvalid) as exc:
-            raise UnreadablePart(f"{path} is not a readable part: {exc}") from None
+    for name in part_files(store):
+        table = _read_part(store, name)
+        if "transient" not in table.column_names:
+            continue
         transient = table.column("transient").fill_null(False)
         count = pc.sum(transient).as_py() or 0
         if not count:
             continue
-        _replace_part(path, table.filter(pc.invert(transient)))
+        _replace_part(store, name, table.filter(pc.invert(transient)))
         dropped += count
     return dropped
 
 
-def _replace_part(path: Path, table: pa.Table) -> None:
-    """Write ``table`` as the part ``path`` atomically and durably: either the
-    old part or the new one is there after a crash, and a full disk is not
-    left fuller by a half-written file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with tmp.open("wb") as out:
-            pq.write_table(table, out, compression="zstd")
-            out.flush()
-            os.fsync(out.fileno())
-        tmp.replace(path)
-    finally:
-        with contextlib.suppress(OSError):  # never instead of the error that got here
-            tmp.unlink(missing_ok=True)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _replace_part(store: DatasetStore, name: str, table: pa.Table) -> None:
+    """Write ``table`` as the part ``name``, whole or not at all: after a
+    crash either the old part or the new one is there."""
+    with store.open_write(name) as out:
+        pq.write_table(table, out, compression="zstd")
 
 
 class PartWriter:
@@ -145,9 +134,9 @@ class PartWriter:
     """
 
     def __init__(
-        self, directory: Path, worker: int, *, first_part: int = 0, batch_rows: int = 1024
+        self, where: Where, worker: int, *, first_part: int = 0, batch_rows: int = 1024
     ) -> None:
-        self.directory = directory
+        self.store = as_store(where)
         self.worker = worker
         self.batch_rows = batch_rows
         self._next = first_part
@@ -156,7 +145,7 @@ class PartWriter:
         self._batched_rows = 0
         self._batched_bytes = 0
         self.written = 0
-        self.parts: list[Path] = []
+        self.parts: list[str] = []  # names of the parts written
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -182,7 +171,7 @@ class PartWriter:
         self._batched_rows += batch.num_rows
         self._batched_bytes += batch.nbytes
 
-    def flush(self) -> Path | None:
+    def flush(self) -> str | None:
         """Write the buffered rows as one part; None when there were none.
 
         Safe to call from two threads (a part being written in a worker
@@ -192,18 +181,18 @@ class PartWriter:
         with self._lock:
             return self._flush()
 
-    def _flush(self) -> Path | None:
+    def _flush(self) -> str | None:
         self._seal()
         if not self._batches:
             return None
         table = pa.Table.from_batches(self._batches, schema=SCHEMA)
-        path = self.directory / f"part-{self.worker:03d}-{self._next:06d}.parquet"
+        name = f"part-{self.worker:03d}-{self._next:06d}.parquet"
         # On failure the rows are still buffered, and the next flush (or a
         # resumed scan) writes them.
-        _replace_part(path, table)
+        _replace_part(self.store, name, table)
         self._next += 1
         self.written += table.num_rows
         self._batches = []
         self._batched_rows = self._batched_bytes = 0
-        self.parts.append(path)
-        return path
+        self.parts.append(name)
+        return name

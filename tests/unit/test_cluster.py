@@ -19,6 +19,7 @@ from scanner.cluster.task import TaskReport
 from scanner.config import ScanConfig
 from scanner.ingest.reader import read_names
 from scanner.output.manifest import Cluster, Manifest, ScanStatus
+from scanner.output.store import LocalStore
 from scanner.progress import Counters, Snapshot
 from scanner.seen import KeySet, name_key
 
@@ -83,20 +84,21 @@ def test_the_split_keeps_every_name_with_its_line_and_spellings_together(
 ) -> None:
     source = tmp_path / "in.txt"
     source.write_text(INPUT + "\n")
-    split = write_split(str(source), tmp_path / "ds", 7)
+    store = LocalStore(tmp_path / "ds")
+    split = write_split(str(source), store, 7)
     assert (split.tasks, split.lines) == (7, 204)
-    assert read_split(tmp_path / "ds") == split
-    read_back = [item for i in range(7) for item in task_names(split.path(i))]
+    assert read_split(store) == split
+    read_back = [item for i in range(7) for item in task_names(store, split.name(i))]
     original = list(read_names(str(source)))
     assert sorted(read_back, key=lambda n: n.line) == original
     tasks_of_example = {
-        i for i in range(7) for item in task_names(split.path(i))
+        i for i in range(7) for item in task_names(store, split.name(i))
         if item.result.domain == "example.com"
     }  # fmt: skip
     assert len(tasks_of_example) == 1
     # The task a name lands in is the one its key says.
     for i in range(7):
-        assert all(task_of(item, 7) == i for item in task_names(split.path(i)))
+        assert all(task_of(item, 7) == i for item in task_names(store, split.name(i)))
     key = name_key("example.com")
     assert tasks_of_example == {key % 7}
 
@@ -104,10 +106,11 @@ def test_the_split_keeps_every_name_with_its_line_and_spellings_together(
 def test_a_split_that_was_not_finished_is_not_reused(tmp_path: Path) -> None:
     source = tmp_path / "in.txt"
     source.write_text(INPUT)
-    split = write_split(str(source), tmp_path / "ds", 3)
-    split.path(1).unlink()
-    assert read_split(tmp_path / "ds") is None
-    assert read_split(tmp_path / "nowhere") is None
+    store = LocalStore(tmp_path / "ds")
+    split = write_split(str(source), store, 3)
+    store.remove(split.name(1))
+    assert read_split(store) is None
+    assert read_split(LocalStore(tmp_path / "nowhere")) is None
 
 
 # -- certificates --------------------------------------------------------------------

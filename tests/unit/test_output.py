@@ -68,9 +68,9 @@ def test_row_round_trips_through_the_schema(tmp_path: Path) -> None:
     writer = PartWriter(tmp_path, 0)
     writer.add(domain_row(dane_result("a.example", 1)))
     writer.add(domain_row(error_result("not a domain", 2)))
-    path = writer.flush()
-    assert path is not None
-    table = pq.read_table(path)
+    name = writer.flush()
+    assert name is not None
+    table = pq.read_table(tmp_path / name)
     assert table.schema.equals(SCHEMA, check_metadata=False)
     assert table.schema.metadata[VERSION_KEY] == SCHEMA_VERSION.encode()
     rows = table.to_pylist()
@@ -97,7 +97,7 @@ def test_parts_are_numbered_and_resume_reads_them(tmp_path: Path) -> None:
     second = writer.flush()
     assert first is not None
     assert second is not None
-    assert (first.name, second.name) == ("part-003-000000.parquet", "part-003-000001.parquet")
+    assert (first, second) == ("part-003-000000.parquet", "part-003-000001.parquet")
     (tmp_path / ".part-003-000002.parquet.tmp").write_bytes(b"half a part")  # killed mid-write
     done = read_done(tmp_path)
     assert sorted(done.domains) == sorted([name_key("a.example"), name_key("b.example")])
@@ -218,10 +218,10 @@ def test_writer_converts_rows_to_arrow_in_batches(tmp_path: Path) -> None:
     assert writer.nbytes > 0
     assert len(writer._batches) == 2
     assert len(writer._pending) == 1
-    path = writer.flush()
-    assert path is not None
+    name = writer.flush()
+    assert name is not None
     assert (len(writer), writer.nbytes, writer.written) == (0, 0, 7)
-    table = pq.read_table(path)
+    table = pq.read_table(tmp_path / name)
     assert table.column("domain").to_pylist() == [f"d{i}.example" for i in range(7)]
     assert table.schema.metadata[VERSION_KEY] == SCHEMA_VERSION.encode()
     assert writer.flush() is None
@@ -263,7 +263,7 @@ def test_a_part_that_cannot_be_written_leaves_no_temporary_file(
     assert sorted(p.name for p in tmp_path.iterdir()) == []
     assert len(writer) == 1  # the rows wait for the next flush
     monkeypatch.setattr(pq, "write_table", real_write)
-    assert writer.flush() == tmp_path / "part-000-000000.parquet"
+    assert writer.flush() == "part-000-000000.parquet"
     assert pq.read_table(tmp_path).column("domain").to_pylist() == ["a.example"]
 
 
@@ -310,7 +310,9 @@ def test_concurrent_flushes_write_each_row_once(tmp_path: Path) -> None:
     other.start()
     writer.flush()
     other.join()
-    domains = [d for p in writer.parts for d in pq.read_table(p).column("domain").to_pylist()]
+    domains = [
+        d for p in writer.parts for d in pq.read_table(tmp_path / p).column("domain").to_pylist()
+    ]
     assert sorted(domains) == sorted(f"d{i}.example" for i in range(200))
     assert writer.written == 200
     assert len(writer.parts) == 1

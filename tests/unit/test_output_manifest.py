@@ -6,11 +6,12 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import json
+import os
 from pathlib import Path
 
 import pytest
 
-from scanner.output import manifest as manifest_module
+from scanner.output import store as store_module
 from scanner.output.manifest import (
     MANIFEST,
     Counts,
@@ -99,18 +100,26 @@ def test_no_manifest_is_none(tmp_path: Path) -> None:
     assert read_manifest(tmp_path) is None
 
 
+def no_space_for_new_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A disk that takes the bytes of a new (temporary) file into the page
+    cache and then has no room to keep them: fsync fails, as on a full disk.
+    A file already there can still be rewritten in place."""
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(".tmp"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(store_module.os, "fsync", fsync)
+
+
 def test_on_a_full_disk_the_manifest_is_rewritten_in_place(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     running = Manifest("1.2.3", ScanStatus.RUNNING, STARTED, config={"rate": 100.0})
     write_manifest(tmp_path, running)
-    real_write_new = manifest_module._write_new
-
-    def no_space(path: Path, body: bytes) -> None:
-        real_write_new(path, body[:10])  # a torn temporary file...
-        raise OSError(errno.ENOSPC, "No space left on device", str(path))
-
-    monkeypatch.setattr(manifest_module, "_write_new", no_space)
+    no_space_for_new_files(monkeypatch)
     write_manifest(tmp_path, failed())
     assert read_manifest(tmp_path) == failed()
     assert sorted(p.name for p in tmp_path.iterdir()) == [MANIFEST]  # ...removed
@@ -119,10 +128,7 @@ def test_on_a_full_disk_the_manifest_is_rewritten_in_place(
 def test_other_errors_and_a_first_manifest_on_a_full_disk_are_raised(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def no_space(path: Path, body: bytes) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device", str(path))
-
-    monkeypatch.setattr(manifest_module, "_write_new", no_space)
+    no_space_for_new_files(monkeypatch)
     with pytest.raises(OSError, match="No space"):
         write_manifest(tmp_path, failed())  # nothing to rewrite in place
     assert not list(tmp_path.iterdir())

@@ -135,7 +135,7 @@ def test_writer_loop_drains_the_queue_and_writes_parts(tmp_path: Path) -> None:
     # Parts of four rows as the rows came; the last two wait for the next part.
     assert (writer.written, len(writer), len(writer.parts)) == (8, 2, 2)
     assert pipeline.counters.written == 8
-    assert pq.read_table(writer.parts[0]).column("domain").to_pylist() == [
+    assert pq.read_table(tmp_path / writer.parts[0]).column("domain").to_pylist() == [
         f"d{i}.example" for i in range(4)
     ]
 
