@@ -17,12 +17,18 @@ and the route's counts from the manifest.
 
 The testbed folder is kept (and reused when it is up with the same domain
 count) unless --down is given; it is bench_flow's (the same net and seed).
+
+``--rounds 2`` scans in the order workers, cluster, cluster, workers (each
+round reverses the one before): a drift of the machine or of the testbed
+over the run then weighs on both paths alike, and the ratio reported is the
+geometric mean of the rounds' ratios.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 import tempfile
@@ -124,6 +130,9 @@ def main() -> int:
     parser.add_argument(
         "--cluster-first", action="store_true", help="scan with the cluster first (order effects)"
     )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="pairs of scans, each in the other order"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp:
         work = Path(tmp)
@@ -138,26 +147,34 @@ def main() -> int:
             args.workers = 1  # the cluster's two workers are Dask's
             return scan(args, "cluster local 2", work, domains, ("--cluster", "local:2"))
 
-        if args.cluster_first:
-            cluster, local = run_cluster(), run_local()
-        else:
-            local, cluster = run_local(), run_cluster()
+        pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        for round_ in range(args.rounds):
+            if (round_ % 2 == 1) != args.cluster_first:
+                cluster, local = run_cluster(), run_local()
+            else:
+                local, cluster = run_local(), run_cluster()
+            pairs.append((local, cluster))
     if args.down:
         subprocess.run([sys.executable, "-m", "testbed.cli", "down", "--dir", str(args.dir)],
                        check=False, stdout=subprocess.DEVNULL)  # fmt: skip
     print("| scan | domains | domains/s | peak MiB, all | scan process MiB | largest child MiB "
           "| scan CPU ms/domain | machine busy |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for r in (local, cluster):
-        print(
-            f"| {r['label']} | {r['domains']:,} | {r['domains_per_second_sustained']:,} "
-            f"| {r['peak_rss_mib_all_processes']:.0f} | {r['peak_rss_mib_scan_process']:.0f} "
-            f"| {r['peak_rss_mib_largest_child']:.0f} "
-            f"| {r['cpu_seconds_scan_processes'] * 1e3 / r['domains']:.2f} "
-            f"| {r['machine_busy']:.0%} |"
+    ratios = []
+    for local, cluster in pairs:
+        for r in (local, cluster):
+            print(
+                f"| {r['label']} | {r['domains']:,} | {r['domains_per_second_sustained']:,} "
+                f"| {r['peak_rss_mib_all_processes']:.0f} | {r['peak_rss_mib_scan_process']:.0f} "
+                f"| {r['peak_rss_mib_largest_child']:.0f} "
+                f"| {r['cpu_seconds_scan_processes'] * 1e3 / r['domains']:.2f} "
+                f"| {r['machine_busy']:.0%} |"
+            )
+        ratios.append(
+            cluster["domains_per_second_sustained"] / local["domains_per_second_sustained"]
         )
-    ratio = cluster["domains_per_second_sustained"] / local["domains_per_second_sustained"]
-    print(f"cluster / workers: {ratio:.3f}")
+    print("cluster / workers per round:", " ".join(f"{r:.3f}" for r in ratios))
+    print(f"cluster / workers (geometric mean): {math.prod(ratios) ** (1 / len(ratios)):.3f}")
     return 0
 
 
