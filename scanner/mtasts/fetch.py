@@ -14,10 +14,14 @@ aiohttp, the meaning of each answer being scanner.mtasts.response's.
 - at most ``per_address`` connections to one address at a time, their
   starts ``min_interval`` apart, at most ``max_connections`` in all
   (the scan's PoliteSettings, the SMTP side's limits);
-- TLS verified against the system's CA store plus the scan's ``--pkix-ca``
-  roots, for the name ``mta-sts.<domain>`` (section 3.3: "a valid PKIX
-  certificate chain", RFC 6125 name checks); redirects never followed, the
-  size and time bounded;
+- TLS verified by OpenSSL against the system's CA store plus the scan's
+  ``--pkix-ca`` roots, for the name ``mta-sts.<domain>`` (section 3.3: "a
+  valid PKIX certificate chain", RFC 6125 name checks); redirects never
+  followed, the size and time bounded. OpenSSL reports the first error it
+  finds, and it checks the name once the chain builds to a trusted root but
+  before dates and signatures: ``cert_name_mismatch`` says the chain is
+  anchored and the name wrong, so an expired certificate for another name
+  is a name mismatch, an expired one for the right name ``cert_invalid``;
 - the next address after a connect failure (refused, unreachable, no TCP or
   TLS within the connect bound); a transient outcome (section
   ``response.TRANSIENT``, HTTP 5xx and 429) tried again after
@@ -362,5 +366,6 @@ def _failure(exc: Exception, address: str) -> _Outcome:
 
 
 def _reason(exc: BaseException) -> str:
+    # aiohttp's parser quotes what the server sent: printable and bounded.
     text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    return text[:200]
+    return "".join(c if c.isprintable() else "?" for c in text[:200])

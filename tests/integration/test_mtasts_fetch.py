@@ -90,6 +90,7 @@ def pems(tmp_path_factory: pytest.TempPathFactory) -> Pems:
     chain("other", ["mta-sts.other.test"])
     chain("untrusted", ["mta-sts.ok.test"], stranger)
     chain("expired", ["mta-sts.ok.test"], before=90, after=-1)
+    chain("expired_other", ["mta-sts.other.test"], before=90, after=-1)
     write_chain(folder, "root", [root])
     return Pems(folder, folder / "root.pem")
 
@@ -147,6 +148,22 @@ class Servers:
 
         loop = asyncio.get_running_loop()
         server = await loop.create_server(counted, address, self.port, ssl=context)
+        self._stack.push_async_callback(server.wait_closed)
+        self._stack.callback(server.close)
+        return seen
+
+    async def garbage(self, address: str, context: ssl.SSLContext) -> Seen:
+        """Completes TLS, then answers with no HTTP at all."""
+        seen = self.seen[address] = Seen()
+
+        async def talk(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            seen.accepts += 1
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"220 mail.ok.test ESMTP\r\n\x00\xff\r\n\r\n")
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(talk, address, self.port, ssl=context)
         self._stack.push_async_callback(server.wait_closed)
         self._stack.callback(server.close)
         return seen
@@ -284,6 +301,8 @@ def test_what_the_server_answers(
         ("other", S.CERT_NAME_MISMATCH, "mta-sts.ok.test"),
         ("untrusted", S.CERT_INVALID, "issuer"),
         ("expired", S.CERT_INVALID, "expired"),
+        # OpenSSL checks the name before the dates (scanner.mtasts.fetch says so).
+        ("expired_other", S.CERT_NAME_MISMATCH, "mta-sts.ok.test"),
     ],
 )
 def test_the_certificate_must_be_pkix_valid_for_the_name(
@@ -327,6 +346,17 @@ def test_a_server_that_never_answers_times_out(pems: Pems, port: int) -> None:
         assert 0.9 < time.monotonic() - started < 1.9  # the connect bound
         # An HTTP answer that never comes: the whole bound.
         check(await fetch.fetch("slow.test", ["127.0.0.44"]), S.TIMEOUT, "whole answer")
+
+    serve(port, test)
+
+
+def test_an_answer_that_is_no_http(pems: Pems, port: int) -> None:
+    async def test(servers: Servers) -> None:
+        seen = await servers.garbage("127.0.0.52", pems.context("good"))
+        result = await fetcher(pems, port).fetch("ok.test", ["127.0.0.52"])
+        check(result, S.PROTOCOL_ERROR)
+        assert (result.transient, result.http_status, seen.accepts) == (False, None, 1)
+        assert result.error.isprintable(), result.error
 
     serve(port, test)
 
