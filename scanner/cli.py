@@ -214,6 +214,15 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         "all the same (repeatable; for a private testbed: its testbed.json scan_args)",
     )
     add(
+        "--pkix-ca",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="extra PEM roots trusted for MTA-STS policy fetches and PKIX checks, e.g. a "
+        "private testbed's (repeatable)",
+    )
+    add(
         "--starttls",
         choices=["dane", "all", "none"],
         default=default["starttls"].value,
@@ -332,6 +341,7 @@ def _config(args: argparse.Namespace, **extra: Any) -> ScanConfig:
             bogus_probe=args.bogus_probe or None,
             ehlo_name=args.ehlo_name if args.ehlo_name is not None else default_ehlo_name(),
             allow_ranges=tuple(args.allow_range),
+            pkix_ca=tuple(args.pkix_ca),
             starttls=StartTlsMode(args.starttls),
             now_override=_iso8601(args.now).isoformat() if args.now else None,
             **{name: getattr(args, name) for name in _COMMON_FIELDS},

@@ -7,6 +7,7 @@ at a time with a pause between connections, an honest EHLO name.
 
 from __future__ import annotations
 
+import os
 import socket
 from dataclasses import dataclass
 from enum import StrEnum
@@ -69,6 +70,10 @@ class ScanConfig:
     # as CIDRs: none for the internet, the testbed's for a testbed (its
     # testbed.json says which, under "scan_args"). scanner.handshake.contact.
     allow_ranges: tuple[str, ...] = ()
+    # PEM files of roots trusted beside the system's for MTA-STS policy
+    # fetches and PKIX checks (RFC 8461 section 3.3): a private testbed's
+    # WebPKI root; none for the internet.
+    pkix_ca: tuple[Path, ...] = ()
     starttls: StartTlsMode = StartTlsMode.DANE
     timeout: float = 30.0  # whole SMTP session deadline, seconds
     max_mx: int = 10
@@ -169,6 +174,9 @@ class ScanConfig:
             raise ValueError("--workers and --shard cannot be combined")
         for cidr in self.allow_ranges:
             parse_allow_range(cidr)
+        for pem in self.pkix_ca:
+            if not (pem.is_file() and os.access(pem, os.R_OK)):
+                raise ValueError(f"--pkix-ca {pem}: not a readable file")
         if self.cluster is not None:
             self._check_cluster(self.cluster)
         if self.tasks is not None and self.tasks < 1:
