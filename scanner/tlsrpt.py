@@ -23,13 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from scanner.mtasts.record import (
-    TxtRecordStatus,
-    TxtRRset,
-    extension_error,
-    select,
-    split_fields,
-)
+from scanner.mtasts.record import TxtRecordStatus, TxtRRset, parse_tagged
 
 TLSRPT_VERSION = "v=TLSRPTv1"
 _URI_CHARS = re.compile(r"[\x21-\x7e]+")
@@ -67,21 +61,10 @@ def uri_error(uri: str) -> str:
 
 def parse_tlsrpt_record(rrset: TxtRRset) -> TlsRptRecord:
     """The ``_smtp._tls`` TXT RRset (RFC 8460 section 3) as a reporter reads it."""
-    status, record = select(rrset, TLSRPT_VERSION)
+    status, rua, error = parse_tagged(rrset, TLSRPT_VERSION, "rua")
     if status is not TxtRecordStatus.VALID:
-        return TlsRptRecord(status)
-    fields = split_fields(record, TLSRPT_VERSION)
-    if isinstance(fields, str):
-        return TlsRptRecord(TxtRecordStatus.INVALID, error=fields)
-    ruas = [value for name, value in fields if name == "rua"]
-    for name, value in fields:
-        if name != "rua" and (error := extension_error(name, value)):
-            return TlsRptRecord(TxtRecordStatus.INVALID, error=error)
-    if not ruas:
-        return TlsRptRecord(TxtRecordStatus.INVALID, error="no rua field")
-    if len(ruas) > 1:
-        return TlsRptRecord(TxtRecordStatus.INVALID, error="more than one rua field")
-    uris = tuple(_COMMA.split(ruas[0]))
+        return TlsRptRecord(status, error=error)
+    uris = tuple(_COMMA.split(rua))
     for uri in uris:
         if error := uri_error(uri):
             return TlsRptRecord(TxtRecordStatus.INVALID, error=error)

@@ -133,22 +133,31 @@ def extension_error(name: str, value: str) -> str:
     return "" if _EXT_VALUE.fullmatch(value) else f"malformed value of {name!r}"
 
 
+def parse_tagged(rrset: TxtRRset, version: str, key: str) -> tuple[TxtRecordStatus, str, str]:
+    """(status, the value of the required field ``key``, error) of the one
+    record that begins with ``version``: the frame both record types share,
+    with ``key`` required once and every other field an extension."""
+    status, record = select(rrset, version)
+    if status is not TxtRecordStatus.VALID:
+        return status, "", ""
+    fields = split_fields(record, version)
+    if isinstance(fields, str):
+        return TxtRecordStatus.INVALID, "", fields
+    values = [value for name, value in fields if name == key]
+    for name, value in fields:
+        if name != key and (error := extension_error(name, value)):
+            return TxtRecordStatus.INVALID, "", error
+    if len(values) != 1:
+        many = "more than one" if values else "no"
+        return TxtRecordStatus.INVALID, "", f"{many} {key} field"
+    return TxtRecordStatus.VALID, values[0], ""
+
+
 def parse_sts_record(rrset: TxtRRset) -> StsRecord:
     """The ``_mta-sts`` TXT RRset (RFC 8461 section 3.1) as a sender reads it."""
-    status, record = select(rrset, STS_VERSION)
+    status, id_, error = parse_tagged(rrset, STS_VERSION, "id")
     if status is not TxtRecordStatus.VALID:
-        return StsRecord(status)
-    fields = split_fields(record, STS_VERSION)
-    if isinstance(fields, str):
-        return StsRecord(TxtRecordStatus.INVALID, error=fields)
-    ids = [value for name, value in fields if name == "id"]
-    for name, value in fields:
-        if name != "id" and (error := extension_error(name, value)):
-            return StsRecord(TxtRecordStatus.INVALID, error=error)
-    if not ids:
-        return StsRecord(TxtRecordStatus.INVALID, error="no id field")
-    if len(ids) > 1:
-        return StsRecord(TxtRecordStatus.INVALID, error="more than one id field")
-    if not _ID.fullmatch(ids[0]):
+        return StsRecord(status, error=error)
+    if not _ID.fullmatch(id_):
         return StsRecord(TxtRecordStatus.INVALID, error="id is not 1-32 letters and digits")
-    return StsRecord(TxtRecordStatus.VALID, id=ids[0])
+    return StsRecord(TxtRecordStatus.VALID, id=id_)
