@@ -65,6 +65,10 @@ _OP_LEGACY_SERVER_CONNECT = ssl.Options(getattr(ssl, "OP_LEGACY_SERVER_CONNECT",
 _SSL_SOURCE_SUFFIX = re.compile(r"\s*\(_ssl\.c:\d+\)$")
 
 
+# The error of a connection dropped after 220 to STARTTLS, before TLS came up:
+# a sign of a STARTTLS downgrade (scanner.mailpolicy).
+LOST_IN_TLS_HANDSHAKE = "connection lost in the TLS handshake"
+
 @dataclass(frozen=True, slots=True)
 class SessionSettings:
     """How one session behaves; part of the scan's configuration. Times in seconds."""
@@ -405,7 +409,7 @@ class _Session:
             raise _Stop(SmtpStatus.TLS_ERROR, _describe(exc)) from None
         except OSError as exc:
             raise _Stop(
-                SmtpStatus.TLS_ERROR, f"connection lost in the TLS handshake: {_describe(exc)}"
+                SmtpStatus.TLS_ERROR, f"{LOST_IN_TLS_HANDSHAKE}: {_describe(exc)}"
             ) from None
         self.tls_ms = (self.clock() - started) * 1000.0
         ssl_object = writer.get_extra_info("ssl_object")
