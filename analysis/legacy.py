@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 from scanner.output.schema import SCHEMA_VERSION
 from scanner.status import DaneVerdict, DomainVerdict
 
-READABLE = ("2", "3", SCHEMA_VERSION)
+READABLE = ("2", "3", "4", SCHEMA_VERSION)
 
 _DNS_DECIDED = [
     DaneVerdict.NO_DANE_INSECURE.value,
@@ -45,7 +45,8 @@ _TESTED = [
 def upgrade(table: pa.Table, version: str | None, errors: Callable[[], pa.Array]) -> pa.Table:
     """``table`` (any projection of a part) as the current version has it;
     ``errors`` reads the part's ``error`` column, needed only for a version 2 part."""
-    if version == SCHEMA_VERSION:
+    if version in ("4", SCHEMA_VERSION):
+        # 5 added columns only (beside DANE); a projection of 4's columns reads alike.
         return table
     if version != "3":
         table = _explicit_verdicts(table, errors)

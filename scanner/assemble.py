@@ -26,18 +26,33 @@ published but no address of the host was tested (``--starttls none``, or
 the scan does not contact them), ``undetermined`` for a domain whose verdict
 rests on such a host next to tested ones, ``internal_error`` for a domain a
 bug stopped (its ``error`` says where).
+
+Beside DANE (scanner.mailpolicy, scanner.effective): each host's sessions
+judged under the domain's MTA-STS policy, REQUIRETLS and downgrade signs,
+and the policy a sender implementing both applies. ``--days-ahead`` N
+assembles the hosts again from matches made N days later, and judges the
+PKIX chains of MTA-STS at that time too.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+from cryptography.x509.verification import Store
 
 from scanner import names
 from scanner.config import StartTlsMode
+from scanner.effective import Effective, HostSituation, StsSituation, effective
 from scanner.handshake.polite import is_transient as session_transient
 from scanner.handshake.session import SessionResult
+from scanner.mailpolicy import (
+    Policies,
+    downgrade_signs,
+    judge_host,
+    requiretls_offered,
+)
 from scanner.match.batch import CertPool, MatchJob
 from scanner.match.depths import record_depths
 from scanner.match.outcome import MatchResult
@@ -111,6 +126,7 @@ class Observation:
     sessions: dict[Key, SessionResult] = field(default_factory=dict)
     error: str = ""
     attempts: int = 1  # lookups of the domain, counted (not those an outage spoilt)
+    policies: Policies | None = None  # MTA-STS and TLS-RPT; None: not looked up
 
     def resolved(self, resolution: DomainResolution, max_addresses: int) -> None:
         """The resolve stage's outcome, and what it decides of each host."""
@@ -160,9 +176,14 @@ def assemble(
     tested: bool,
     now: float,
     pool: CertPool | None = None,
+    trust: Store | None = None,
+    days_ahead: int | None = None,
+    matches_ahead: Mapping[Key, MatchResult] | None = None,
 ) -> DomainResult:
     """The DomainResult; ``tested`` is False under --starttls none. ``pool``
-    holds the digests of the chains seen (the matcher's, or a new one)."""
+    holds the digests of the chains seen (the matcher's, or a new one).
+    ``trust``: the PKIX roots MTA-STS hosts are judged by (None: not judged);
+    ``matches_ahead``: the same jobs matched ``days_ahead`` days later."""
     resolution = obs.resolution
     untested = "" if tested else "TLSA published; not tested (--starttls none)"
     if obs.error:
@@ -174,6 +195,14 @@ def assemble(
         verdict = DomainVerdict.INTERNAL_ERROR
     else:
         verdict = domain_verdict(resolution.mx, hosts)
+    hosts = tuple(_beside_dane(obs, h, trust, obs.scanned_at) for h in hosts)
+    ahead: _Ahead | None = None
+    if days_ahead is not None and matches_ahead is not None:
+        ahead = _ahead(obs, matches_ahead, untested, pool, trust, days_ahead)
+        hosts = tuple(
+            replace(h, verdict_ahead=later.verdict)
+            for h, later in zip(hosts, ahead.hosts, strict=True)
+        )
     return DomainResult(
         domain=obs.domain,
         input_line=obs.line,
@@ -186,6 +215,11 @@ def assemble(
         duration_ms=(now - obs.started) * 1000,
         attempts=obs.attempts,
         transient=is_transient(obs),
+        policies=obs.policies,
+        effective=_effective(obs, verdict, hosts),
+        days_ahead=days_ahead if ahead is not None else None,
+        verdict_ahead=ahead.verdict if ahead is not None else None,
+        effective_ahead=ahead.effective if ahead is not None else None,
     )
 
 
@@ -250,6 +284,80 @@ def _host_result(
         by_dns=decided is not None,
         depths=depths,
     )
+
+
+# -- beside DANE -----------------------------------------------------------------------
+
+
+def _sessions(obs: Observation, host: str) -> list[SessionResult]:
+    return [s for (h, _), s in obs.sessions.items() if h == host]
+
+
+def _beside_dane(
+    obs: Observation, host: HostResult, trust: Store | None, when: dt.datetime
+) -> HostResult:
+    """The host's REQUIRETLS, downgrade signs and, under a policy, MTA-STS judgement."""
+    sessions = _sessions(obs, host.host)
+    offers = [o for s in sessions if (o := requiretls_offered(s)) is not None]
+    policy = obs.policies.sts.applies if obs.policies is not None else None
+    judged = None
+    if policy is not None and trust is not None and sessions:
+        judged = judge_host(policy, host.host, sessions, when, trust)
+    secure = host.resolution.tlsa.state is TlsaState.RECORDS
+    return replace(
+        host,
+        sts=judged,
+        requiretls=any(offers) if offers else None,
+        downgrade=downgrade_signs(secure, sessions),
+    )
+
+
+def _effective(
+    obs: Observation, verdict: DomainVerdict, hosts: Sequence[HostResult]
+) -> Effective | None:
+    """The policy a sender applies; None when MTA-STS was not looked up."""
+    if obs.policies is None:
+        return None
+    sts = obs.policies.sts
+    applied = sts.applies
+    situation = StsSituation(
+        sts.record.status, applied.mode if applied is not None else None, sts.transient
+    )
+    return effective(
+        verdict,
+        [HostSituation(h.verdict, h.sts.status if h.sts is not None else None) for h in hosts],
+        situation,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Ahead:
+    hosts: tuple[HostResult, ...]
+    verdict: DomainVerdict
+    effective: Effective | None
+
+
+def _ahead(
+    obs: Observation,
+    matches: Mapping[Key, MatchResult],
+    untested: str,
+    pool: CertPool,
+    trust: Store | None,
+    days: int,
+) -> _Ahead:
+    """The hosts, the verdict and the effective outcome ``days`` days later:
+    the same records and chains, matched (and PKIX-judged) at that time."""
+    when = obs.scanned_at + dt.timedelta(days=days)
+    later = tuple(
+        _beside_dane(obs, _host_result(obs, plan, matches, untested, pool), trust, when)
+        for plan in obs.hosts
+    )
+    resolution = obs.resolution
+    if obs.error or resolution is None:
+        verdict = DomainVerdict.INTERNAL_ERROR
+    else:
+        verdict = domain_verdict(resolution.mx, later)
+    return _Ahead(later, verdict, _effective(obs, verdict, later))
 
 
 def dns_reason(host: HostResolution) -> str:

@@ -28,6 +28,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 from cryptography.x509.verification import Store
 
@@ -36,10 +37,10 @@ from scanner.handshake.smtp import ehlo_keywords, offers
 from scanner.mtasts.patterns import host_status
 from scanner.mtasts.pkix import check_chain
 from scanner.mtasts.policy import StsHostStatus, StsPolicy
-from scanner.mtasts.record import StsRecord, TxtRecordStatus
+from scanner.mtasts.record import StsRecord, TxtRecordStatus, TxtRRset, parse_sts_record
 from scanner.mtasts.response import FetchResult, FetchStatus
-from scanner.status import SmtpStatus
-from scanner.tlsrpt import TlsRptRecord
+from scanner.status import DnsOutcome, SmtpStatus
+from scanner.tlsrpt import TlsRptRecord, parse_tlsrpt_record
 
 
 class DowngradeSign(StrEnum):
@@ -88,6 +89,39 @@ class Policies:
 
     sts: StsObservation
     tlsrpt: TlsRptRecord
+
+
+class TxtAnswer(Protocol):
+    """A TXT lookup as the resolve stage keeps it."""
+
+    @property
+    def outcome(self) -> DnsOutcome: ...
+    @property
+    def records(self) -> TxtRRset: ...
+    @property
+    def error(self) -> str: ...
+
+
+_ABSENT = (DnsOutcome.NXDOMAIN, DnsOutcome.NODATA)
+
+
+def sts_record(answer: TxtAnswer) -> StsRecord:
+    """The ``_mta-sts`` record of a lookup: no answer is no record (s3.1),
+    a failed lookup is no fact."""
+    if answer.outcome is DnsOutcome.ANSWER:
+        return parse_sts_record(answer.records)
+    if answer.outcome in _ABSENT:
+        return StsRecord(TxtRecordStatus.ABSENT)
+    return StsRecord.failed(answer.error or str(answer.outcome))
+
+
+def tlsrpt_record(answer: TxtAnswer) -> TlsRptRecord:
+    """The ``_smtp._tls`` record of a lookup (RFC 8460 section 3)."""
+    if answer.outcome is DnsOutcome.ANSWER:
+        return parse_tlsrpt_record(answer.records)
+    if answer.outcome in _ABSENT:
+        return TlsRptRecord(TxtRecordStatus.ABSENT)
+    return TlsRptRecord.failed(answer.error or str(answer.outcome))
 
 
 def requiretls_offered(session: SessionResult) -> bool | None:

@@ -7,7 +7,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from scanner.effective import Effective
 from scanner.handshake.session import SessionResult
+from scanner.mailpolicy import DowngradeSign, HostJudgement, Policies
 from scanner.resolve.discover import HostResolution
 from scanner.resolve.policy import MxDecision
 from scanner.status import DaneVerdict, DomainVerdict
@@ -40,6 +42,14 @@ class HostResult:
     # (scanner.match.depths); None when no chain was presented or the host was
     # not tested.
     depths: tuple[int, ...] | None = None
+    # Beside DANE (scanner.mailpolicy): the host under the domain's MTA-STS
+    # policy (None: none applies), REQUIRETLS over TLS (None: no EHLO over
+    # TLS), the downgrade signs of its sessions, and its DANE verdict
+    # --days-ahead days later (None: not asked).
+    sts: HostJudgement | None = None
+    requiretls: bool | None = None
+    downgrade: tuple[DowngradeSign, ...] = ()
+    verdict_ahead: DaneVerdict | None = None
 
     @property
     def first_match(self) -> tuple[str | None, int]:
@@ -64,3 +74,8 @@ class DomainResult:
     duration_ms: float
     attempts: int = 1  # lookups of the domain (scanner.assemble.Observation.attempts)
     transient: bool = False  # rests on an outcome that may differ if tried again
+    policies: Policies | None = None  # MTA-STS and TLS-RPT; None: not looked up
+    effective: Effective | None = None  # None for input errors
+    days_ahead: int | None = None
+    verdict_ahead: DomainVerdict | None = None
+    effective_ahead: Effective | None = None

@@ -17,6 +17,8 @@ from typing import Any
 import pyarrow as pa
 
 from scanner import names
+from scanner.effective import Effective
+from scanner.mailpolicy import Policies, requiretls_offered
 from scanner.output.schema import SCHEMA
 from scanner.results import AddressResult, DomainResult, HostResult
 
@@ -45,6 +47,7 @@ def _address(a: AddressResult) -> Row:
         s.tls_ms,
         s.total_ms,
         s.attempts,
+        requiretls_offered(s),
     )
 
 
@@ -73,7 +76,43 @@ def _host(h: HostResult) -> Row:
         matched,
         depth,
         [_address(a) for a in h.addresses],
+        None if h.sts is None else str(h.sts.status),
+        None if h.sts is None else (h.sts.error or None),
+        h.requiretls,
+        [str(sign) for sign in h.downgrade],
+        None if h.verdict_ahead is None else str(h.verdict_ahead),
     )
+
+
+_NO_POLICIES: Row = (None,) * 13
+
+
+def _policies(p: Policies | None) -> Row:
+    """The MTA-STS and TLS-RPT columns, in the schema's order."""
+    if p is None:
+        return _NO_POLICIES
+    sts, fetch, tlsrpt = p.sts, p.sts.fetch, p.tlsrpt
+    policy = sts.policy
+    parsed = policy if policy is not None and policy.ok else None
+    return (
+        str(sts.record.status),
+        sts.record.id or None,
+        sts.record.error or None,
+        None if fetch is None else str(fetch.status),
+        None if fetch is None else (fetch.error or None),
+        None if fetch is None else fetch.http_status,
+        None if parsed is None or parsed.mode is None else str(parsed.mode),
+        None if parsed is None else parsed.max_age,
+        None if parsed is None else list(parsed.mx),
+        None if policy is None or policy.ok else policy.error,
+        str(tlsrpt.status),
+        list(tlsrpt.rua) if tlsrpt.rua else None,
+        tlsrpt.error or None,
+    )
+
+
+def _effective(e: Effective | None) -> Row:
+    return (None, None, None) if e is None else (str(e.policy), str(e.outcome), e.reason)
 
 
 def domain_row(result: DomainResult) -> Row:
@@ -92,4 +131,9 @@ def domain_row(result: DomainResult) -> Row:
         result.duration_ms,
         result.attempts,
         result.transient,
+        *_policies(result.policies),
+        *_effective(result.effective),
+        result.days_ahead,
+        None if result.verdict_ahead is None else str(result.verdict_ahead),
+        None if result.effective_ahead is None else str(result.effective_ahead.outcome),
     )

@@ -16,7 +16,10 @@ import pyarrow as pa
 # 2 wrote null; an address DNS decided carries its host's verdict).
 # 4: per TLSA record, ``depth``: the lowest chain depth at which it matches a
 # certificate some address of its host presented (scanner.match.depths).
-SCHEMA_VERSION = "4"
+# 5: beside DANE (issue 19): MTA-STS (record, fetch, policy, each MX host
+# judged under it), TLS-RPT, REQUIRETLS, STARTTLS downgrade signs, the
+# effective policy of a sender, and the verdicts --days-ahead days later.
+SCHEMA_VERSION = "5"
 VERSION_KEY = b"danescan.schema_version"
 
 TLSA_RECORD = pa.struct(
@@ -49,6 +52,8 @@ ADDRESS = pa.struct(
         ("tls_ms", pa.float32()),
         ("total_ms", pa.float32()),
         ("attempts", pa.uint8()),
+        # REQUIRETLS (RFC 8689) in the EHLO reply over TLS; null without one.
+        ("requiretls", pa.bool_()),
     ]
 )
 
@@ -70,6 +75,13 @@ MX_HOST = pa.struct(
         ("matched", pa.string()),  # the record that matched, "U S M HEX"
         ("match_depth", pa.int8()),  # chain depth of the matching certificate, -1 none
         ("addresses", pa.list_(ADDRESS)),
+        # Under the domain's MTA-STS policy (StsHostStatus, scanner.mailpolicy);
+        # null when no policy applies.
+        ("mta_sts", pa.string()),
+        ("mta_sts_error", pa.string()),
+        ("requiretls", pa.bool_()),  # some address offered it over TLS; null: no EHLO over TLS
+        ("downgrade", pa.list_(pa.string())),  # DowngradeSign values
+        ("verdict_ahead", pa.string()),  # DaneVerdict --days-ahead days later; null: not asked
     ]
 )
 
@@ -92,6 +104,30 @@ SCHEMA = pa.schema(
         # a TLS reset) after the last of them: ``--retry-transient`` redoes those.
         ("attempts", pa.uint8()),
         ("transient", pa.bool_()),
+        # MTA-STS (RFC 8461): the _mta-sts record (TxtRecordStatus; null: not
+        # looked up), the policy fetch (FetchStatus) and the policy parsed.
+        ("mta_sts_record", pa.string()),
+        ("mta_sts_id", pa.string()),
+        ("mta_sts_record_error", pa.string()),
+        ("mta_sts_fetch", pa.string()),
+        ("mta_sts_fetch_error", pa.string()),
+        ("mta_sts_http_status", pa.int16()),
+        ("mta_sts_mode", pa.string()),  # StsMode of a policy parsed whole
+        ("mta_sts_max_age", pa.int64()),
+        ("mta_sts_mx", pa.list_(pa.string())),
+        ("mta_sts_policy_error", pa.string()),
+        # TLS-RPT (RFC 8460): the _smtp._tls record.
+        ("tlsrpt_record", pa.string()),
+        ("tlsrpt_rua", pa.list_(pa.string())),
+        ("tlsrpt_error", pa.string()),
+        # What a sender implementing DANE and MTA-STS applies (scanner.effective).
+        ("effective_policy", pa.string()),
+        ("effective_outcome", pa.string()),
+        ("effective_reason", pa.string()),
+        # --days-ahead N: the verdicts N days later, same records and chains.
+        ("days_ahead", pa.int16()),
+        ("verdict_ahead", pa.string()),
+        ("effective_outcome_ahead", pa.string()),
     ],
     metadata={VERSION_KEY: SCHEMA_VERSION.encode()},
 )

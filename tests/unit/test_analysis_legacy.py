@@ -13,7 +13,7 @@ import pytest
 
 from analysis.load import load
 from scanner.output.rows import ROW_TYPE, domain_row
-from scanner.output.schema import SCHEMA, VERSION_KEY
+from scanner.output.schema import ADDRESS, MX_HOST, SCHEMA, VERSION_KEY
 from scanner.results import AddressResult, DomainResult, HostResult
 from scanner.status import DaneVerdict
 from tests.unit.resolutions import insecure_host
@@ -102,3 +102,34 @@ def test_a_current_dataset_is_read_as_written(tmp_path: Path) -> None:
     scan = load(tmp_path)
     assert scan.dataset.schema_version == SCHEMA.metadata[VERSION_KEY].decode()
     assert scan.domains.query("d", "SELECT verdict FROM d").fetchall() == [("dane_valid",)]
+
+
+def _without(struct: pa.StructType, names: set[str]) -> list[pa.Field]:
+    return [f for f in struct if f.name not in names]
+
+
+def test_a_version_4_dataset_without_the_columns_beside_dane_reads_alike(
+    tmp_path: Path,
+) -> None:
+    address = pa.struct(_without(ADDRESS, {"requiretls"}))
+    host_fields = [
+        f.with_type(pa.list_(address)) if f.name == "addresses" else f
+        for f in _without(
+            MX_HOST, {"mta_sts", "mta_sts_error", "requiretls", "downgrade", "verdict_ahead"}
+        )
+    ]
+    v4 = pa.schema(
+        [
+            f.with_type(pa.list_(pa.struct(host_fields))) if f.name == "mx_hosts" else f
+            for f in SCHEMA
+            if SCHEMA.get_field_index(f.name) <= SCHEMA.get_field_index("transient")
+        ],
+        metadata={VERSION_KEY: b"4"},
+    )
+    rows = pa.array([domain_row(dane_result("x.example", 1))], ROW_TYPE).to_pylist()
+    pq.write_table(pa.Table.from_pylist(rows, v4), tmp_path / "part-000-000000.parquet")
+    scan = load(tmp_path)
+    assert scan.dataset.schema_version == "4"
+    assert scan.domains.query("d", "SELECT verdict FROM d").fetchall() == [("dane_valid",)]
+    hosts = scan.dane.query("d", "SELECT h.verdict FROM (SELECT unnest(mx_hosts) AS h FROM d)")
+    assert hosts.fetchall() == [("pass",)]

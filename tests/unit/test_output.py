@@ -17,8 +17,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from scanner.effective import Effective, EffectiveOutcome, EffectivePolicy
 from scanner.handshake.session import SessionResult
 from scanner.handshake.smtp import Reply, Transcript
+from scanner.mailpolicy import DowngradeSign, HostJudgement, Policies, StsObservation
+from scanner.mtasts.policy import StsHostStatus, StsMode, StsPolicy
+from scanner.mtasts.record import StsRecord, TxtRecordStatus
+from scanner.mtasts.response import FetchResult, FetchStatus
 from scanner.output.rows import ROW_TYPE, domain_row
 from scanner.output.schema import SCHEMA, SCHEMA_VERSION, VERSION_KEY
 from scanner.output.writer import PartWriter, drop_transient, read_done
@@ -33,6 +38,7 @@ from scanner.results import AddressResult, DomainResult, HostResult
 from scanner.seen import name_key
 from scanner.status import DaneVerdict, DnssecStatus, DomainVerdict, SmtpStatus
 from scanner.tlsa import TlsaRecord
+from scanner.tlsrpt import TlsRptRecord
 from tests.unit.resolutions import dane_host, mx_hosts
 
 WHEN = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
@@ -122,6 +128,7 @@ def every_field_result() -> DomainResult:
     transcript = Transcript(
         banner=Reply(220, ("banner.every.example ESMTP",)),
         ehlo=Reply(250, ("hello", "STARTTLS", "SIZE 100")),
+        ehlo_tls=Reply(250, ("hello", "REQUIRETLS")),
     )
     v4 = SessionResult(
         "192.0.2.1", 25, "base.example", SmtpStatus.TLS_OK, error="e4", transcript=transcript,
@@ -134,11 +141,24 @@ def every_field_result() -> DomainResult:
         AddressResult(v6, DaneVerdict.FAIL_NO_TLS, "why6"),
     )
     mx = mx_hosts((host, 5), error="mx-e")
+    policies = Policies(
+        StsObservation(
+            StsRecord(TxtRecordStatus.VALID, "id1", "rec-e"),
+            FetchResult(FetchStatus.OK, "fetch-e", 200, "text"),
+            StsPolicy(True, StsMode.TESTING, 604800, ("mx.every.example", "*.example")),
+        ),
+        TlsRptRecord(TxtRecordStatus.INVALID, ("mailto:a@every.example",), "rpt-e"),
+    )
     return DomainResult(
         "every.example", 77, DomainVerdict.DANE_INVALID, "oops", mx, 3602,
         (HostResult(host, 5, resolution, DaneVerdict.FAIL_TA_NAME, "host why", addresses,
-                    depths=(1,)),),
-        WHEN, 99.5, 3, True,
+                    depths=(1,), sts=HostJudgement(StsHostStatus.EXPIRED, "sts-e"),
+                    requiretls=True, downgrade=(DowngradeSign.STARTTLS_INCONSISTENT,),
+                    verdict_ahead=DaneVerdict.FAIL_TA_EXPIRED),),
+        WHEN, 99.5, 3, True, policies,
+        Effective(EffectivePolicy.DANE, EffectiveOutcome.FAIL, "eff-why"),
+        30, DomainVerdict.DANE_VALID,
+        Effective(EffectivePolicy.DANE, EffectiveOutcome.REPORT_ONLY, "later"),
     )  # fmt: skip
 
 
@@ -149,13 +169,13 @@ def test_every_row_field_lands_in_its_schema_column() -> None:
         "verdict": "fail_ta_name", "reason": "why4",
         "banner": "220 banner.every.example ESMTP", "starttls_offered": True,
         "tls_version": "TLSv1.2", "cipher": "ECDHE", "chain": [b"leaf", b"ca"],
-        "connect_ms": 1.5, "tls_ms": 2.5, "total_ms": 3.5, "attempts": 2,
+        "connect_ms": 1.5, "tls_ms": 2.5, "total_ms": 3.5, "attempts": 2, "requiretls": True,
     }  # fmt: skip
     address6 = {
         "address": "2001:db8::1", "family": 6, "smtp_status": "connect_timeout",
         "error": "late", "verdict": "fail_no_tls", "reason": "why6", "banner": None,
         "starttls_offered": None, "tls_version": None, "cipher": None, "chain": [],
-        "connect_ms": None, "tls_ms": None, "total_ms": None, "attempts": 1,
+        "connect_ms": None, "tls_ms": None, "total_ms": None, "attempts": 1, "requiretls": None,
     }  # fmt: skip
     assert row == {
         "domain": "every.example",
@@ -184,12 +204,36 @@ def test_every_row_field_lands_in_its_schema_column() -> None:
                 "matched": "2 0 2 " + "02" * 64,
                 "match_depth": 1,
                 "addresses": [address4, address6],
+                "mta_sts": "expired",
+                "mta_sts_error": "sts-e",
+                "requiretls": True,
+                "downgrade": ["starttls_inconsistent"],
+                "verdict_ahead": "fail_ta_expired",
             }
         ],
         "scanned_at": WHEN,
         "duration_ms": 99.5,
         "attempts": 3,
         "transient": True,
+        "mta_sts_record": "valid",
+        "mta_sts_id": "id1",
+        "mta_sts_record_error": "rec-e",
+        "mta_sts_fetch": "ok",
+        "mta_sts_fetch_error": "fetch-e",
+        "mta_sts_http_status": 200,
+        "mta_sts_mode": "testing",
+        "mta_sts_max_age": 604800,
+        "mta_sts_mx": ["mx.every.example", "*.example"],
+        "mta_sts_policy_error": None,
+        "tlsrpt_record": "invalid",
+        "tlsrpt_rua": ["mailto:a@every.example"],
+        "tlsrpt_error": "rpt-e",
+        "effective_policy": "dane",
+        "effective_outcome": "fail",
+        "effective_reason": "eff-why",
+        "days_ahead": 30,
+        "verdict_ahead": "dane_valid",
+        "effective_outcome_ahead": "report_only",
     }
 
 
