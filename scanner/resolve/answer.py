@@ -130,6 +130,15 @@ class DnsAnswer(Value):
         return tuple(r for r in self.records if isinstance(r, TlsaRecord))
 
     @property
+    def txt(self) -> tuple[tuple[bytes, ...], ...]:
+        """TXT records, each its character-strings (the shape of
+        scanner.mtasts.record.TxtRRset)."""
+        # TlsaRecord is a NamedTuple: a tuple too, though not a TXT record.
+        return tuple(
+            r for r in self.records if isinstance(r, tuple) and not isinstance(r, TlsaRecord)
+        )
+
+    @property
     def addresses(self) -> tuple[str, ...]:
         """A or AAAA addresses (for CNAME queries, the target instead)."""
         return tuple(r for r in self.records if isinstance(r, str))

@@ -5,7 +5,8 @@ codec builds (pure data, no parsing).
   counts, the question and the resource records; RFC 6891 section 6: the OPT
   record, its payload and the extended RCODE (section 9: BADVERS); RFC 4035
   section 3: the AD and CD flags; RFC 8914: the Extended DNS Error option.
-- RFC 1035 section 3.3.9: MX rdata; section 3.3.13: SOA. TLSA rdata
+- RFC 1035 section 3.3.9: MX rdata; section 3.3.13: SOA; section 3.3.14:
+  TXT, one or more character-strings kept as bytes. TLSA rdata
   (RFC 6698 section 2.1) is scanner.tlsa.TlsaRecord, the scanner's one TLSA type.
 
 Records, messages and the per-query result (scanner.resolve.answer) are
@@ -31,6 +32,7 @@ class RdType(IntEnum):
     CNAME = 5
     SOA = 6
     MX = 15
+    TXT = 16
     AAAA = 28
     OPT = 41
     RRSIG = 46
@@ -136,8 +138,11 @@ class Soa(Value):
         self.minimum: Final = minimum
 
 
-# A and AAAA rdata is the address text, CNAME rdata the target name.
-Rdata: TypeAlias = Mx | TlsaRecord | Soa | str
+# A and AAAA rdata is the address text, CNAME rdata the target name, TXT
+# rdata its character-strings in wire order (RFC 1035 section 3.3.14), as
+# bytes: what they mean (RFC 8461 section 3.1 joins them without a space) is
+# the reader's to say, and they need not be text.
+Rdata: TypeAlias = Mx | TlsaRecord | Soa | str | tuple[bytes, ...]
 
 
 class Rr(Value):

@@ -17,6 +17,14 @@
   domain, the MX host name and, for an implicit MX, the domain; the TLSA base
   domain is also the SNI name.
 
+Beside DANE, the names of the per-domain policy records and what their
+TXT answers hold: ``_mta-sts.<domain>`` (RFC 8461 section 3.1),
+``_smtp._tls.<domain>`` (RFC 8460 section 3) and the policy host
+``mta-sts.<domain>`` (RFC 8461 section 3.3). A TXT lookup is kept raw, as
+the parsers (scanner.mtasts.record, scanner.tlsrpt) read it; DNSSEC is
+recorded but not required (RFC 8461 section 1: MTA-STS is for domains that
+cannot sign).
+
 The async driver (scanner.resolve.discover) issues the queries; this module
 only decides what the answers mean and what to ask next.
 """
@@ -27,7 +35,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from scanner import names
-from scanner.resolve.answer import DnsAnswer
+from scanner.resolve.answer import DnsAnswer, is_transient
 from scanner.status import DaneVerdict, DnsOutcome, DnssecStatus
 from scanner.tlsa import TlsaRecord
 
@@ -199,6 +207,57 @@ def tlsa_lookup(base: str, answer: DnsAnswer) -> TlsaLookup:
     records = answer.tlsa if state is TlsaState.RECORDS else ()
     error = _failure(answer) if answer.outcome not in _RESPONSES else ""
     return TlsaLookup(base, state, records, answer.ttl, error)
+
+
+def mta_sts_name(domain: str) -> str:
+    """Where the MTA-STS record of ``domain`` (absolute) lives (RFC 8461 s3.1)."""
+    return f"_mta-sts.{domain}"
+
+
+def tlsrpt_name(domain: str) -> str:
+    """Where the TLS-RPT record of ``domain`` (absolute) lives (RFC 8460 s3)."""
+    return f"_smtp._tls.{domain}"
+
+
+def policy_host_name(domain: str) -> str:
+    """The host serving the MTA-STS policy of ``domain`` (RFC 8461 s3.3)."""
+    return f"mta-sts.{domain}"
+
+
+@dataclass(frozen=True, slots=True)
+class TxtLookup:
+    """One TXT lookup as the policy-record parsers read it.
+
+    ``records``: one entry per TXT record of the name the CNAME chain ended
+    at, each its character-strings (scanner.mtasts.record.TxtRRset); empty
+    for NXDOMAIN and NODATA, and for a lookup that failed. ``answered``
+    tells an empty RRset (a fact: no record) from a failure (SERVFAIL,
+    bogus, timeout, ...: ``error`` says which, ``transient`` whether asking
+    later may tell otherwise).
+    """
+
+    name: str  # the name asked, absolute
+    outcome: DnsOutcome
+    dnssec: DnssecStatus
+    records: tuple[tuple[bytes, ...], ...] = ()
+    error: str = ""
+    transient: bool = False
+
+    @property
+    def answered(self) -> bool:
+        return self.outcome in _RESPONSES
+
+
+def txt_lookup(answer: DnsAnswer) -> TxtLookup:
+    answered = answer.outcome in _RESPONSES
+    return TxtLookup(
+        answer.qname,
+        answer.outcome,
+        answer.dnssec,
+        answer.txt if answered else (),
+        answer.error if answered else _failure(answer),
+        is_transient(answer.outcome, answer.ede_code),
+    )
 
 
 def reference_identifiers(host: str, base: str, implicit_domain: str | None) -> tuple[str, ...]:

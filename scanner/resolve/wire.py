@@ -12,8 +12,9 @@ Implements the parts of the DNS wire format the scanner needs:
 - RFC 2181 section 8: a TTL with the top bit set counts as zero.
 - RFC 5952 section 4: the text of an IPv6 address.
 
-Only MX, A, AAAA, TLSA (RFC 6698 section 2), CNAME and SOA records are
-decoded; every other type (RRSIG, NSEC, NS, ...) is stepped over by its
+Only MX, A, AAAA, TLSA (RFC 6698 section 2), CNAME, SOA and TXT (RFC 1035
+section 3.3.14: one or more length-prefixed character-strings that fill the
+rdata exactly) records are decoded; every other type (RRSIG, NSEC, NS, ...) is stepped over by its
 RDLENGTH. Malformed input never raises: ``parse_message`` returns a
 ``Malformed`` value instead, which the client reports as DnsOutcome.MALFORMED.
 What a message means for the question asked is scanner.resolve.answer.
@@ -67,8 +68,9 @@ _MX: Final = int(RdType.MX)
 _AAAA: Final = int(RdType.AAAA)
 _OPT: Final = int(RdType.OPT)
 _TLSA: Final = int(RdType.TLSA)
+_TXT: Final = int(RdType.TXT)
 _SCAN_OPT: Final = _OPT_RR.pack(0, _OPT, EDNS_PAYLOAD, EDNS_DO, 0)  # payload 1232, DO set
-_KEPT_TYPES: Final = frozenset((_A, _CNAME, _SOA, _MX, _AAAA, _TLSA))
+_KEPT_TYPES: Final = frozenset((_A, _CNAME, _SOA, _MX, _AAAA, _TLSA, _TXT))
 _ZERO_RUN: Final = re.compile(r":0(?::0)+:")
 
 
@@ -143,6 +145,8 @@ def _rdata(wire: bytes, rdtype: int, start: int, end: int, names: Names) -> Rdat
         if after != end:
             raise FormError("CNAME target does not fill its rdata")
         return target
+    if rdtype == _TXT:
+        return _txt_strings(wire, start, end)
     # SOA: the only other kept type.
     mname, off = read_name(wire, start, names)
     rname, off = read_name(wire, off, names)
@@ -150,6 +154,21 @@ def _rdata(wire: bytes, rdtype: int, start: int, end: int, names: Names) -> Rdat
         raise FormError("SOA rdata has the wrong length")
     serial, refresh, retry, expire, minimum = _SOA_TAIL.unpack_from(wire, off)
     return Soa(mname, rname, serial, refresh, retry, expire, minimum)
+
+
+def _txt_strings(wire: bytes, start: int, end: int) -> tuple[bytes, ...]:
+    """TXT-DATA (RFC 1035 section 3.3.14): one or more <character-string>s,
+    each a length octet and that many octets, filling the rdata exactly."""
+    if start == end:
+        raise FormError("TXT rdata without a character-string")
+    strings: list[bytes] = []
+    while start < end:
+        after = start + 1 + wire[start]
+        if after > end:
+            raise FormError("TXT character-string runs past its rdata")
+        strings.append(wire[start + 1 : after])
+        start = after
+    return tuple(strings)
 
 
 def _record_header(wire: bytes, off: int) -> tuple[int, int, int, int, int]:

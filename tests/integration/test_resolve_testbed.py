@@ -20,7 +20,9 @@ validating Unbound, is checked per scenario:
   big_tlsa_rrset; CNAME hosts try the expanded name, then the alias.
 
 And the per-host single-flight cache: every query is sent once, however many
-domains share a provider's hosts.
+domains share a provider's hosts. The policy records' TXT lookups (RFC 8461
+section 3.1, RFC 8460 section 3) are two queries per domain, each a fact
+(answered, or a validation failure), as DNSSEC-secure as the domain's zone.
 """
 
 from __future__ import annotations
@@ -325,8 +327,36 @@ def test_shared_hosts_are_looked_up_once(discovery: Discovery) -> None:
     assert discovery.cache_hits == sum(references.values()) - len(references)
     hosts = {h.host: h for r in resolutions for h in r.hosts}
     host_queries = sum(2 + len(bases_asked(h)) for h in hosts.values())  # A, AAAA, TLSA per base
-    assert sum(discovery.asked.values()) == len(discovery.resolutions) + host_queries
+    domain_queries = 3 * len(discovery.resolutions)  # MX, _mta-sts TXT, _smtp._tls TXT
+    assert sum(discovery.asked.values()) == domain_queries + host_queries
     # UDP datagrams: one per query, plus a retransmission only after a timeout
     # (a loaded machine may delay Unbound's SERVFAIL for the lame TLSA zone).
     retransmissions = discovery.stats.sent - sum(discovery.asked.values())
     assert 0 <= retransmissions <= discovery.stats.timeouts
+
+
+def test_policy_records_are_looked_up_once_per_domain(
+    testbed: Testbed, discovery: Discovery
+) -> None:
+    """Each domain's two TXT lookups: asked once, never transient on the
+    loopback testbed, secure exactly where the domain's zone is (bogus_mx
+    breaks the MX RRset's signature only, so its other names stay secure)."""
+    problems = []
+    for row in testbed.truth:
+        domain, scenario = str(row["domain"]), str(row["scenario"])
+        resolution = discovery.resolutions[domain]
+        verdict = DomainVerdict(str(row["verdict"]))
+        expected = _expected_mx_dnssec(scenario, verdict)
+        if scenario == "bogus_mx":
+            expected = DnssecStatus.SECURE
+        for found in (resolution.mta_sts_txt, resolution.tlsrpt_txt):
+            if found is None:
+                problems.append(f"{domain}: a TXT lookup not made")
+                continue
+            if discovery.asked[found.name, RdType.TXT] != 1 or found.transient:
+                problems.append(
+                    f"{domain}: {found} asked {discovery.asked[found.name, RdType.TXT]}"
+                )
+            if found.dnssec is not expected or found.answered is (expected is DnssecStatus.BOGUS):
+                problems.append(f"{domain} ({scenario}): {found}, expected {expected}")
+    assert not problems, f"{len(problems)} problems, the first: " + "\n".join(problems[:5])

@@ -20,7 +20,7 @@ from scanner.tlsa import TlsaRecord
 from tests import codec
 from tests.unit.test_resolve_wire import dns_messages, oracle
 
-MX, A, TLSA, CNAME, SOA = 15, 1, 52, 5, 6
+MX, A, TLSA, CNAME, SOA, TXT = 15, 1, 52, 5, 6, 16
 
 
 # --- answers: from a message to a DnsAnswer ----------------------------------------
@@ -95,11 +95,30 @@ def test_cname_query_does_not_follow_the_chain() -> None:
 
 def test_typed_views() -> None:
     answer = DnsAnswer(
-        "a.", A, DnsOutcome.ANSWER, records=(Mx(1, "b."), "192.0.2.1", TlsaRecord(3, 1, 1, b"x"))
+        "a.",
+        A,
+        DnsOutcome.ANSWER,
+        records=(Mx(1, "b."), "192.0.2.1", TlsaRecord(3, 1, 1, b"x"), (b"v=", b"1"), (b"",)),
     )
     assert answer.mx == (Mx(1, "b."),)
     assert answer.addresses == ("192.0.2.1",)
     assert answer.tlsa == (TlsaRecord(3, 1, 1, b"x"),)
+    assert answer.txt == ((b"v=", b"1"), (b"",))
+
+
+def test_txt_through_a_cname() -> None:
+    """The records of the chain's end, each its strings (a TxtRRset)."""
+    chain = (
+        Rr("_mta-sts.a.example.", CNAME, 60, "_mta-sts.provider.example."),
+        Rr("_mta-sts.provider.example.", TXT, 300, (b"v=STSv1; ", b"id=1")),
+        Rr("_mta-sts.provider.example.", TXT, 300, (b"other",)),
+        Rr("_mta-sts.a.example.", TXT, 300, (b"not the alias's",)),
+    )
+    answer = answer_from_message(message(chain), "_mta-sts.a.example.", TXT)
+    assert answer.outcome is DnsOutcome.ANSWER
+    assert answer.cnames == ("_mta-sts.provider.example.",)
+    assert answer.txt == ((b"v=STSv1; ", b"id=1"), (b"other",))
+    assert answer.ttl == 60
 
 
 def test_values_compare_by_type_and_fields() -> None:

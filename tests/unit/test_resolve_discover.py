@@ -71,10 +71,17 @@ def tlsa(base: str, *records: Rdata, **kwargs: object) -> DnsAnswer:
 
 
 def discover(
-    asker: TableAsker, *domains: str, max_mx: int = 10, refresh: bool = False
+    asker: TableAsker,
+    *domains: str,
+    max_mx: int = 10,
+    refresh: bool = False,
+    policies: bool = False,
 ) -> list[DomainResolution]:
+    """``policies`` off by default: the tests here are about DANE's queries
+    (the policy records' are test_resolve_discover_policies.py's)."""
+
     async def run() -> list[DomainResolution]:
-        discoverer = Discoverer(asker, max_mx=max_mx)
+        discoverer = Discoverer(asker, max_mx=max_mx, policies=policies)
         return [await discoverer.domain(d, refresh=refresh) for d in domains]
 
     return asyncio.run(run())
@@ -233,7 +240,7 @@ def test_a_host_asked_by_concurrent_domains_is_looked_up_once() -> None:
     )
 
     async def run() -> list[DomainResolution]:
-        discoverer = Discoverer(asker)
+        discoverer = Discoverer(asker, policies=False)
         return list(await asyncio.gather(*(discoverer.domain(f"d{n}.example.") for n in range(5))))
 
     resolutions = asyncio.run(run())
@@ -259,7 +266,7 @@ def test_transient_host_results_are_asked_again_only_on_refresh() -> None:
     )
 
     async def run() -> tuple[DomainResolution, DomainResolution, DomainResolution]:
-        discoverer = Discoverer(asker)
+        discoverer = Discoverer(asker, policies=False)
         first = await discoverer.domain("example.")
         again = await discoverer.domain("example.")  # from the cache, still transient
         asker.set(tlsa("mx.example.", RECORD))
@@ -293,7 +300,7 @@ def test_forget_transient_drops_only_transient_hosts() -> None:
     )
 
     async def run() -> tuple[int, int]:
-        discoverer = Discoverer(asker)
+        discoverer = Discoverer(asker, policies=False)
         await discoverer.domain("one.example.")
         await discoverer.domain("two.example.")
         return discoverer.forget_transient(), len(discoverer.host_cache)

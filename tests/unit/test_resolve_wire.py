@@ -26,8 +26,8 @@ from scanner.resolve.message import Malformed, Message, Mx, Question, Rr, Soa
 from scanner.resolve.wire import build_query, format_ipv6, parse_message
 from scanner.tlsa import TlsaRecord
 
-MX, A, AAAA, TLSA, CNAME, SOA = 15, 1, 28, 52, 5, 6
-KEPT = {MX, A, AAAA, TLSA, CNAME, SOA}
+MX, A, AAAA, TLSA, CNAME, SOA, TXT = 15, 1, 28, 52, 5, 6, 16
+KEPT = {MX, A, AAAA, TLSA, CNAME, SOA, TXT}
 
 
 def header(qd: int = 1, an: int = 0, ns: int = 0, ar: int = 0, flags: int = 0x8180) -> bytes:
@@ -118,7 +118,8 @@ def test_every_kept_type_is_decoded_and_the_rest_skipped() -> None:
         rr(b"\xc0\x29", AAAA, bytes.fromhex("20010db8000000000000000000000001")),
         rr(b"\xc0\x29", TLSA, tlsa),
         rr(b"\xc0\x29", 46, b"\xff" * 30),  # RRSIG: opaque garbage, skipped
-        rr(b"\x05weird\xc0\x29", 16, b"\x03txt"),  # TXT: skipped
+        rr(b"\x05weird\xc0\x29", TXT, b"\x03txt\x00\x02;x"),
+        rr(b"\xc0\x29", 13, b"\x01a\x01b"),  # HINFO: skipped
         rr(b"\xc0\x29", A, bytes(4), rdclass=3),  # CHAOS: skipped
     ]
     authority = [rr(PTR_COM, SOA, soa, ttl=900)]
@@ -129,9 +130,31 @@ def test_every_kept_type_is_decoded_and_the_rest_skipped() -> None:
         Rr("mail.example.com.", A, 300, "192.0.2.1"),
         Rr("mail.example.com.", AAAA, 300, "2001:db8::1"),
         Rr("mail.example.com.", TLSA, 300, TlsaRecord(3, 1, 1, bytes(range(32)))),
+        Rr("weird.mail.example.com.", TXT, 300, (b"txt", b"", b";x")),
     )
     assert message.authority == (Rr("com.", SOA, 900, Soa("ns.example.com.", ".", 1, 2, 3, 4, 60)),)
     assert (message.edns_payload, message.rcode, message.ede_code) == (1232, 0, None)
+
+
+@pytest.mark.parametrize(
+    ("rdata", "strings"),
+    [
+        (b"\x00", (b"",)),  # one empty character-string: the zone file's ""
+        (b"\x07v=STSv1", (b"v=STSv1",)),
+        (b"\x07v=STSv1\x06; id=1", (b"v=STSv1", b"; id=1")),  # joined by the reader
+        (b"\x01a\x00\x01b", (b"a", b"", b"b")),
+        (b"\x02\xff\x00", (b"\xff\x00",)),  # octets, not text
+        (b"\xff" + b"x" * 255, (b"x" * 255,)),  # the longest character-string
+        (b"\x03abc" * 100, (b"abc",) * 100),  # RDLENGTH beyond 255
+    ],
+    ids=repr,
+)
+def test_txt_rdata_table(rdata: bytes, strings: tuple[bytes, ...]) -> None:
+    """RFC 1035 section 3.3.14: TXT rdata is one or more <character-string>s."""
+    wire = header(an=1) + QUESTION + rr(PTR_EXAMPLE, TXT, rdata)
+    assert ok(wire).answer == (Rr("example.com.", TXT, 300, strings),)
+    (theirs,) = dns.message.from_wire(wire).answer[0]
+    assert tuple(theirs.strings) == strings
 
 
 def test_pointer_chains_and_cached_suffixes() -> None:
@@ -215,6 +238,9 @@ LONG_QUESTION = header(an=1) + LABEL63 * 3 + b"\x00" + struct.pack("!HH", A, 1) 
         (header(an=1) + QUESTION + rr(PTR_EXAMPLE, CNAME, b"\x03www\xc0\x0c")[:-1], "past"),
         (header(an=1) + QUESTION + rr(PTR_EXAMPLE, CNAME, b"\x01a\x00\x00"), "does not fill"),
         (header(ns=1) + QUESTION + rr(PTR_EXAMPLE, SOA, b"\x00\x00" + bytes(19)), "SOA rdata"),
+        (header(an=1) + QUESTION + rr(PTR_EXAMPLE, TXT, b""), "TXT rdata without"),
+        (header(an=1) + QUESTION + rr(PTR_EXAMPLE, TXT, b"\x03ab"), "runs past its rdata"),
+        (header(an=1) + QUESTION + rr(PTR_EXAMPLE, TXT, b"\x01a\x02b"), "runs past its rdata"),
         (header() + QUESTION + b"\x00", "1 octets after the last record"),
         (header(ar=2) + QUESTION + OPT + OPT, "more than one OPT record"),
         (header(ar=1) + QUESTION + rr(b"\x00", 41, b"\x00\x0f\x00"), "truncated EDNS option"),
@@ -293,7 +319,8 @@ def rdatas(draw: st.DrawFn, name: st.SearchStrategy[dns.name.Name]) -> dns.rdata
         tag = draw(st.integers(0, 65535))
         text = f"MX 13 2 300 20300101000000 20200101000000 {tag} {draw(name)} AAAA"
     else:
-        text = '"' + draw(st.text("xyz ", max_size=20)) + '"'
+        strings = draw(st.lists(st.text("xyz ;=", max_size=20), min_size=1, max_size=3))
+        text = " ".join(f'"{string}"' for string in strings)
     return dns.rdata.from_text(IN, kind, text)
 
 
@@ -345,11 +372,13 @@ def canonical(rdtype: int, rdata: Any) -> Any:
             return (theirs.usage, theirs.selector, theirs.mtype, theirs.cert)
         if rdtype == CNAME:
             return theirs.target.to_text().lower()
+        if rdtype == TXT:
+            return tuple(theirs.strings)
         names = (theirs.mname.to_text().lower(), theirs.rname.to_text().lower())
         return (*names, theirs.serial, theirs.refresh, theirs.retry, theirs.expire, theirs.minimum)
     if rdtype == AAAA:
         return ipaddress.IPv6Address(rdata)
-    if isinstance(rdata, str):
+    if isinstance(rdata, str) or type(rdata) is tuple:  # TlsaRecord is a NamedTuple
         return rdata
     return tuple(getattr(rdata, field) for field in rdata._fields)
 
