@@ -49,9 +49,13 @@ from scanner.handshake.polite import is_transient as session_transient
 from scanner.handshake.session import SessionResult
 from scanner.mailpolicy import (
     Policies,
+    StsObservation,
     downgrade_signs,
+    fetch_wanted,
     judge_host,
     requiretls_offered,
+    sts_record,
+    tlsrpt_record,
 )
 from scanner.match.batch import CertPool, MatchJob
 from scanner.match.depths import record_depths
@@ -132,14 +136,20 @@ class Observation:
         """The resolve stage's outcome, and what it decides of each host."""
         self.resolution = resolution
         self.hosts = plan_hosts(resolution, max_addresses)
+        sts, tlsrpt = resolution.mta_sts_txt, resolution.tlsrpt_txt
+        if sts is not None and tlsrpt is not None:
+            self.policies = Policies(StsObservation(sts_record(sts)), tlsrpt_record(tlsrpt))
 
 
 def tls_targets(obs: Observation, mode: StartTlsMode) -> list[TlsTarget]:
     if obs.resolution is None or mode is StartTlsMode.NONE:
         return []
     targets: list[TlsTarget] = []
+    # A domain with an MTA-STS record has its hosts judged by their chains
+    # (RFC 8461 s4.2) whether or not DANE needs them.
+    sts = obs.policies is not None and fetch_wanted(obs.policies.sts.record)
     for plan in obs.hosts:
-        if mode is StartTlsMode.DANE and not plan.pending:
+        if mode is StartTlsMode.DANE and not plan.pending and not sts:
             continue
         tlsa = plan.resolution.tlsa
         sni = names.relative(tlsa.base if tlsa.state is TlsaState.RECORDS else plan.host)

@@ -20,7 +20,12 @@ from scanner.config import ScanConfig, StartTlsMode
 from scanner.handshake.contact import contact_policy
 from scanner.handshake.handshaker import Handshaker
 from scanner.handshake.session import client_context
+from scanner.mailpolicy import fetch_wanted
 from scanner.match.batch import CertPool, match_batch
+from scanner.match.outcome import MatchResult
+from scanner.mtasts.fetch import fetcher_for
+from scanner.mtasts.pkix import load_trust_store
+from scanner.pipeline import fetch_policy
 from scanner.resolve.client import DnsClient
 from scanner.resolve.discover import Discoverer
 from scanner.resolve.policy import MxKind
@@ -43,32 +48,51 @@ EXIT_NO_DANE = 3
 
 
 async def check(config: ScanConfig, domain: str) -> DomainResult:
-    """Resolve, handshake and match one domain exactly as the pipeline does.
+    """Resolve, handshake, fetch and match one domain exactly as the pipeline does.
 
     Raises ContactPolicyError, before any query, for a bad --exclude file."""
     policy = contact_policy(config)  # the same policy as the pipeline's
     now = dt.datetime.now(dt.UTC)
     obs = Observation(0, domain, time.monotonic(), now)
-    async with DnsClient(config.resolver_settings) as client:
-        resolution = await Discoverer(client, max_mx=config.max_mx).domain(domain)
-    obs.resolved(resolution, config.max_addresses)
     handshaker = Handshaker(
         config.session_settings, config.polite_settings, client_context(), policy=policy
     )
-    try:
+    async with DnsClient(config.resolver_settings) as client:
+        discoverer = Discoverer(client, max_mx=config.max_mx, policies=config.mta_sts)
+        obs.resolved(await discoverer.domain(domain), config.max_addresses)
         targets = tls_targets(obs, config.starttls)
-        sessions = await asyncio.gather(
-            *(handshaker.handshake(t.address, t.sni, t.names) for t in targets)
-        )
-    finally:
-        await handshaker.aclose()
+        try:
+            async with asyncio.TaskGroup() as group:
+                if config.mta_sts and obs.policies and fetch_wanted(obs.policies.sts.record):
+                    fetcher = fetcher_for(config, policy)
+                    group.create_task(fetch_policy(fetcher, discoverer, obs))
+                sessions = await asyncio.gather(
+                    *(handshaker.handshake(t.address, t.sni, t.names) for t in targets)
+                )
+        finally:
+            await handshaker.aclose()
     obs.sessions = {(t.host, t.address): s for t, s in zip(targets, sessions, strict=True)}
     keyed = match_jobs(obs)
     pool = CertPool()
-    matches = match_batch([job for _, job in keyed], now, pool=pool)
-    found = {key: match for (key, _), match in zip(keyed, matches, strict=True)}
-    tested = config.starttls is not StartTlsMode.NONE
-    return assemble(obs, found, tested=tested, now=time.monotonic(), pool=pool)
+    jobs = [job for _, job in keyed]
+
+    def matched(when: dt.datetime) -> dict[tuple[str, str], MatchResult]:
+        results = match_batch(jobs, when, pool=pool)
+        return {key: match for (key, _), match in zip(keyed, results, strict=True)}
+
+    ahead = None
+    if config.days_ahead is not None:
+        ahead = matched(now + dt.timedelta(days=config.days_ahead))
+    return assemble(
+        obs,
+        matched(now),
+        tested=config.starttls is not StartTlsMode.NONE,
+        now=time.monotonic(),
+        pool=pool,
+        trust=load_trust_store(config.pkix_ca) if config.mta_sts else None,
+        days_ahead=config.days_ahead,
+        matches_ahead=ahead,
+    )
 
 
 def explain(result: DomainResult) -> Iterator[str]:
@@ -93,6 +117,38 @@ def explain(result: DomainResult) -> Iterator[str]:
     for step, host in enumerate(result.hosts, start=2):
         yield from _explain_host(step, host)
     yield f"Verdict: {result.verdict.value}" + (f" ({result.error})" if result.error else "")
+    yield from _explain_policies(result)
+    if result.days_ahead is not None and result.verdict_ahead is not None:
+        yield f"In {result.days_ahead} days, same records and chains: {result.verdict_ahead.value}"
+        if result.effective_ahead is not None:
+            yield f"  effective outcome then: {result.effective_ahead.outcome.value}"
+
+
+def _explain_policies(result: DomainResult) -> Iterator[str]:
+    """MTA-STS (RFC 8461), TLS-RPT (RFC 8460) and what a sender applies."""
+    p = result.policies
+    if p is None:
+        return
+    record = p.sts.record
+    detail = f" (id {record.id})" if record.id else (f" ({record.error})" if record.error else "")
+    yield f"MTA-STS record at _mta-sts.{result.domain}: {record.status.value}{detail}"
+    fetch = p.sts.fetch
+    if fetch is not None:
+        why = f" ({fetch.error})" if fetch.error else ""
+        yield f"  policy fetch from mta-sts.{result.domain}: {fetch.status.value}{why}"
+    policy = p.sts.policy
+    if policy is not None and policy.ok and policy.mode is not None:
+        mx = ", ".join(policy.mx) or "none"
+        yield f"  policy: mode {policy.mode.value}, max_age {policy.max_age}, mx {mx}"
+    elif policy is not None:
+        yield f"  policy does not parse: {policy.error}"
+    rpt = p.tlsrpt
+    where = f"_smtp._tls.{result.domain}"
+    rua = f": {', '.join(rpt.rua)}" if rpt.rua else (f" ({rpt.error})" if rpt.error else "")
+    yield f"TLS-RPT record at {where}: {rpt.status.value}{rua}"
+    if result.effective is not None:
+        e = result.effective
+        yield f"A sender with DANE and MTA-STS: {e.policy.value}, {e.outcome.value} ({e.reason})"
 
 
 def _explain_host(step: int, host: HostResult) -> Iterator[str]:
@@ -125,6 +181,15 @@ def _explain_host(step: int, host: HostResult) -> Iterator[str]:
             match = f", record {a.matched} at depth {a.depth}" if a.matched else ""
             yield f"     -> {a.verdict.value}: {a.reason}{match}"
     yield f"   host verdict: {host.verdict.value} ({host.reason})"
+    if host.sts is not None:
+        why = f" ({host.sts.error})" if host.sts.error else ""
+        yield f"   under the MTA-STS policy: {host.sts.status.value}{why}"
+    if host.requiretls:
+        yield "   REQUIRETLS offered after STARTTLS (RFC 8689)"
+    if host.downgrade:
+        yield f"   STARTTLS downgrade signs: {', '.join(s.value for s in host.downgrade)}"
+    if host.verdict_ahead is not None and host.verdict_ahead is not host.verdict:
+        yield f"   --days-ahead: this host's verdict becomes {host.verdict_ahead.value}"
 
 
 def exit_status(result: DomainResult) -> int:

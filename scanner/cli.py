@@ -214,6 +214,20 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         "all the same (repeatable; for a private testbed: its testbed.json scan_args)",
     )
     add(
+        "--no-mta-sts",
+        dest="mta_sts",
+        action="store_false",
+        help="skip the MTA-STS and TLS-RPT lookups and policy fetches (DANE only)",
+    )
+    add(
+        "--days-ahead",
+        type=int,
+        default=None,
+        metavar="N",
+        help="also judge every verdict as it will be N days from now, with the same "
+        "records and chains (certificate expiry)",
+    )
+    add(
         "--pkix-ca",
         action="append",
         default=[],
@@ -342,6 +356,8 @@ def _config(args: argparse.Namespace, **extra: Any) -> ScanConfig:
             ehlo_name=args.ehlo_name if args.ehlo_name is not None else default_ehlo_name(),
             allow_ranges=tuple(args.allow_range),
             pkix_ca=tuple(args.pkix_ca),
+            mta_sts=args.mta_sts,
+            days_ahead=args.days_ahead,
             starttls=StartTlsMode(args.starttls),
             now_override=_iso8601(args.now).isoformat() if args.now else None,
             **{name: getattr(args, name) for name in _COMMON_FIELDS},

@@ -74,6 +74,11 @@ class ScanConfig:
     # fetches and PKIX checks (RFC 8461 section 3.3): a private testbed's
     # WebPKI root; none for the internet.
     pkix_ca: tuple[Path, ...] = ()
+    # Beside DANE (issue 19): the _mta-sts and _smtp._tls lookups and the
+    # MTA-STS policy fetch (off: --no-mta-sts); ``days_ahead``: also judge
+    # every verdict that many days later (--days-ahead).
+    mta_sts: bool = True
+    days_ahead: int | None = None
     starttls: StartTlsMode = StartTlsMode.DANE
     timeout: float = 30.0  # whole SMTP session deadline, seconds
     max_mx: int = 10
@@ -179,6 +184,8 @@ class ScanConfig:
                 raise ValueError(f"--pkix-ca {pem}: not a readable file")
         if self.cluster is not None:
             self._check_cluster(self.cluster)
+        if self.days_ahead is not None and not 1 <= self.days_ahead <= 3650:
+            raise ValueError("--days-ahead must be between 1 and 3650")
         if self.tasks is not None and self.tasks < 1:
             raise ValueError("--tasks must be at least 1")
 

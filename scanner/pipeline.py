@@ -37,7 +37,7 @@ import datetime as dt
 import time
 import traceback
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TextIO
 
@@ -52,8 +52,13 @@ from scanner.handshake.polite import backoff
 from scanner.handshake.session import SessionResult, client_context
 from scanner.ingest.reader import InputName, read_names
 from scanner.lost import ScanLost
-from scanner.match.batch import CertPool, match_batch
+from scanner.mailpolicy import fetch_wanted
+from scanner.match.batch import CertPool, MatchJob, match_batch
 from scanner.match.outcome import MatchResult
+from scanner.mtasts.fetch import Fetcher, fetcher_for
+from scanner.mtasts.pkix import load_trust_store
+from scanner.mtasts.policy import parse_policy
+from scanner.mtasts.response import FetchStatus
 from scanner.output.jsonlog import domain_json
 from scanner.output.rows import domain_row
 from scanner.output.writer import PartWriter, Resumed
@@ -120,6 +125,8 @@ class Pipeline:
         self._now_override = (
             dt.datetime.fromisoformat(config.now_override) if config.now_override else None
         )
+        # The roots MTA-STS hosts are judged by (RFC 8461 s4.2): the system's and --pkix-ca's.
+        self._trust = load_trust_store(config.pkix_ca) if config.mta_sts else None
 
     def stop(self) -> None:
         """Admit no more domains; what is in flight finishes and is written."""
@@ -164,7 +171,13 @@ class Pipeline:
             DnsClient(config.resolver_settings) as client,
             self._handshakes() as handshaker,
         ):
-            discoverer = Discoverer(client, max_mx=config.max_mx, cache_size=config.host_cache_size)
+            discoverer = Discoverer(
+                client,
+                max_mx=config.max_mx,
+                cache_size=config.host_cache_size,
+                policies=config.mta_sts,
+            )
+            fetcher = fetcher_for(config, self.policy) if config.mta_sts else None
             watchdog = Watchdog(
                 client,
                 client.settings.servers,
@@ -188,7 +201,9 @@ class Pipeline:
                 def start(work: Observation) -> None:
                     flight.active += 1
                     group.create_task(
-                        self._domain(work, flight, discoverer, handshaker, watchdog, q_match)
+                        self._domain(
+                            work, flight, discoverer, handshaker, fetcher, watchdog, q_match
+                        )
                     )
 
                 await self._ingest(flight, start, q_out, watchdog)
@@ -308,13 +323,18 @@ class Pipeline:
         flight: Flight,
         discoverer: Discoverer,
         handshaker: Handshakes,
+        fetcher: Fetcher | None,
         watchdog: Watchdog,
         q_match: asyncio.Queue[Observation],
     ) -> None:
         hold = Hold()
+        policy: asyncio.Task[None] | None = None
         try:
             try:
                 await self._resolve(discoverer, work, flight, hold, watchdog)
+                if fetcher is not None and work.policies and fetch_wanted(work.policies.sts.record):
+                    # Beside the handshakes: a web server, not a mail server.
+                    policy = asyncio.create_task(fetch_policy(fetcher, discoverer, work))
                 if work.targets:
                     # Out of the window: meeting mail servers costs the resolver nothing.
                     await flight.park(hold)
@@ -322,6 +342,8 @@ class Pipeline:
                 await self._handshake(handshaker, work)
                 if work.targets:
                     flight.handshaken(time.monotonic() - handshake_started)
+                if policy is not None:
+                    await policy
             except ScanLost as exc:
                 if self.lost is None:  # the scan ends, as it does when the watchdog says so
                     self.lost = exc
@@ -333,6 +355,8 @@ class Pipeline:
             flight.leave(hold)
             await q_match.put(work)
         finally:
+            if policy is not None and not policy.done():
+                policy.cancel()
             flight.leave(hold)
             flight.done()
 
@@ -454,17 +478,38 @@ class Pipeline:
         """Match every TLS session of the batch in one pass, then assemble results."""
         keyed = [(i, key, job) for i, obs in enumerate(batch)
                  for key, job in match_jobs(obs)]  # fmt: skip
-        matches = match_batch([job for _, _, job in keyed], self._now(), pool=self._pool)
-        per_domain: list[dict[tuple[str, str], MatchResult]] = [{} for _ in batch]
-        for (index, key, _job), match in zip(keyed, matches, strict=True):
-            per_domain[index][key] = match
-        return [self._assemble(obs, found) for obs, found in zip(batch, per_domain, strict=True)]
+        jobs = [job for _, _, job in keyed]
+        now = self._now()
+        per_domain = _by_domain(len(batch), keyed, match_batch(jobs, now, pool=self._pool))
+        days = self.config.days_ahead
+        if days is None:
+            return [
+                self._assemble(obs, found) for obs, found in zip(batch, per_domain, strict=True)
+            ]
+        later = now + dt.timedelta(days=days)
+        ahead = _by_domain(len(batch), keyed, match_batch(jobs, later, pool=self._pool))
+        return [
+            self._assemble(obs, found, later)
+            for obs, found, later in zip(batch, per_domain, ahead, strict=True)
+        ]
 
     def _assemble(
-        self, obs: Observation, matches: dict[tuple[str, str], MatchResult]
+        self,
+        obs: Observation,
+        matches: dict[tuple[str, str], MatchResult],
+        ahead: dict[tuple[str, str], MatchResult] | None = None,
     ) -> DomainResult:
         tested = self.config.starttls is not StartTlsMode.NONE
-        return assemble(obs, matches, tested=tested, now=time.monotonic(), pool=self._pool)
+        return assemble(
+            obs,
+            matches,
+            tested=tested,
+            now=time.monotonic(),
+            pool=self._pool,
+            trust=self._trust,
+            days_ahead=self.config.days_ahead,
+            matches_ahead=ahead,
+        )
 
     def _count_work(self, client: DnsClient, handshaker: Handshakes) -> None:
         """What the stages did on the wire and in the matcher (their own
@@ -531,3 +576,32 @@ def _take(names: Iterator[InputName], count: int) -> list[InputName]:
         if len(chunk) >= count:
             break
     return chunk
+
+
+def _by_domain(
+    count: int,
+    keyed: list[tuple[int, tuple[str, str], MatchJob]],
+    matches: Sequence[MatchResult],
+) -> list[dict[tuple[str, str], MatchResult]]:
+    """The batch's matches, per domain by (host, address)."""
+    per_domain: list[dict[tuple[str, str], MatchResult]] = [{} for _ in range(count)]
+    for (index, key, _job), match in zip(keyed, matches, strict=True):
+        per_domain[index][key] = match
+    return per_domain
+
+
+async def fetch_policy(fetcher: Fetcher, discoverer: Discoverer, work: Observation) -> None:
+    """The MTA-STS policy of a domain with a valid record (RFC 8461 s3.3),
+    fetched from the addresses of ``mta-sts.<domain>`` and parsed (s3.2)
+    when it came whole; kept on ``work``."""
+    assert work.policies is not None
+    found = await discoverer.policy_host_addresses(work.domain)
+    fetched = await fetcher.fetch(work.domain, found.addresses.addresses)
+    if found.transient and fetched.status is FetchStatus.NO_ADDRESS:
+        # The lookup of mta-sts.<domain> failed, not the domain: no fact.
+        fetched = dataclasses.replace(fetched, transient=True)
+    parsed = None
+    if fetched.status is FetchStatus.OK and fetched.body is not None:
+        parsed = parse_policy(fetched.body.encode())
+    sts = dataclasses.replace(work.policies.sts, fetch=fetched, policy=parsed)
+    work.policies = dataclasses.replace(work.policies, sts=sts)

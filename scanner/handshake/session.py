@@ -69,6 +69,7 @@ _SSL_SOURCE_SUFFIX = re.compile(r"\s*\(_ssl\.c:\d+\)$")
 # a sign of a STARTTLS downgrade (scanner.mailpolicy).
 LOST_IN_TLS_HANDSHAKE = "connection lost in the TLS handshake"
 
+
 @dataclass(frozen=True, slots=True)
 class SessionSettings:
     """How one session behaves; part of the scan's configuration. Times in seconds."""

@@ -290,3 +290,40 @@ def test_shards_partition_the_input(testbed: Testbed, tmp_path: Path) -> None:
         assert 0 < len(shard) < len(testbed.truth)
         seen += shard
     assert sorted(seen) == sorted(str(r["domain"]) for r in testbed.truth)
+
+
+def test_policies_beside_dane_are_in_every_row(testbed: Testbed, full_scan: Path) -> None:
+    # The testbed's default scenarios publish no MTA-STS or TLS-RPT record.
+    con = duckdb.connect()
+    rows = con.execute(
+        f"""SELECT verdict, mta_sts_record, tlsrpt_record, mta_sts_fetch,
+                   effective_policy, effective_outcome
+            FROM '{full_scan}/part-*.parquet' WHERE verdict != 'input_error'"""
+    ).fetchall()
+    assert len(rows) == len(testbed.truth)
+    # A zone whose signatures fail fails the TXT lookups as well: no fact.
+    records = {(r[1], r[2]) for r in rows if r[0] not in ("dns_error", "dnssec_bogus")}
+    assert records == {("absent", "absent")}
+    bogus = {(r[1], r[2]) for r in rows if r[0] == "dnssec_bogus"}
+    assert bogus <= {("absent", "absent"), ("lookup_error", "lookup_error")}
+    assert {r[3] for r in rows} == {None}  # nothing to fetch without a record
+    by_verdict = {(r[0], r[4], r[5]) for r in rows}
+    assert ("dane_valid", "dane", "pass") in by_verdict
+    assert ("no_dane", "opportunistic", "unauthenticated") in by_verdict
+    assert all(policy == "unknown" for v, policy, _ in by_verdict if v == "dns_error")
+
+
+def test_no_mta_sts_writes_no_policy_columns(testbed: Testbed, tmp_path: Path) -> None:
+    output = tmp_path / "dane-only"
+    proc = run_scan(testbed, output, "--rate", "5000", "--no-mta-sts")
+    assert proc.returncode == 0, proc.stderr
+    assert mismatches(testbed, output) == []
+    nulls = (
+        duckdb.connect()
+        .execute(
+            f"SELECT count(*) FROM '{output}/part-*.parquet' "
+            "WHERE mta_sts_record IS NOT NULL OR effective_policy IS NOT NULL"
+        )
+        .fetchone()
+    )
+    assert nulls == (0,)
