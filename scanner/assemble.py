@@ -83,6 +83,9 @@ class HostPlan:
     # What DNS alone settles; None while a secure TLSA RRset awaits a chain.
     dns_verdict: DaneVerdict | None
     addresses: tuple[str, ...]  # the ones the scan tries: at most max_addresses
+    # The same, for a sender that also uses DANE for the hosts of an insecure
+    # MX RRset (RFC 7672 s2.2.1 allows it; Postfix does it by default).
+    relaxed_dns_verdict: DaneVerdict | None = DaneVerdict.NO_DANE_INSECURE
 
     @property
     def host(self) -> str:
@@ -93,18 +96,34 @@ class HostPlan:
         """DNS alone does not settle this host: the handshake and matcher must."""
         return self.dns_verdict is None
 
+    @property
+    def needs_chain(self) -> bool:
+        """A chain decides one of the host's two verdicts (strict or relaxed)."""
+        return self.dns_verdict is None or self.relaxed_dns_verdict is None
+
 
 def plan_hosts(resolution: DomainResolution, max_addresses: int) -> tuple[HostPlan, ...]:
     preferences = {t.host: t.preference for t in resolution.mx.targets}
     applies = resolution.mx.dane_applies
+    relaxed = relaxed_applies(resolution.mx)
     return tuple(
         HostPlan(
             host,
             preferences.get(host.host, 0),
             dns_verdict(applies, host.addresses, host.tlsa),
             host.addresses.addresses[:max_addresses],
+            dns_verdict(relaxed, host.addresses, host.tlsa),
         )
         for host in resolution.hosts
+    )
+
+
+def relaxed_applies(mx: MxDecision) -> bool:
+    """DANE for the hosts of an MX RRset that is secure or provably insecure
+    (never bogus: RFC 7672 s2.1.1), as a sender of the relaxed reading has it."""
+    return mx.kind in (MxKind.HOSTS, MxKind.IMPLICIT) and mx.dnssec in (
+        DnssecStatus.SECURE,
+        DnssecStatus.INSECURE,
     )
 
 
@@ -149,7 +168,7 @@ def tls_targets(obs: Observation, mode: StartTlsMode) -> list[TlsTarget]:
     # (RFC 8461 s4.2) whether or not DANE needs them.
     sts = obs.policies is not None and fetch_wanted(obs.policies.sts.record)
     for plan in obs.hosts:
-        if mode is StartTlsMode.DANE and not plan.pending and not sts:
+        if mode is StartTlsMode.DANE and not plan.needs_chain and not sts:
             continue
         tlsa = plan.resolution.tlsa
         sni = names.relative(tlsa.base if tlsa.state is TlsaState.RECORDS else plan.host)
@@ -166,7 +185,7 @@ def match_jobs(obs: Observation) -> list[tuple[Key, MatchJob]]:
     implicit = obs.domain if resolution.mx.kind is MxKind.IMPLICIT else None
     jobs = []
     for plan in obs.hosts:
-        if not plan.pending:
+        if not plan.needs_chain:
             continue
         tlsa = plan.resolution.tlsa
         identifiers = reference_identifiers(plan.host, tlsa.base, implicit)
@@ -205,7 +224,11 @@ def assemble(
         verdict = DomainVerdict.INTERNAL_ERROR
     else:
         verdict = domain_verdict(resolution.mx, hosts)
-    hosts = tuple(_beside_dane(obs, h, trust, obs.scanned_at) for h in hosts)
+    relaxed, relaxed_verdict = _relaxed(obs, hosts, verdict, matches, untested, pool)
+    hosts = tuple(
+        replace(_beside_dane(obs, h, trust, obs.scanned_at), verdict_relaxed=r)
+        for h, r in zip(hosts, relaxed, strict=True)
+    )
     ahead: _Ahead | None = None
     if days_ahead is not None and matches_ahead is not None:
         ahead = _ahead(obs, matches_ahead, untested, pool, trust, days_ahead)
@@ -225,6 +248,7 @@ def assemble(
         duration_ms=(now - obs.started) * 1000,
         attempts=obs.attempts,
         transient=is_transient(obs),
+        verdict_relaxed=relaxed_verdict,
         policies=obs.policies,
         effective=_effective(obs, verdict, hosts),
         days_ahead=days_ahead if ahead is not None else None,
@@ -297,6 +321,32 @@ def _host_result(
 
 
 # -- beside DANE -----------------------------------------------------------------------
+
+
+def _relaxed(
+    obs: Observation,
+    hosts: Sequence[HostResult],
+    verdict: DomainVerdict,
+    matches: Mapping[Key, MatchResult],
+    untested: str,
+    pool: CertPool,
+) -> tuple[tuple[DaneVerdict, ...], DomainVerdict]:
+    """The host and domain verdicts of the relaxed reading (RFC 7672 s2.2.1):
+    the strict ones unless the MX RRset is insecure and some host has a
+    secure TLSA RRset, whose chains then decide (matched already)."""
+    resolution = obs.resolution
+    strict = tuple(h.verdict for h in hosts)
+    if resolution is None or obs.error or resolution.mx.dane_applies:
+        return strict, verdict
+    if not any(plan.relaxed_dns_verdict is None for plan in obs.hosts):
+        return strict, verdict
+    relaxed = [
+        _host_result(
+            obs, replace(plan, dns_verdict=plan.relaxed_dns_verdict), matches, untested, pool
+        )
+        for plan in obs.hosts
+    ]
+    return tuple(h.verdict for h in relaxed), domain_verdict(resolution.mx, relaxed, relaxed=True)
 
 
 def _sessions(obs: Observation, host: str) -> list[SessionResult]:
@@ -424,9 +474,12 @@ def _accepts_connections(host: HostResult) -> bool:
     return not sessions or not all(s.status in _UNREACHABLE for s in sessions)
 
 
-def domain_verdict(mx: MxDecision, hosts: Sequence[HostResult]) -> DomainVerdict:
+def domain_verdict(
+    mx: MxDecision, hosts: Sequence[HostResult], *, relaxed: bool = False
+) -> DomainVerdict:
     """The DomainVerdict; not_tested when DANE hosts were found but none was
-    tested, undetermined when some were tested and others not."""
+    tested, undetermined when some were tested and others not. ``relaxed``:
+    as a sender that uses DANE under an insecure MX RRset sees it."""
     if mx.kind is MxKind.NXDOMAIN:
         return DomainVerdict.NXDOMAIN
     if mx.kind is MxKind.FAILED:
@@ -437,7 +490,7 @@ def domain_verdict(mx: MxDecision, hosts: Sequence[HostResult]) -> DomainVerdict
         return DomainVerdict.NULL_MX
     if mx.kind is MxKind.IMPLICIT:
         return DomainVerdict.NO_MX_RECORD
-    if mx.kind is MxKind.INVALID or mx.dnssec is not DnssecStatus.SECURE:
+    if mx.kind is MxKind.INVALID or not (mx.dane_applies or (relaxed and relaxed_applies(mx))):
         return DomainVerdict.NO_DANE
     reachable = [h for h in hosts if _accepts_connections(h)] or list(hosts)
     dane = [h for h in reachable if h.verdict not in _NO_DANE]

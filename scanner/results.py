@@ -50,6 +50,9 @@ class HostResult:
     requiretls: bool | None = None
     downgrade: tuple[DowngradeSign, ...] = ()
     verdict_ahead: DaneVerdict | None = None
+    # As a sender that uses DANE under an insecure MX RRset sees the host
+    # (RFC 7672 s2.2.1, Postfix's default); the strict verdict otherwise.
+    verdict_relaxed: DaneVerdict | None = None
 
     @property
     def first_match(self) -> tuple[str | None, int]:
@@ -74,6 +77,7 @@ class DomainResult:
     duration_ms: float
     attempts: int = 1  # lookups of the domain (scanner.assemble.Observation.attempts)
     transient: bool = False  # rests on an outcome that may differ if tried again
+    verdict_relaxed: DomainVerdict | None = None  # see HostResult.verdict_relaxed
     policies: Policies | None = None  # MTA-STS and TLS-RPT; None: not looked up
     effective: Effective | None = None  # None for input errors
     days_ahead: int | None = None

@@ -48,6 +48,8 @@ class DomainTruth:
     scenario: str
     verdict: DomainVerdict
     mx_hosts: tuple[HostTruth, ...]
+    # As a sender that uses DANE under an insecure MX RRset sees it (None: unstated).
+    verdict_relaxed: DomainVerdict | None = None
 
 
 @dataclass(slots=True)

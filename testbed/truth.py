@@ -31,6 +31,9 @@ SCHEMA = pa.schema(
         ("scenario", pa.string()),
         ("verdict", pa.string()),
         ("mx_hosts", pa.list_(HOST_TYPE)),
+        # The domain's verdict as a sender that also uses DANE under an
+        # insecure MX RRset sees it (RFC 7672 s2.2.1); null: not stated.
+        ("verdict_relaxed", pa.string()),
     ]
 )
 
@@ -44,6 +47,9 @@ def truth_table(truth: Sequence[DomainTruth]) -> pa.Table:
             "mx_hosts": [
                 [{"host": h.host.rstrip("."), "verdict": h.verdict.value} for h in t.mx_hosts]
                 for t in truth
+            ],
+            "verdict_relaxed": [
+                None if t.verdict_relaxed is None else t.verdict_relaxed.value for t in truth
             ],
         },
         schema=SCHEMA,

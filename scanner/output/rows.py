@@ -81,6 +81,7 @@ def _host(h: HostResult) -> Row:
         h.requiretls,
         [str(sign) for sign in h.downgrade],
         None if h.verdict_ahead is None else str(h.verdict_ahead),
+        None if h.verdict_relaxed is None else str(h.verdict_relaxed),
     )
 
 
@@ -131,6 +132,7 @@ def domain_row(result: DomainResult) -> Row:
         result.duration_ms,
         result.attempts,
         result.transient,
+        None if result.verdict_relaxed is None else str(result.verdict_relaxed),
         *_policies(result.policies),
         *_effective(result.effective),
         result.days_ahead,

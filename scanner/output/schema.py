@@ -82,6 +82,10 @@ MX_HOST = pa.struct(
         ("requiretls", pa.bool_()),  # some address offered it over TLS; null: no EHLO over TLS
         ("downgrade", pa.list_(pa.string())),  # DowngradeSign values
         ("verdict_ahead", pa.string()),  # DaneVerdict --days-ahead days later; null: not asked
+        # DaneVerdict as a sender that also uses DANE under an insecure MX
+        # RRset sees it (RFC 7672 s2.2.1; Postfix's default): ``verdict`` when
+        # the MX RRset is secure.
+        ("verdict_relaxed", pa.string()),
     ]
 )
 
@@ -104,6 +108,8 @@ SCHEMA = pa.schema(
         # a TLS reset) after the last of them: ``--retry-transient`` redoes those.
         ("attempts", pa.uint8()),
         ("transient", pa.bool_()),
+        # DomainVerdict of the relaxed reading (MX_HOST's verdict_relaxed).
+        ("verdict_relaxed", pa.string()),
         # MTA-STS (RFC 8461): the _mta-sts record (TxtRecordStatus; null: not
         # looked up), the policy fetch (FetchStatus) and the policy parsed.
         ("mta_sts_record", pa.string()),

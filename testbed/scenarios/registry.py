@@ -42,6 +42,9 @@ class Scenario:
     ipv6: bool = False
     # Only on the internet profile (a fault the loopback profile does not model).
     internet: bool = False
+    # The verdict of a sender that also uses DANE under an insecure MX RRset
+    # (RFC 7672 s2.2.1); None: the same as ``verdict``.
+    relaxed: DomainVerdict | None = None
 
     def host_verdict(self, index: int) -> DaneVerdict:
         """The verdict of the MX host at ``index`` (in the order laid out)."""
@@ -56,7 +59,8 @@ class Scenario:
         ):
             raise ValueError(f"{self.name}: {len(laid.hosts)} hosts laid out, verdicts for others")
         hosts = tuple(HostTruth(h, self.host_verdict(i)) for i, h in enumerate(laid.hosts))
-        return DomainTruth(laid.domain, self.name, self.verdict, hosts)
+        relaxed = self.relaxed if self.relaxed is not None else self.verdict
+        return DomainTruth(laid.domain, self.name, self.verdict, hosts, relaxed)
 
 
 _REGISTERED: dict[str, Scenario] = {}
@@ -73,6 +77,7 @@ def scenario(
     bulk: bool = False,
     ipv6: bool = False,
     internet: bool = False,
+    relaxed: DomainVerdict | None = None,
 ) -> Callable[[LayOut], LayOut]:
     """Register the decorated layout under ``name``, by default its function's
     name; a layout made by a factory is registered as ``scenario(...)(layout)``.
@@ -93,6 +98,7 @@ def scenario(
             bulk=bulk,
             ipv6=ipv6,
             internet=internet,
+            relaxed=relaxed,
         )
         return lay_out
 

@@ -51,16 +51,19 @@ def mismatches(tb: Testbed, output: Path) -> list[tuple[object, ...]]:
         duckdb.connect()
         .execute(
             f"""
-        WITH got AS (SELECT domain, verdict,
+        WITH got AS (SELECT domain, verdict, verdict_relaxed,
                      [(h.host, h.verdict) FOR h IN mx_hosts] AS hosts
                      FROM '{output}/part-*.parquet'),
-             want AS (SELECT domain, scenario, verdict,
+             want AS (SELECT domain, scenario, verdict, verdict_relaxed,
                       [(h.host, h.verdict) FOR h IN mx_hosts] AS hosts
                       FROM '{tb.state["truth_file"]}')
-        SELECT want.scenario, want.domain, want.verdict, got.verdict, want.hosts, got.hosts
+        SELECT want.scenario, want.domain, want.verdict, got.verdict, want.hosts, got.hosts,
+               want.verdict_relaxed, got.verdict_relaxed
         FROM want FULL OUTER JOIN got USING (domain)
         WHERE want.verdict IS DISTINCT FROM got.verdict
            OR want.hosts IS DISTINCT FROM got.hosts
+           OR (want.verdict_relaxed IS NOT NULL
+               AND want.verdict_relaxed IS DISTINCT FROM got.verdict_relaxed)
         """
         )
         .fetchall()

@@ -228,7 +228,7 @@ def test_dns_decides_each_host_once(monkeypatch: pytest.MonkeyPatch) -> None:
     obs.sessions = {(MX1, "192.0.2.1"): tls("192.0.2.1"), (MX2, "192.0.2.2"): tls("192.0.2.2")}
     match_jobs(obs)
     assemble(obs, {}, tested=True, now=0.0)
-    assert calls == [MX1, MX2]
+    assert calls == [MX1, MX1, MX2, MX2]  # strict and relaxed reading, once each
 
 
 LEAF, ISSUER = b"leaf-der", b"issuer-der"

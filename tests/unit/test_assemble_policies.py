@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.verification import Store
 
-from scanner.assemble import Observation, assemble, tls_targets
+from scanner.assemble import Observation, assemble, match_jobs, tls_targets
 from scanner.config import StartTlsMode
 from scanner.effective import EffectiveOutcome, EffectivePolicy
 from scanner.handshake.session import SessionResult
@@ -21,7 +21,7 @@ from scanner.mtasts.pkix import load_trust_store
 from scanner.mtasts.policy import StsHostStatus, StsMode, StsPolicy
 from scanner.mtasts.record import StsRecord, TxtRecordStatus
 from scanner.mtasts.response import FetchResult, FetchStatus
-from scanner.status import DaneVerdict, DomainVerdict, SmtpStatus
+from scanner.status import DaneVerdict, DnssecStatus, DomainVerdict, SmtpStatus
 from scanner.tlsrpt import TlsRptRecord
 from tests.unit.resolutions import RECORD, dane_host, insecure_host, resolution
 from tests.unit.test_mtasts_pkix import INTER, NOW, ROOT, der, leaf
@@ -147,3 +147,26 @@ def test_tlsa_without_starttls_is_a_downgrade_sign(trust: Store) -> None:
     assert result.hosts[0].downgrade == (DowngradeSign.TLSA_WITHOUT_STARTTLS,)
     assert result.hosts[0].sts is not None
     assert result.hosts[0].sts.status is StsHostStatus.NO_TLS
+
+
+def test_insecure_mx_secure_provider_tlsa_gets_a_relaxed_verdict(trust: Store) -> None:
+    """RFC 7672 s2.2.1: an unsigned domain hosted at a DANE provider."""
+    obs = Observation(1, "a.example", 0.0, NOW)
+    obs.resolved(resolution("a.example.", dane_host(MX1, A1), mx=DnssecStatus.INSECURE), 4)
+    # The strict reading needs no chain, the relaxed one does: contacted, matched.
+    assert [t.host for t in tls_targets(obs, StartTlsMode.DANE)] == [MX1]
+    obs.sessions = {(MX1, A1): session(A1)}
+    assert [key for key, _ in match_jobs(obs)] == [(MX1, A1)]
+    result = assemble(obs, {(MX1, A1): PASS}, tested=True, now=0.0, trust=trust)
+    assert result.verdict is DomainVerdict.NO_DANE
+    assert result.verdict_relaxed is DomainVerdict.DANE_VALID
+    host = result.hosts[0]
+    assert (host.verdict, host.verdict_relaxed) == (DaneVerdict.NO_DANE_INSECURE, DaneVerdict.PASS)
+    failing = assemble(obs, {(MX1, A1): EXPIRED}, tested=True, now=0.0, trust=trust)
+    assert failing.verdict_relaxed is DomainVerdict.DANE_INVALID
+
+
+def test_a_secure_mx_has_one_reading(trust: Store) -> None:
+    result = assemble(observed(policies()), {(MX1, A1): PASS}, tested=True, now=0.0, trust=trust)
+    assert result.verdict_relaxed is result.verdict
+    assert [h.verdict_relaxed for h in result.hosts] == [h.verdict for h in result.hosts]

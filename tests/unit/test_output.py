@@ -154,11 +154,12 @@ def every_field_result() -> DomainResult:
         (HostResult(host, 5, resolution, DaneVerdict.FAIL_TA_NAME, "host why", addresses,
                     depths=(1,), sts=HostJudgement(StsHostStatus.EXPIRED, "sts-e"),
                     requiretls=True, downgrade=(DowngradeSign.STARTTLS_INCONSISTENT,),
-                    verdict_ahead=DaneVerdict.FAIL_TA_EXPIRED),),
-        WHEN, 99.5, 3, True, policies,
-        Effective(EffectivePolicy.DANE, EffectiveOutcome.FAIL, "eff-why"),
-        30, DomainVerdict.DANE_VALID,
-        Effective(EffectivePolicy.DANE, EffectiveOutcome.REPORT_ONLY, "later"),
+                    verdict_ahead=DaneVerdict.FAIL_TA_EXPIRED,
+                    verdict_relaxed=DaneVerdict.UNUSABLE),),
+        WHEN, 99.5, 3, True, verdict_relaxed=DomainVerdict.DANE_PARTIAL, policies=policies,
+        effective=Effective(EffectivePolicy.DANE, EffectiveOutcome.FAIL, "eff-why"),
+        days_ahead=30, verdict_ahead=DomainVerdict.DANE_VALID,
+        effective_ahead=Effective(EffectivePolicy.DANE, EffectiveOutcome.REPORT_ONLY, "later"),
     )  # fmt: skip
 
 
@@ -209,12 +210,14 @@ def test_every_row_field_lands_in_its_schema_column() -> None:
                 "requiretls": True,
                 "downgrade": ["starttls_inconsistent"],
                 "verdict_ahead": "fail_ta_expired",
+                "verdict_relaxed": "unusable",
             }
         ],
         "scanned_at": WHEN,
         "duration_ms": 99.5,
         "attempts": 3,
         "transient": True,
+        "verdict_relaxed": "dane_partial",
         "mta_sts_record": "valid",
         "mta_sts_id": "id1",
         "mta_sts_record_error": "rec-e",
