@@ -167,9 +167,12 @@ def test_truth_parquet_round_trip(plan: Plan, tmp_path: Path) -> None:
     write_truth(path, plan.truth, plan.policy)
     assert read_policy(path) == json.loads(retry_policy(1.0).to_json())
     table = pq.read_table(path)
-    assert table.column_names == ["domain", "scenario", "verdict", "mx_hosts"]
+    assert table.column_names == ["domain", "scenario", "verdict", "mx_hosts", "verdict_relaxed"]
     rows = table.to_pylist()
     assert [r["domain"] for r in rows] == plan.domains
+    relaxed = {(r["scenario"], r["verdict"], r["verdict_relaxed"]) for r in rows}
+    assert ("unsigned_dane_provider", "no_dane", "dane_valid") in relaxed
+    assert all(v == rv for s, v, rv in relaxed if s != "unsigned_dane_provider")
     first = plan.truth[0]
     assert rows[0]["mx_hosts"] == [
         {"host": h.host.rstrip("."), "verdict": h.verdict.value} for h in first.mx_hosts
