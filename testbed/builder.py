@@ -43,6 +43,27 @@ class HostTruth:
 
 
 @dataclass(frozen=True, slots=True)
+class BesideTruth:
+    """What a scan must conclude of a domain beside DANE (issue 19): each
+    value as the dataset writes it; None where a scenario states nothing.
+    Host tuples follow the hosts in the order laid out."""
+
+    verdict_in_30_days: DomainVerdict | None = None  # scan --days-ahead 30
+    mta_sts_record: str | None = None  # TxtRecordStatus
+    mta_sts_fetch: str | None = None  # FetchStatus
+    mta_sts_mode: str | None = None  # StsMode
+    tlsrpt_record: str | None = None  # TxtRecordStatus
+    effective_policy: str | None = None
+    effective_outcome: str | None = None
+    host_mta_sts: tuple[str | None, ...] | None = None  # StsHostStatus
+    host_requiretls: tuple[bool | None, ...] | None = None
+    host_downgrade: tuple[tuple[str, ...], ...] | None = None  # DowngradeSign values
+
+
+UNSTATED = BesideTruth()
+
+
+@dataclass(frozen=True, slots=True)
 class DomainTruth:
     domain: str
     scenario: str
@@ -50,6 +71,7 @@ class DomainTruth:
     mx_hosts: tuple[HostTruth, ...]
     # As a sender that uses DANE under an insecure MX RRset sees it (None: unstated).
     verdict_relaxed: DomainVerdict | None = None
+    beside: BesideTruth = UNSTATED
 
 
 @dataclass(slots=True)
@@ -87,6 +109,7 @@ class _ListenerDraft:
     chains: dict[str, str] = field(default_factory=dict)
     default_chain: str | None = None
     hosts: int = 0
+    tls_extensions: tuple[str, ...] = ()
 
 
 def flip_last_hex(rdata: str) -> str:
@@ -250,10 +273,14 @@ class Builder:
         names: Sequence[str],
         chain_id: str | None,
         behavior: Behavior = Behavior.STARTTLS,
+        *,
+        tls_extensions: tuple[str, ...] = (),
     ) -> None:
-        """``address`` answers for SNI ``names`` with ``chain_id``."""
+        """``address`` answers for SNI ``names`` with ``chain_id``; its EHLO
+        reply over TLS also offers ``tls_extensions`` (e.g. REQUIRETLS)."""
         draft = self._listener(address, behavior)
         draft.hosts += 1
+        draft.tls_extensions = tuple(dict.fromkeys((*draft.tls_extensions, *tls_extensions)))
         if chain_id is None:
             return
         for name in names:
@@ -308,7 +335,13 @@ class Builder:
 
     def listeners(self) -> list[Listener]:
         return [
-            Listener(address, d.behavior, dict(d.chains), d.default_chain)
+            Listener(
+                address,
+                d.behavior,
+                dict(d.chains),
+                d.default_chain,
+                tls_extensions=d.tls_extensions,
+            )
             for address, d in sorted(self._listeners.items(), key=_address_key)
         ]
 

@@ -32,8 +32,8 @@ class ServerReply:
     error: bool = False
 
 
-def _ehlo_reply(hostname: str, *, starttls: bool) -> bytes:
-    lines = [hostname, "PIPELINING", "SIZE 10240000", "8BITMIME"]
+def _ehlo_reply(hostname: str, *, starttls: bool, extra: tuple[str, ...] = ()) -> bytes:
+    lines = [hostname, "PIPELINING", "SIZE 10240000", "8BITMIME", *extra]
     if starttls:
         lines.append("STARTTLS")
     text = "".join(f"250-{line}\r\n" for line in lines[:-1]) + f"250 {lines[-1]}\r\n"
@@ -51,6 +51,7 @@ class Dialogue:
 
     hostname: str
     behavior: Behavior
+    tls_extensions: tuple[str, ...] = ()  # offered in the EHLO reply over TLS only
 
     @property
     def banner(self) -> bytes:
@@ -73,7 +74,8 @@ class Dialogue:
             if greylisted_for is not None:
                 return ServerReply(self.greylisted(greylisted_for))
             offer = not tls_active and self.behavior is not Behavior.NO_STARTTLS
-            return ServerReply(_ehlo_reply(self.hostname, starttls=offer))
+            extra = self.tls_extensions if tls_active else ()
+            return ServerReply(_ehlo_reply(self.hostname, starttls=offer, extra=extra))
         if verb == b"HELO":
             if not argument:
                 return ServerReply(b"501 5.5.4 Syntax: HELO hostname\r\n", error=True)

@@ -126,3 +126,6 @@ class Listener:
     # Chain presented when the SNI is absent or unknown.
     default_chain: str | None = None
     pushback: Pushback = NO_PUSHBACK
+    # EHLO keywords offered only over TLS, beside the usual ones (REQUIRETLS,
+    # RFC 8689 section 4.1: it means nothing in plaintext).
+    tls_extensions: tuple[str, ...] = ()

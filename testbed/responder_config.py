@@ -184,6 +184,8 @@ def _listener_document(listener: Listener) -> dict[str, Any]:
         "chains": listener.chains,
         "default_chain": listener.default_chain,
     }
+    if listener.tls_extensions:
+        document["tls_extensions"] = list(listener.tls_extensions)
     if not listener.pushback.is_default:
         document["pushback"] = {
             item.name: getattr(listener.pushback, item.name)
@@ -236,6 +238,7 @@ def load_config(path: Path) -> ResponderConfig:
                 chains={str(k): str(v) for k, v in item["chains"].items()},
                 default_chain=None if item["default_chain"] is None else str(item["default_chain"]),
                 pushback=_pushback(item.get("pushback")),
+                tls_extensions=tuple(str(k) for k in item.get("tls_extensions", ())),
             )
             for item in document["listeners"]
         )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from enum import StrEnum
 from pathlib import Path
 
 import pyarrow as pa
@@ -34,8 +35,20 @@ SCHEMA = pa.schema(
         # The domain's verdict as a sender that also uses DANE under an
         # insecure MX RRset sees it (RFC 7672 s2.2.1); null: not stated.
         ("verdict_relaxed", pa.string()),
+        # Beside DANE (testbed.builder.BesideTruth); null: not stated.
+        ("verdict_in_30_days", pa.string()),
+        ("mta_sts_record", pa.string()),
+        ("mta_sts_fetch", pa.string()),
+        ("mta_sts_mode", pa.string()),
+        ("tlsrpt_record", pa.string()),
+        ("effective_policy", pa.string()),
+        ("effective_outcome", pa.string()),
+        ("host_mta_sts", pa.list_(pa.string())),
+        ("host_requiretls", pa.list_(pa.bool_())),
+        ("host_downgrade", pa.list_(pa.list_(pa.string()))),
     ]
 )
+_BESIDE = [f.name for f in SCHEMA][5:]
 
 
 def truth_table(truth: Sequence[DomainTruth]) -> pa.Table:
@@ -51,6 +64,7 @@ def truth_table(truth: Sequence[DomainTruth]) -> pa.Table:
             "verdict_relaxed": [
                 None if t.verdict_relaxed is None else t.verdict_relaxed.value for t in truth
             ],
+            **{name: [_plain(getattr(t.beside, name)) for t in truth] for name in _BESIDE},
         },
         schema=SCHEMA,
     )
@@ -69,3 +83,12 @@ def read_policy(path: Path) -> dict[str, object]:
     metadata = pq.read_schema(path).metadata or {}
     document: dict[str, object] = json.loads(metadata[POLICY_KEY])
     return document
+
+
+def _plain(value: object) -> object:
+    """A BesideTruth value as Arrow takes it (enums as their values, tuples as lists)."""
+    if isinstance(value, StrEnum):
+        return value.value
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value

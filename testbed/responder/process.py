@@ -140,7 +140,12 @@ def _protocol_factory(
         # A host that never speaks cannot push back: it ignores its pushback.
         return lambda: SilentProtocol(connections, listener.address, config.silent_timeout)
     clients = None if listener.pushback.is_default else ClientPushback(listener.pushback)
-    host = Host(listener, Dialogue(config.hostname, listener.behavior), contexts, clients)
+    host = Host(
+        listener,
+        Dialogue(config.hostname, listener.behavior, listener.tls_extensions),
+        contexts,
+        clients,
+    )
     return lambda: SmtpProtocol(connections, config, host)
 
 

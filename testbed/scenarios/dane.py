@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from scanner.status import DaneVerdict as V
 from scanner.status import DomainVerdict as D
-from testbed.builder import IPV6_ADDRESS, Builder, flip_last_hex
+from testbed.builder import IPV6_ADDRESS, BesideTruth, Builder, flip_last_hex
 from testbed.model import Behavior
 from testbed.pki import Issued, KeyType, tlsa_rdata
 from testbed.scenarios.layout import (
@@ -285,13 +285,16 @@ def two_addresses_one_wrong(b: Builder) -> Laid:
     return host.laid
 
 
-for _name, _behavior, _description in (
-    ("no_starttls", Behavior.NO_STARTTLS, "TLSA published, STARTTLS not offered"),
-    ("starttls_454", Behavior.STARTTLS_454, "TLSA published, STARTTLS answered 454"),
-):
-    scenario(0.00005, _description, D.DANE_INVALID, V.FAIL_NO_TLS, name=_name)(
-        unreachable(_behavior)
-    )
+for _name, _behavior, _description, _signs in (
+    ("no_starttls", Behavior.NO_STARTTLS, "TLSA published, STARTTLS not offered",
+     ("tlsa_without_starttls",)),
+    ("starttls_454", Behavior.STARTTLS_454, "TLSA published, STARTTLS answered 454",
+     ("starttls_rejected",)),
+):  # fmt: skip
+    scenario(
+        0.00005, _description, D.DANE_INVALID, V.FAIL_NO_TLS, name=_name,
+        beside=BesideTruth(host_downgrade=(_signs,)),
+    )(unreachable(_behavior))  # fmt: skip
 scenario(
     0.00005, "TLSA published, connection refused", D.DANE_INVALID, V.FAIL_NO_TLS,
     name="connect_refused",

@@ -10,11 +10,11 @@ side, and testbed.synth reads the truth without laying anything out.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 from scanner.status import DaneVerdict, DomainVerdict
-from testbed.builder import Builder, DomainTruth, HostTruth
+from testbed.builder import UNSTATED, BesideTruth, Builder, DomainTruth, HostTruth
 
 
 class Laid(NamedTuple):
@@ -45,6 +45,9 @@ class Scenario:
     # The verdict of a sender that also uses DANE under an insecure MX RRset
     # (RFC 7672 s2.2.1); None: the same as ``verdict``.
     relaxed: DomainVerdict | None = None
+    # Beside DANE; the verdict in 30 days is this scenario's ``verdict``
+    # unless ``beside`` says otherwise (nothing expires that soon by default).
+    beside: BesideTruth = UNSTATED
 
     def host_verdict(self, index: int) -> DaneVerdict:
         """The verdict of the MX host at ``index`` (in the order laid out)."""
@@ -60,7 +63,10 @@ class Scenario:
             raise ValueError(f"{self.name}: {len(laid.hosts)} hosts laid out, verdicts for others")
         hosts = tuple(HostTruth(h, self.host_verdict(i)) for i, h in enumerate(laid.hosts))
         relaxed = self.relaxed if self.relaxed is not None else self.verdict
-        return DomainTruth(laid.domain, self.name, self.verdict, hosts, relaxed)
+        beside = self.beside
+        if beside.verdict_in_30_days is None:
+            beside = replace(beside, verdict_in_30_days=self.verdict)
+        return DomainTruth(laid.domain, self.name, self.verdict, hosts, relaxed, beside)
 
 
 _REGISTERED: dict[str, Scenario] = {}
@@ -78,6 +84,7 @@ def scenario(
     ipv6: bool = False,
     internet: bool = False,
     relaxed: DomainVerdict | None = None,
+    beside: BesideTruth | None = None,
 ) -> Callable[[LayOut], LayOut]:
     """Register the decorated layout under ``name``, by default its function's
     name; a layout made by a factory is registered as ``scenario(...)(layout)``.
@@ -99,6 +106,7 @@ def scenario(
             ipv6=ipv6,
             internet=internet,
             relaxed=relaxed,
+            beside=beside if beside is not None else UNSTATED,
         )
         return lay_out
 

@@ -396,6 +396,10 @@ OBSERVE: dict[str, Observe] = {
     "lame_operator": _no_hosts("failed", S.INDETERMINATE),
     "tarpit_host": _self_dane([_EE], status=SmtpStatus.IO_TIMEOUT),
     "tls_reset_host": _self_dane([_EE], status=SmtpStatus.TLS_ERROR),
+    # Beside DANE: the DANE columns look like their DANE twins' today.
+    "ta_expires_soon": _self_dane([_TA], matched=0, depth=1),
+    "requiretls_offered": _self_dane([_EE], matched=0, depth=0),
+    "starttls_on_one_address": _self_dane([_EE], status=SmtpStatus.NO_STARTTLS),
 }  # fmt: skip
 
 # A line of the input that is not a domain name: no scenario lays one out.
