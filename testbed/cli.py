@@ -25,6 +25,7 @@ from testbed.pki import write_chain, write_roots
 from testbed.plan import Plan, PostfixPlan, make_plan
 from testbed.procs import ProcessTable, TestbedError, ensure_free, require_binary
 from testbed.profile import Profile
+from testbed.scenarios import Scenario
 from testbed.truth import write_truth
 
 STATE_FILE = "testbed.json"
@@ -81,9 +82,11 @@ def up(
     profile: Profile = Profile.LOOPBACK,
     latency_scale: float = 1.0,
     dns_loss: float = 0.0,
+    scenarios: Sequence[Scenario] | None = None,
     out: Callable[[str], None] = print,
 ) -> dict[str, object]:
-    """Bring the testbed up in ``directory``; return what testbed.json holds."""
+    """Bring the testbed up in ``directory``; return what testbed.json holds.
+    ``scenarios`` replaces the catalogue (a test's own layouts)."""
     directory.mkdir(parents=True, exist_ok=True)
     directory = directory.resolve()
     table = ProcessTable(directory / PROCESS_FILE)
@@ -106,6 +109,7 @@ def up(
         profile=profile,
         latency_scale=latency_scale,
         dns_loss=dns_loss,
+        scenarios=scenarios,
     )
     for address in (plan.auth_address, plan.resolver_address):
         ensure_free(address, 53)
