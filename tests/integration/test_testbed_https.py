@@ -8,6 +8,7 @@ section 3) resolved through the testbed's Unbound, signed where the zone is.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import ssl
@@ -23,6 +24,9 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
+from scanner.handshake.contact import ContactPolicy
+from scanner.mtasts.fetch import Fetcher, FetchSettings, pkix_context
+from scanner.mtasts.response import FetchStatus
 from scanner.status import DaneVerdict as V
 from scanner.status import DomainVerdict as D
 from testbed.builder import STS_BODY_LIMIT, Builder, sts_policy
@@ -31,6 +35,7 @@ from testbed.nginx import POLICY_PATH
 from testbed.scenarios import Laid, Scenario
 from testbed.scenarios.layout import shared_host_address
 from tests.integration.support import Testbed, own_testbed
+from tests.settings import polite_settings
 
 # A net of its own, beside the session's testbed (DANESCAN_TEST_NET) and the
 # other modules' fixed nets; DANESCAN_HTTPS_TEST_NET moves it.
@@ -257,3 +262,35 @@ def test_txt_records_resolve_signed_where_the_zone_is(
     }
     assert len(long) > 255
     assert (ad, signed) == (secure, secure)
+
+
+# What the scanner's fetcher (RFC 8461 section 3.3) must make of each mode.
+FETCHED = {
+    StsServe.POLICY: FetchStatus.OK,
+    StsServe.NOT_FOUND: FetchStatus.HTTP_ERROR,
+    StsServe.REDIRECT: FetchStatus.REDIRECT,
+    StsServe.WRONG_MEDIA_TYPE: FetchStatus.WRONG_MEDIA_TYPE,
+    StsServe.TOO_LARGE: FetchStatus.TOO_LARGE,
+    StsServe.WRONG_NAME: FetchStatus.CERT_NAME_MISMATCH,
+    StsServe.UNTRUSTED: FetchStatus.CERT_INVALID,
+    StsServe.NO_HTTPS: FetchStatus.CONNECT_ERROR,
+}
+
+
+def test_the_scanners_fetcher_sees_each_mode_with_the_testbeds_roots(bed: Testbed) -> None:
+    fetcher = Fetcher(
+        pkix_context(bed.pkix_ca),
+        polite_settings(min_interval=0.0, attempts=1),
+        FetchSettings(timeout=5.0, connect_timeout=2.0),
+        policy=ContactPolicy.build(allow=bed.allow_ranges),
+    )
+    sites = [_site_of(bed, f"test_sts_{serve.value}") for serve in FETCHED]
+
+    async def fetch_all() -> dict[StsServe, FetchStatus]:
+        got = {}
+        for site in sites:
+            assert site.address is not None
+            got[site.serve] = (await fetcher.fetch(site.domain, [site.address])).status
+        return got
+
+    assert asyncio.run(fetch_all()) == FETCHED
