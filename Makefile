@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the testbed and the tests need (the commands they provide are checked first),
 # and dns-root-data: the root's trust anchor and hints a scan of the real internet starts from.
-DEB_PACKAGES := unbound nsd ldnsutils bind9-dnsutils postfix dnsperf valgrind openssl chromium dns-root-data
+DEB_PACKAGES := unbound nsd ldnsutils bind9-dnsutils postfix nginx-light dnsperf valgrind openssl chromium dns-root-data
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= .testbed/demo
 DEMO_DOMAINS ?= 2000

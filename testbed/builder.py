@@ -15,7 +15,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from scanner.status import DaneVerdict, DomainVerdict
-from testbed.model import Behavior, DsMode, Listener, Record, Zone
+from testbed.dns.txt import txt_rdata
+from testbed.model import Behavior, DsMode, HttpsSite, Listener, Record, StsServe, Zone
 from testbed.pki import Issued, KeyType, Pki
 from testbed.profile import OperatorKind
 
@@ -24,6 +25,10 @@ UNSIGNED_TLD = "alt."
 TTL = 3600
 IPV6_ADDRESS = "::1"
 BOGUS_PROBE = "dnssec-failed.test."
+# The largest policy body a sender accepts (the scanner's bound, ISSUE19: 64 KiB);
+# a TOO_LARGE site serves a kibibyte more.
+STS_BODY_LIMIT = 64 * 1024
+STS_SITES_PER_ADDRESS = 32
 
 _WORDS_A = (
     "amber", "brisk", "cedar", "delta", "ember", "fable", "gala", "harbor", "indigo",
@@ -141,6 +146,8 @@ class Builder:
         self.zones: dict[str, ZoneDraft] = {}
         self.chains: dict[str, list[Issued]] = {}
         self._listeners: dict[str, _ListenerDraft] = {}
+        self._sites: list[HttpsSite] = []
+        self._site_pool: tuple[str | None, int] = (None, 0)
         self._names: set[str] = set()
         self._addresses = self._address_iter()
         self._pools: dict[str, str] = {}
@@ -297,6 +304,90 @@ class Builder:
             self._pools[pool] = address
         return address
 
+    # -- MTA-STS and TLS-RPT (RFC 8461, RFC 8460) ------------------------------
+
+    def txt(self, owner: str, *records: str | Sequence[str]) -> None:
+        """One TXT record at ``owner`` per item of ``records``: a str is one
+        record (split into 255-octet strings when longer), a sequence of str
+        one record of those character-strings (testbed.dns.txt). Anything is
+        published, malformed text included."""
+        for record in records:
+            self.add(owner, "TXT", txt_rdata(record))
+
+    def mta_sts_record(self, domain: str, *records: str | Sequence[str]) -> None:
+        """TXT at ``_mta-sts.<domain>`` (RFC 8461 section 3.1), e.g. "v=STSv1; id=20260101"."""
+        self.txt(f"_mta-sts.{domain}", *records)
+
+    def tls_rpt(self, domain: str, *records: str | Sequence[str]) -> None:
+        """TXT at ``_smtp._tls.<domain>`` (RFC 8460 section 3), e.g.
+        "v=TLSRPTv1; rua=mailto:tlsrpt@example.net"."""
+        self.txt(f"_smtp._tls.{domain}", *records)
+
+    def mta_sts(self, domain: str, policy: str, serve: StsServe = StsServe.POLICY) -> HttpsSite:
+        """``mta-sts.<domain>`` with an A record on a testbed address and, on
+        its port 443 (nginx, testbed.nginx), ``/.well-known/mta-sts.txt`` as
+        ``serve`` says: ``policy`` is the text served where a body is (see
+        sts_policy for a well-formed one). The certificate comes from the
+        WebPKI roots (webpki_roots) unless ``serve`` says otherwise."""
+        bare = domain.rstrip(".")
+        name = f"mta-sts.{bare}"
+        if serve is StsServe.NO_ADDRESS:
+            return self._site(HttpsSite(name, serve))
+        if serve is StsServe.NO_HTTPS:
+            address = self.new_address()
+            self.add(f"{name}.", "A", address)
+            return self._site(HttpsSite(name, serve, address))
+        address = self._site_address()
+        self.add(f"{name}.", "A", address)
+        if serve is StsServe.WRONG_NAME:
+            chain = list(self.leaf([f"www.{bare}"], key_label=f"https/{name}"))
+        elif serve is StsServe.UNTRUSTED:
+            private = self.pki.ca("Testbed Private Web CA", KeyType.ECDSA)
+            chain = list(self.leaf([name], key_label=f"https/{name}", issuer=private))
+        else:
+            chain = list(self.leaf([name], key_label=f"https/{name}"))
+        body = {
+            StsServe.NOT_FOUND: "",
+            StsServe.REDIRECT: "",
+            StsServe.TOO_LARGE: _padded(policy, STS_BODY_LIMIT + 1024),
+        }.get(serve, policy)
+        location = f"https://www.{bare}/.well-known/mta-sts.txt"
+        return self._site(
+            HttpsSite(
+                name,
+                serve,
+                address,
+                chain_id=self.chain(chain),
+                body=body,
+                location=location if serve is StsServe.REDIRECT else None,
+            )
+        )
+
+    def _site(self, site: HttpsSite) -> HttpsSite:
+        if any(s.name == site.name for s in self._sites):
+            raise ValueError(f"{site.name} is laid out twice")
+        self._sites.append(site)
+        return site
+
+    def _site_address(self) -> str:
+        """An address of the testbed's web hoster, shared by up to
+        STS_SITES_PER_ADDRESS sites told apart by SNI, as at real hosters."""
+        address, count = self._site_pool
+        if address is None or count >= STS_SITES_PER_ADDRESS:
+            address, count = self.new_address(), 0
+        self._site_pool = (address, count + 1)
+        return address
+
+    def sites(self) -> list[HttpsSite]:
+        return list(self._sites)
+
+    def webpki_roots(self) -> list[Issued]:
+        """The roots a sender trusts for MTA-STS (RFC 8461 section 3.3, 4.2):
+        the public-CA-like roots every ordinary leaf chains to, so MX hosts
+        and mta-sts sites are PKIX-valid for their names; chains from other
+        CAs ("Private Mail CA", "Testbed Private Web CA") are not."""
+        return [self.public_ca(kind)[0] for kind in KeyType]
+
     def chain(self, chain: list[Issued]) -> str:
         chain_id = f"c{len(self.chains):06d}"
         self.chains[chain_id] = chain
@@ -344,6 +435,21 @@ class Builder:
             )
             for address, d in sorted(self._listeners.items(), key=_address_key)
         ]
+
+
+def sts_policy(mode: str, mx: Sequence[str], max_age: int = 86400) -> str:
+    """A policy file (RFC 8461 section 3.2) with CRLF line ends; ``mode`` is
+    any text, so a scenario can also publish a bad one."""
+    lines = ["version: STSv1", f"mode: {mode}", *(f"mx: {m}" for m in mx), f"max_age: {max_age}"]
+    return "".join(f"{line}\r\n" for line in lines)
+
+
+def _padded(policy: str, size: int) -> str:
+    """``policy`` followed by extension lines (section 3.2 lets a sender skip
+    unknown keys) until the body holds more than ``size`` octets."""
+    line = "x-padding: " + "0" * 52 + "\r\n"
+    missing = size - len(policy.encode())
+    return policy + line * (max(0, missing) // len(line) + 1)
 
 
 def _address_key(item: tuple[str, object]) -> tuple[int, int]:

@@ -1,10 +1,12 @@
 """`testbed up|status|down|connections`: the simulated internet's command line.
 
 `up` plans the testbed (testbed.plan) for a profile (testbed.profile), writes
-its certificates, domain list and truth, builds and signs the zones, and
-starts NSD, on the internet profile the DNS operators' relay, Unbound, the
-STARTTLS responder and Postfix, each tracked in D/processes.json; any failure
-stops whatever was started. Everything binds to 127.<net>.0.0/16 (and ::1).
+its certificates, WebPKI roots, domain list and truth, builds and signs the
+zones, and starts NSD, on the internet profile the DNS operators' relay,
+Unbound, the STARTTLS responder, Postfix and, when scenarios lay out
+mta-sts.<domain> sites, nginx (testbed.nginx), each tracked in
+D/processes.json; any failure stops whatever was started. Everything binds
+to 127.<net>.0.0/16 (and ::1).
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from testbed import connlog, dns, postfix, relay, responder_config
+from testbed import connlog, dns, nginx, postfix, relay, responder_config
 from testbed.builder import BOGUS_PROBE
-from testbed.pki import write_chain
+from testbed.pki import write_chain, write_roots
 from testbed.plan import Plan, PostfixPlan, make_plan
 from testbed.procs import ProcessTable, TestbedError, ensure_free, require_binary
 from testbed.profile import Profile
+from testbed.scenarios import Scenario
 from testbed.truth import write_truth
 
 STATE_FILE = "testbed.json"
@@ -30,6 +33,7 @@ PROCESS_FILE = "processes.json"
 OPERATORS_FILE = "operators.json"
 RELAY_STATS = "relay.stats.json"
 CONNECTION_LOG = "logs/connections.log"
+WEBPKI_ROOTS = "webpki-roots.pem"
 DEFAULT_NET = 10
 REQUIRED = (
     ("nsd", "nsd"),
@@ -39,13 +43,32 @@ REQUIRED = (
 )
 
 
+# The options testbed.json's scan_args may hold, each with one value.
+SCAN_OPTIONS = ("--allow-range", "--pkix-ca")
+
+
+def _scan_option(state: dict[str, object], option: str) -> tuple[str, ...]:
+    args = state["scan_args"]
+    if (
+        not isinstance(args, list)
+        or len(args) % 2
+        or any(name not in SCAN_OPTIONS for name in args[::2])
+    ):
+        raise ValueError(f"scan_args holds more than {' and '.join(SCAN_OPTIONS)}: {args!r}")
+    return tuple(
+        str(value) for name, value in zip(args[::2], args[1::2], strict=True) if name == option
+    )
+
+
 def allow_ranges(state: dict[str, object]) -> tuple[str, ...]:
     """The ``scan_args`` of a testbed.json as ScanConfig.allow_ranges, for a
     scan configured in Python rather than on the command line."""
-    args = state["scan_args"]
-    if not isinstance(args, list) or args[::2] != ["--allow-range"] * (len(args) // 2):
-        raise ValueError(f"scan_args holds more than --allow-range options: {args!r}")
-    return tuple(str(cidr) for cidr in args[1::2])
+    return _scan_option(state, "--allow-range")
+
+
+def pkix_ca(state: dict[str, object]) -> tuple[Path, ...]:
+    """The same as ScanConfig.pkix_ca: the testbed's WebPKI roots."""
+    return tuple(Path(pem) for pem in _scan_option(state, "--pkix-ca"))
 
 
 def up(
@@ -59,9 +82,11 @@ def up(
     profile: Profile = Profile.LOOPBACK,
     latency_scale: float = 1.0,
     dns_loss: float = 0.0,
+    scenarios: Sequence[Scenario] | None = None,
     out: Callable[[str], None] = print,
 ) -> dict[str, object]:
-    """Bring the testbed up in ``directory``; return what testbed.json holds."""
+    """Bring the testbed up in ``directory``; return what testbed.json holds.
+    ``scenarios`` replaces the catalogue (a test's own layouts)."""
     directory.mkdir(parents=True, exist_ok=True)
     directory = directory.resolve()
     table = ProcessTable(directory / PROCESS_FILE)
@@ -84,6 +109,7 @@ def up(
         profile=profile,
         latency_scale=latency_scale,
         dns_loss=dns_loss,
+        scenarios=scenarios,
     )
     for address in (plan.auth_address, plan.resolver_address):
         ensure_free(address, 53)
@@ -117,6 +143,9 @@ def up(
             out(f"{len(plan.operators)} DNS operators, delays x{latency_scale:g}")
         _start_responder(directory, plan, table)
         out(f"STARTTLS responder on {len(plan.listeners)} addresses, port 25")
+        if any(site.served for site in plan.sites):
+            served = nginx.start_nginx(directory, plan.sites, table)
+            out(f"nginx: {len(plan.sites)} mta-sts sites on {served} addresses, port 443")
         if plan.postfix is not None:
             _start_postfix(directory, plan.postfix, table)
             out(f"Postfix on {plan.postfix.address}:25 as {plan.postfix.hostname}")
@@ -149,7 +178,8 @@ def up(
         "mail_addresses": len(plan.listeners),
         "ipv6": ipv6,
         # Extra arguments a scan of this testbed needs: `scan ... $scan_args`.
-        "scan_args": plan.scan_args,
+        "scan_args": [*plan.scan_args, "--pkix-ca", str(paths["webpki_roots"])],
+        "https_sites": len(plan.sites),
         "zones": len(plan.zones),
         "started_at": now.isoformat(),
         "up_seconds": round(time.monotonic() - started, 1),
@@ -163,6 +193,8 @@ def _write_data(directory: Path, plan: Plan) -> dict[str, Path]:
     pki_dir.mkdir(exist_ok=True)
     for chain_id, chain in plan.chains.items():
         write_chain(pki_dir, chain_id, chain)
+    roots = directory / WEBPKI_ROOTS
+    write_roots(roots, plan.webpki_roots)
     domains = directory / "domains.txt"
     domains.write_text("".join(f"{d}\n" for d in plan.domains))
     truth = directory / "truth.parquet"
@@ -170,7 +202,13 @@ def _write_data(directory: Path, plan: Plan) -> dict[str, Path]:
     operators = directory / OPERATORS_FILE
     if plan.operators:
         _write_operators(operators, plan)
-    return {"domains": domains, "truth": truth, "pki": pki_dir, "operators": operators}
+    return {
+        "domains": domains,
+        "truth": truth,
+        "pki": pki_dir,
+        "operators": operators,
+        "webpki_roots": roots,
+    }
 
 
 def _write_operators(path: Path, plan: Plan) -> None:

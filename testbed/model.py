@@ -129,3 +129,42 @@ class Listener:
     # EHLO keywords offered only over TLS, beside the usual ones (REQUIRETLS,
     # RFC 8689 section 4.1: it means nothing in plaintext).
     tls_extensions: tuple[str, ...] = ()
+
+
+class StsServe(StrEnum):
+    """How https://mta-sts.<domain>/.well-known/mta-sts.txt answers (RFC 8461
+    section 3.3 says what a sender accepts: 200, text/plain, a certificate
+    valid for the name by the WebPKI, no redirect)."""
+
+    POLICY = "policy"  # 200, text/plain, the policy
+    NOT_FOUND = "not_found"  # 404
+    REDIRECT = "redirect"  # 301 to another URL (never followed)
+    WRONG_MEDIA_TYPE = "wrong_media_type"  # 200, the policy as text/html
+    TOO_LARGE = "too_large"  # 200, text/plain, a body over 64 KiB
+    WRONG_NAME = "wrong_name"  # the policy under a certificate for another name
+    UNTRUSTED = "untrusted"  # the policy under a certificate from a private CA
+    NO_HTTPS = "no_https"  # the name has an address; nothing listens on 443
+    NO_ADDRESS = "no_address"  # the name has no address record
+
+
+@dataclass(frozen=True, slots=True)
+class HttpsSite:
+    """mta-sts.<domain> on port 443 of one loopback address, served by nginx
+    (testbed.nginx). A site that serves nothing (NO_HTTPS, NO_ADDRESS) is kept
+    for people and tests to see what was laid out."""
+
+    name: str  # mta-sts.<domain>, no trailing dot, lower case
+    serve: StsServe
+    address: str | None = None
+    # The chain pki/<chain id>.pem presented for the name; None when no HTTPS.
+    chain_id: str | None = None
+    # What the policy URL answers with (POLICY, WRONG_MEDIA_TYPE, TOO_LARGE,
+    # WRONG_NAME, UNTRUSTED).
+    body: str = ""
+    # The Location of a REDIRECT.
+    location: str | None = None
+
+    @property
+    def served(self) -> bool:
+        """Whether nginx listens for it."""
+        return self.serve not in (StsServe.NO_HTTPS, StsServe.NO_ADDRESS)

@@ -221,3 +221,8 @@ def write_chain(pki_dir: Path, chain_id: str, chain: Sequence[Issued]) -> None:
     key_path = pki_dir / f"{chain_id}.key"
     key_path.write_bytes(key)
     key_path.chmod(0o600)
+
+
+def write_roots(path: Path, roots: Sequence[Issued]) -> None:
+    """Write the certificates of ``roots`` as one PEM bundle (a CA file)."""
+    path.write_bytes(b"".join(r.cert.public_bytes(serialization.Encoding.PEM) for r in roots))

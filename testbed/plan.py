@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields, replace
 
 from testbed.builder import Builder, DomainTruth, ZoneDraft
-from testbed.model import NO_PUSHBACK, Behavior, Listener, Pushback, Zone
+from testbed.model import NO_PUSHBACK, Behavior, HttpsSite, Listener, Pushback, Zone
 from testbed.pki import Issued
 from testbed.profile import (
     DELAY_BUDGET,
@@ -65,6 +65,10 @@ class Plan:
     policy: RetryPolicy
     # NSD instances of their own for the root and the TLDs (internet profile).
     layer_addresses: tuple[str, str] | None
+    # The mta-sts.<domain> sites nginx serves (testbed.nginx), and the roots
+    # their certificates and the MX hosts' chain to: a scan's --pkix-ca.
+    sites: tuple[HttpsSite, ...] = ()
+    webpki_roots: tuple[Issued, ...] = ()
 
     @property
     def domains(self) -> list[str]:
@@ -133,14 +137,21 @@ def make_plan(
     profile: Profile = Profile.LOOPBACK,
     latency_scale: float = 1.0,
     dns_loss: float = 0.0,
+    scenarios: Sequence[Scenario] | None = None,
 ) -> Plan:
+    """The plan of ``n`` domains drawn from the catalogue of ``profile``, or
+    from ``scenarios`` instead (a test's own layouts, registered nowhere)."""
     if latency_scale < 0 or latency_scale != latency_scale:
         raise ValueError("the latency scale must be a number >= 0")
     if not 0 <= dns_loss < 1:
         raise ValueError("the DNS loss must be in [0, 1)")
     internet = profile is Profile.INTERNET
     builder = Builder(seed=seed, net=net, now=now, zone_per_domain=internet)
-    catalogue = catalogue_for(profile, ipv6=ipv6, postfix=postfix)
+    catalogue = (
+        list(scenarios)
+        if scenarios is not None
+        else catalogue_for(profile, ipv6=ipv6, postfix=postfix)
+    )
     counts = scenario_counts(n, catalogue)
     order = [s for s in catalogue for _ in range(counts[s.name])]
     builder.rng.shuffle(order)
@@ -175,6 +186,8 @@ def make_plan(
         operators=operators,
         policy=retry_policy(latency_scale),
         layer_addresses=builder.layer_addresses if internet else None,
+        sites=tuple(builder.sites()),
+        webpki_roots=tuple(builder.webpki_roots()),
     )
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from scanner.handshake.contact import ContactPolicy
 from testbed import cli
-from testbed.cli import allow_ranges
+from testbed.cli import allow_ranges, pkix_ca
 
 # The EHLO name of the tests' scans.
 EHLO = "scanner.danescan.test"
@@ -40,7 +40,8 @@ class Testbed:
     @property
     def scan_args(self) -> list[str]:
         """What a scan of the testbed needs on its command line (testbed.json):
-        the --allow-range options for its special-purpose (loopback) addresses."""
+        the --allow-range options for its special-purpose (loopback) addresses
+        and --pkix-ca with its WebPKI roots."""
         args = self.state["scan_args"]
         assert isinstance(args, list)
         return [str(arg) for arg in args]
@@ -49,6 +50,11 @@ class Testbed:
     def allow_ranges(self) -> tuple[str, ...]:
         """The same, as ScanConfig.allow_ranges, for scans built in Python."""
         return allow_ranges(self.state)
+
+    @property
+    def pkix_ca(self) -> tuple[Path, ...]:
+        """Its WebPKI roots, as ScanConfig.pkix_ca."""
+        return pkix_ca(self.state)
 
     @property
     def contact_policy(self) -> ContactPolicy:

@@ -1,0 +1,296 @@
+"""The testbed's MTA-STS side against real servers: a testbed of this
+module's own layouts (registered nowhere, so the catalogue is untouched),
+one domain per StsServe mode, its policy URL fetched with curl --cacert
+against D/webpki-roots.pem as a sender would (RFC 8461 section 3.3), and
+its _mta-sts and _smtp._tls TXT records (RFC 8461 section 3.1, RFC 8460
+section 3) resolved through the testbed's Unbound, signed where the zone is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import ssl
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import dns.flags
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import pytest
+
+from scanner.handshake.contact import ContactPolicy
+from scanner.mtasts.fetch import Fetcher, FetchSettings, pkix_context
+from scanner.mtasts.response import FetchStatus
+from scanner.status import DaneVerdict as V
+from scanner.status import DomainVerdict as D
+from testbed.builder import STS_BODY_LIMIT, Builder, sts_policy
+from testbed.model import StsServe
+from testbed.nginx import POLICY_PATH
+from testbed.scenarios import Laid, Scenario
+from testbed.scenarios.layout import shared_host_address
+from tests.integration.support import Testbed, own_testbed
+from tests.settings import polite_settings
+
+# A net of its own, beside the session's testbed (DANESCAN_TEST_NET) and the
+# other modules' fixed nets; DANESCAN_HTTPS_TEST_NET moves it.
+NET = int(os.environ.get("DANESCAN_HTTPS_TEST_NET", "223"))
+LONG_TLSRPT = "v=TLSRPTv1; rua=" + ",".join(f"mailto:r{i}@reports.example.net" for i in range(20))
+RECORDS = ("v=STSv1; id=20261201", "v=STSv1; id=", "not a policy record")
+
+
+def _policy(domain: str) -> str:
+    return sts_policy("enforce", [f"mx.{domain.rstrip('.')}"])
+
+
+def _site(serve: StsServe, *, signed: bool = True) -> Callable[[Builder], Laid]:
+    """A domain whose mta-sts site serves as ``serve``; its MX on a shared hoster."""
+
+    def lay_out(b: Builder) -> Laid:
+        domain = b.signed_domain()[0] if signed else b.unsigned_domain()
+        host = f"mx.{domain}"
+        b.add(domain, "MX", f"10 {host}")
+        b.add(host, "A", shared_host_address(b, "sts-hosting"))
+        b.mta_sts_record(domain, *RECORDS)
+        b.tls_rpt(domain, LONG_TLSRPT, ("v=TLSRPTv1;", "rua=mailto:split@example.net"), "v=x")
+        b.mta_sts(domain, _policy(domain), serve)
+        return Laid(domain, (host,))
+
+    return lay_out
+
+
+def _scenario(serve: StsServe, *, signed: bool = True) -> Scenario:
+    verdict = (D.NO_DANE, V.NO_DANE_ABSENT) if signed else (D.NO_DANE, V.NO_DANE_INSECURE)
+    return Scenario(
+        name=f"test_sts_{serve.value}" + ("" if signed else "_unsigned"),
+        weight=1.0 if serve is StsServe.POLICY and signed else 0.0,
+        lay_out=_site(serve, signed=signed),
+        description=f"test only: mta-sts.<domain> {serve.value}",
+        verdict=verdict[0],
+        host_verdicts=verdict[1],
+        bulk=serve is StsServe.POLICY and signed,
+    )
+
+
+SCENARIOS = [*(_scenario(s) for s in StsServe), _scenario(StsServe.POLICY, signed=False)]
+
+
+@dataclass(frozen=True)
+class Site:
+    domain: str
+    serve: StsServe
+    address: str | None
+
+    @property
+    def name(self) -> str:
+        return f"mta-sts.{self.domain}"
+
+
+@pytest.fixture(scope="module")
+def bed() -> Iterator[Testbed]:
+    with own_testbed(
+        "https",
+        net=NET,
+        domains=len(SCENARIOS),
+        seed=19,
+        with_postfix=False,
+        ipv6=False,
+        scenarios=SCENARIOS,
+    ) as tb:
+        yield tb
+
+
+def _site_of(tb: Testbed, scenario: str) -> Site:
+    (row,) = tb.by_scenario(scenario)
+    domain = str(row["domain"])
+    serve = StsServe(scenario.removeprefix("test_sts_").removesuffix("_unsigned"))
+    answer = _query(tb, f"mta-sts.{domain}", dns.rdatatype.A)
+    addresses = [
+        rr.address for rrset in answer.answer if rrset.rdtype == dns.rdatatype.A for rr in rrset
+    ]
+    return Site(domain, serve, addresses[0] if addresses else None)
+
+
+def _roots(tb: Testbed) -> Path:
+    (roots,) = tb.pkix_ca
+    assert roots == tb.directory / "webpki-roots.pem"
+    return roots
+
+
+@dataclass(frozen=True)
+class Fetched:
+    exit: int
+    status: int
+    content_type: str
+    location: str
+    body: bytes
+    error: str
+
+
+def _curl(tb: Testbed, site: Site, tmp: Path) -> Fetched:
+    assert site.address is not None
+    body = tmp / f"{site.name}.body"
+    proc = subprocess.run(
+        ["curl", "-sS", "--max-time", "10", "--cacert", str(_roots(tb)),
+         "--resolve", f"{site.name}:443:{site.address}", "-o", str(body),
+         "-w", "%{http_code}\\n%{content_type}\\n%{redirect_url}",
+         f"https://{site.name}{POLICY_PATH}"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    # curl writes the three lines whatever happened (000 for no response).
+    status, content_type, location = proc.stdout.split("\n", 2)
+    return Fetched(
+        proc.returncode,
+        int(status or 0),
+        content_type,
+        location,
+        body.read_bytes() if body.exists() else b"",
+        proc.stderr,
+    )
+
+
+@pytest.mark.parametrize(
+    "serve", [StsServe.POLICY, StsServe.WRONG_MEDIA_TYPE, StsServe.TOO_LARGE], ids=str
+)
+def test_a_body_is_served_with_its_media_type(
+    bed: Testbed, serve: StsServe, tmp_path: Path
+) -> None:
+    site = _site_of(bed, f"test_sts_{serve.value}")
+    got = _curl(bed, site, tmp_path)
+    assert (got.exit, got.status) == (0, 200), got.error
+    policy = _policy(site.domain).encode()
+    if serve is StsServe.TOO_LARGE:
+        assert got.body.startswith(policy)
+        assert len(got.body) > STS_BODY_LIMIT
+    else:
+        assert got.body == policy
+    expected = "text/html" if serve is StsServe.WRONG_MEDIA_TYPE else "text/plain"
+    assert got.content_type == expected
+
+
+def test_an_unsigned_domain_serves_its_policy_too(bed: Testbed, tmp_path: Path) -> None:
+    site = _site_of(bed, "test_sts_policy_unsigned")
+    got = _curl(bed, site, tmp_path)
+    assert (got.exit, got.status, got.content_type) == (0, 200, "text/plain"), got.error
+    assert got.body == _policy(site.domain).encode()
+
+
+def test_not_found_and_redirect(bed: Testbed, tmp_path: Path) -> None:
+    missing = _curl(bed, _site_of(bed, "test_sts_not_found"), tmp_path)
+    assert (missing.exit, missing.status) == (0, 404)
+    site = _site_of(bed, "test_sts_redirect")
+    moved = _curl(bed, site, tmp_path)
+    assert (moved.exit, moved.status) == (0, 301)
+    assert moved.location == f"https://www.{site.domain}{POLICY_PATH}"
+
+
+@pytest.mark.parametrize(
+    ("serve", "reason"),
+    [(StsServe.WRONG_NAME, "subject name"), (StsServe.UNTRUSTED, "certificate")],
+    ids=str,
+)
+def test_a_certificate_a_sender_refuses_fails_verification(
+    bed: Testbed, serve: StsServe, reason: str, tmp_path: Path
+) -> None:
+    got = _curl(bed, _site_of(bed, f"test_sts_{serve.value}"), tmp_path)
+    assert got.exit == 60, got.error  # CURLE_PEER_FAILED_VERIFICATION
+    assert reason in got.error
+
+
+def test_the_wrong_name_is_another_name_under_a_valid_chain(bed: Testbed) -> None:
+    site = _site_of(bed, "test_sts_wrong_name")
+    assert site.address is not None
+    context = ssl.create_default_context(cafile=str(_roots(bed)))
+    context.check_hostname = False  # the chain is verified, the name is looked at here
+    with (
+        socket.create_connection((site.address, 443), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=site.name) as tls,
+    ):
+        cert = tls.getpeercert()
+    assert cert is not None
+    assert cert["subjectAltName"] == (("DNS", f"www.{site.domain}"),)
+
+
+def test_no_https_is_refused_and_no_address_has_none(bed: Testbed, tmp_path: Path) -> None:
+    refused = _curl(bed, _site_of(bed, "test_sts_no_https"), tmp_path)
+    assert refused.exit == 7, refused.error  # CURLE_COULDNT_CONNECT
+    assert _site_of(bed, "test_sts_no_address").address is None
+
+
+def _query(tb: Testbed, name: str, rdtype: dns.rdatatype.RdataType) -> dns.message.Message:
+    query = dns.message.make_query(name, rdtype, want_dnssec=True)
+    query.flags |= dns.flags.AD
+    address, port = tb.resolver
+    answer = dns.query.tcp(query, address, port=port, timeout=5)
+    assert isinstance(answer, dns.message.Message)
+    return answer
+
+
+def _txt(tb: Testbed, name: str) -> tuple[set[tuple[bytes, ...]], bool, bool]:
+    """The TXT RRset at ``name``: its records' strings, AD, and whether signed."""
+    answer = _query(tb, name, dns.rdatatype.TXT)
+    assert answer.rcode() == dns.rcode.NOERROR
+    records = {
+        tuple(rr.strings) for rrset in answer.answer if rrset.rdtype == dns.rdatatype.TXT
+        for rr in rrset
+    }  # fmt: skip
+    signed = any(rrset.rdtype == dns.rdatatype.RRSIG for rrset in answer.answer)
+    return records, bool(answer.flags & dns.flags.AD), signed
+
+
+@pytest.mark.parametrize(
+    ("scenario", "secure"), [("test_sts_policy", True), ("test_sts_policy_unsigned", False)]
+)
+def test_txt_records_resolve_signed_where_the_zone_is(
+    bed: Testbed, scenario: str, secure: bool
+) -> None:
+    site = _site_of(bed, scenario)
+    records, ad, signed = _txt(bed, f"_mta-sts.{site.domain}")
+    assert records == {(r.encode(),) for r in RECORDS}
+    assert (ad, signed) == (secure, secure)
+    records, ad, signed = _txt(bed, f"_smtp._tls.{site.domain}")
+    long = LONG_TLSRPT.encode()
+    assert records == {
+        tuple(long[i : i + 255] for i in range(0, len(long), 255)),
+        (b"v=TLSRPTv1;", b"rua=mailto:split@example.net"),
+        (b"v=x",),
+    }
+    assert len(long) > 255
+    assert (ad, signed) == (secure, secure)
+
+
+# What the scanner's fetcher (RFC 8461 section 3.3) must make of each mode.
+FETCHED = {
+    StsServe.POLICY: FetchStatus.OK,
+    StsServe.NOT_FOUND: FetchStatus.HTTP_ERROR,
+    StsServe.REDIRECT: FetchStatus.REDIRECT,
+    StsServe.WRONG_MEDIA_TYPE: FetchStatus.WRONG_MEDIA_TYPE,
+    StsServe.TOO_LARGE: FetchStatus.TOO_LARGE,
+    StsServe.WRONG_NAME: FetchStatus.CERT_NAME_MISMATCH,
+    StsServe.UNTRUSTED: FetchStatus.CERT_INVALID,
+    StsServe.NO_HTTPS: FetchStatus.CONNECT_ERROR,
+}
+
+
+def test_the_scanners_fetcher_sees_each_mode_with_the_testbeds_roots(bed: Testbed) -> None:
+    fetcher = Fetcher(
+        pkix_context(bed.pkix_ca),
+        polite_settings(min_interval=0.0, attempts=1),
+        FetchSettings(timeout=5.0, connect_timeout=2.0),
+        policy=ContactPolicy.build(allow=bed.allow_ranges),
+    )
+    sites = [_site_of(bed, f"test_sts_{serve.value}") for serve in FETCHED]
+
+    async def fetch_all() -> dict[StsServe, FetchStatus]:
+        got = {}
+        for site in sites:
+            assert site.address is not None
+            got[site.serve] = (await fetcher.fetch(site.domain, [site.address])).status
+        return got
+
+    assert asyncio.run(fetch_all()) == FETCHED
