@@ -35,7 +35,7 @@ from testbed.scenarios.registry import Laid, Scenario, registered
 
 __all__ = ["BY_NAME", "CATALOGUE", "Laid", "Scenario"]
 
-for _group in ("unsigned", "signed", "dane", "internet", "postfix", "beside"):
+for _group in ("unsigned", "signed", "dane", "internet", "postfix", "beside", "mtasts"):
     importlib.import_module(f"{__name__}.{_group}")
 
 CATALOGUE: tuple[Scenario, ...] = registered()

@@ -400,6 +400,16 @@ OBSERVE: dict[str, Observe] = {
     "ta_expires_soon": _self_dane([_TA], matched=0, depth=1),
     "requiretls_offered": _self_dane([_EE], matched=0, depth=0),
     "starttls_on_one_address": _self_dane([_EE], status=SmtpStatus.NO_STARTTLS),
+    # MTA-STS and TLS-RPT: their DANE columns are an unsigned self-hosted domain's.
+    **dict.fromkeys(
+        ("sts_enforce", "sts_testing", "sts_mode_none", "sts_wildcard", "sts_mx_outside",
+         "sts_testing_outside", "sts_mx_untrusted", "sts_not_found", "sts_redirect",
+         "sts_wrong_type", "sts_too_large", "sts_wrong_name", "sts_no_https",
+         "sts_no_policy_host", "sts_policy_syntax", "sts_record_invalid", "sts_record_twice",
+         "tlsrpt_malformed",),
+        _unsigned([f"mx.{DOMAIN}"], "hoster"),
+    ),
+    "dane_and_sts": _self_dane([_EE], matched=0, depth=0),
 }  # fmt: skip
 
 # A line of the input that is not a domain name: no scenario lays one out.

@@ -7,11 +7,16 @@ within those days."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
+import dns.message
+import dns.query
+import dns.rdatatype
 import duckdb
 import pytest
 
+from scanner.mtasts.policy import parse_policy
 from tests.integration.support import Testbed
 from tests.integration.test_scan_testbed import mismatches, run_scan
 
@@ -53,13 +58,16 @@ def test_every_stated_truth_beside_dane_is_concluded(
     testbed: Testbed, ahead_scan: Path, column: str
 ) -> None:
     got = {**DOMAIN_COLUMNS, **HOST_COLUMNS}[column]
+    truth = testbed.state["truth_file"]
+    (stated,) = duckdb.sql(f"SELECT count({column}) FROM '{truth}'").fetchall()[0]
+    assert stated > 0  # the catalogue states this column for some scenario
     wrong = (
         duckdb.connect()
         .execute(
             f"""
             WITH got AS (SELECT domain, {got} AS value FROM '{ahead_scan}/part-*.parquet'),
                  want AS (SELECT domain, scenario, {column} AS value
-                          FROM '{testbed.state["truth_file"]}' WHERE {column} IS NOT NULL)
+                          FROM '{truth}' WHERE {column} IS NOT NULL)
             SELECT want.scenario, want.domain, want.value, got.value
             FROM want LEFT JOIN got USING (domain)
             WHERE want.value IS DISTINCT FROM got.value
@@ -84,3 +92,40 @@ def test_days_ahead_flags_exactly_the_scenarios_that_expire(
         .fetchall()
     )
     assert {s for (s,) in flagged} == {"ta_expires_soon"}
+
+
+def test_every_mta_sts_scenario_is_in_the_testbed(testbed: Testbed) -> None:
+    from testbed.scenarios import CATALOGUE
+
+    stated = {row["scenario"] for row in testbed.truth if row["mta_sts_record"] is not None}
+    expected = {s.name for s in CATALOGUE if s.beside.mta_sts_record is not None}
+    assert len(expected) >= 19
+    assert stated == expected
+
+
+def test_the_policy_the_scan_read_is_what_curl_fetches(
+    testbed: Testbed, ahead_scan: Path, tmp_path: Path
+) -> None:
+    """One scenario's policy, fetched by curl with the testbed's WebPKI roots."""
+    (row,) = testbed.by_scenario("sts_enforce")
+    domain = str(row["domain"])
+    query = dns.message.make_query(f"mta-sts.{domain}", dns.rdatatype.A)
+    address, port = testbed.resolver
+    answer = dns.query.tcp(query, address, port=port, timeout=5)
+    (site,) = [rr.address for rrset in answer.answer for rr in rrset]
+    (roots,) = testbed.pkix_ca
+    body = tmp_path / "policy.txt"
+    proc = subprocess.run(
+        ["curl", "-sS", "--max-time", "10", "--cacert", str(roots),
+         "--resolve", f"mta-sts.{domain}:443:{site}", "-o", str(body), "-w", "%{http_code}",
+         f"https://mta-sts.{domain}/.well-known/mta-sts.txt"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert (proc.returncode, proc.stdout) == (0, "200"), proc.stderr
+    policy = parse_policy(body.read_bytes())
+    assert policy.ok
+    scanned = duckdb.sql(
+        f"SELECT mta_sts_mode, mta_sts_mx FROM '{ahead_scan}/part-*.parquet' "
+        f"WHERE domain = '{domain}'"
+    ).fetchall()
+    assert scanned == [(str(policy.mode), list(policy.mx))]
