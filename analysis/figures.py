@@ -95,6 +95,24 @@ def verdict_figure(domain_verdicts: pd.DataFrame, host_verdicts: pd.DataFrame) -
     return fig
 
 
+def effective_figure(effective: pd.DataFrame) -> Figure:
+    """Domains per effective policy, each bar split by outcome."""
+    fig, (ax,) = _figure(3.0)
+    wide = effective.pivot_table(
+        index="policy", columns="outcome", values="domains", aggfunc="sum", fill_value=0
+    )
+    left = [0] * len(wide)
+    for column in wide.columns:
+        values = [int(v) for v in wide[column]]
+        ax.barh(range(len(wide)), values, left=left, label=str(column))
+        left = [a + b for a, b in zip(left, values, strict=True)]
+    ax.set_yticks(range(len(wide)), list(wide.index), fontsize=8)
+    ax.invert_yaxis()
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title("effective policy of a sender with DANE and MTA-STS, by outcome", fontsize=10)
+    return fig
+
+
 def triplet_figure(triplets: pd.DataFrame, top: int = 8) -> Figure:
     """Share of each TLSA triplet per record, per RRset and per domain, side by side."""
     per_record = triplets[triplets["unit"] == "record"]

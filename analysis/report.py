@@ -28,6 +28,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from analysis import figures, metrics
+from analysis.beside import Beside, load_beside
 from analysis.load import DatasetError, Manifest, Scan, ScanDomains, load, load_domains
 
 __all__ = [
@@ -165,8 +166,49 @@ def _header(scan: Scan, old: ScanDomains | None) -> str:
     return f"<h1>DANE for SMTP: scan report</h1><dl>{items}</dl>"
 
 
-def build_html(scan: Scan, old: ScanDomains | None = None) -> str:
-    """The report of ``scan`` (and its difference from ``old``) as an HTML string."""
+def _beside_section(beside: Beside) -> str:
+    """MTA-STS, TLS-RPT, the effective policy, the relaxed reading, expiry."""
+    effective = metrics.effective_policies(beside.domains)
+    blocks = [
+        html_table(metrics.mta_sts_adoption(beside.domains), "mta-sts-table", "MTA-STS"),
+        html_table(metrics.tlsrpt_adoption(beside.domains), "tlsrpt-table", "TLS-RPT"),
+        html_table(
+            metrics.dane_sts_overlap(beside.domains),
+            "overlap-table",
+            "Domains with mail, by the protections they publish (MTA-STS: enforce or testing)",
+        ),
+        html_table(
+            metrics.sts_host_statuses(beside.sts_hosts),
+            "sts-hosts-table",
+            "MX hosts under an MTA-STS record, per mode and status (RFC 8461 section 4)",
+        ),
+        html_table(effective, "effective-table", "What a sender with DANE and MTA-STS applies"),
+        html_table(
+            metrics.relaxed_dane(beside.domains),
+            "relaxed-table",
+            "Verdicts of a sender that uses DANE under an insecure MX RRset (RFC 7672 2.2.1)",
+        ),
+        html_table(
+            metrics.breaking_within(beside.domains),
+            "ahead-table",
+            "What changes --days-ahead days later (empty without --days-ahead)",
+        ),
+    ]
+    if not effective.empty:
+        blocks.append(
+            html_figure(
+                figures.effective_figure(effective),
+                "fig-effective",
+                "Domains per effective policy, split by outcome",
+                "DANE first (RFC 8461 section 2); opportunistic: TLS, not authenticated.",
+            )
+        )
+    return _section("beside", "Beside DANE: MTA-STS, TLS-RPT, REQUIRETLS", *blocks)
+
+
+def build_html(scan: Scan, old: ScanDomains | None = None, beside: Beside | None = None) -> str:
+    """The report of ``scan`` (and its difference from ``old``) as an HTML string;
+    ``beside``: the columns beside DANE (analysis.beside), a section of their own."""
     funnel = metrics.funnel(scan.domains)
     by_tld = metrics.funnel_by_tld(scan.domains, top=TOP)
     domain_verdicts = metrics.domain_verdicts(scan.domains)
@@ -277,6 +319,8 @@ def build_html(scan: Scan, old: ScanDomains | None = None) -> str:
             html_table(metrics.tls_ciphers(scan.dane).head(TOP), "tls-ciphers", "Cipher suites"),
         ),
     ]
+    if beside is not None:
+        sections.append(_beside_section(beside))
     if old is not None:
         diff = metrics.scan_diff(old.domains, scan.domains)
         sections.append(
@@ -308,7 +352,7 @@ def render_report(results: Path | str, output: Path, compare: Path | str | None 
     if compare is not None:
         # The earlier scan is compared by domain state only: its domains suffice.
         old = load_domains(compare, name="old", connection=connection)
-    page = build_html(scan, old)
+    page = build_html(scan, old, load_beside(scan.dataset, connection))
     output = Path(output)
     tmp = output.with_name(output.name + ".tmp")
     tmp.write_text(page, encoding="utf-8")

@@ -6,6 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -111,6 +112,30 @@ display(metrics.ta_exposure(scan.dane))
 # %%
 display(metrics.tls_versions(scan.dane))
 display(metrics.tls_ciphers(scan.dane))
+
+# %% [markdown]
+# ## Beside DANE: MTA-STS, TLS-RPT, the policy a sender applies
+#
+# MTA-STS (RFC 8461) by record, fetch and mode; TLS-RPT (RFC 8460); domains
+# with mail by the protections they publish; the policy a sender that
+# implements DANE and MTA-STS applies (DANE first, section 2) and its
+# outcome; the relaxed DANE reading (RFC 7672 2.2.1); what changes within
+# `--days-ahead` days. A dataset of schema 4 counts as "not_looked_up".
+
+# %%
+from analysis.beside import load_beside
+
+beside = load_beside(scan.dataset, connection)
+display(metrics.mta_sts_adoption(beside.domains))
+display(metrics.tlsrpt_adoption(beside.domains))
+display(metrics.dane_sts_overlap(beside.domains))
+display(metrics.sts_host_statuses(beside.sts_hosts))
+effective = metrics.effective_policies(beside.domains)
+display(effective)
+if not effective.empty:
+    display(figures.effective_figure(effective))
+display(metrics.relaxed_dane(beside.domains))
+display(metrics.breaking_within(beside.domains))
 
 # %% [markdown]
 # ## Changes since the earlier scan

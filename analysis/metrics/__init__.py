@@ -22,7 +22,10 @@ One module a topic, each with the RFC sections and the definitions it uses:
 - :mod:`~analysis.metrics.rollover`: readiness for a key or CA change, and
   what DANE-TA records pin;
 - :mod:`~analysis.metrics.tls`: TLS versions and cipher suites;
-- :mod:`~analysis.metrics.diff`: what changed between two scans.
+- :mod:`~analysis.metrics.diff`: what changed between two scans;
+- :mod:`~analysis.metrics.policies`: beside DANE: MTA-STS, TLS-RPT, the
+  effective policy, the relaxed reading, what breaks within N days (over
+  analysis.beside's relations).
 
 Which relation each function needs: :func:`funnel`, :func:`funnel_by_tld`,
 :func:`domain_verdicts`, :func:`host_verdicts` and :func:`scan_diff` count
@@ -50,6 +53,15 @@ from analysis.metrics.failures import (
     failure_taxonomy,
 )
 from analysis.metrics.funnel import FUNNEL_STAGES, Stage, funnel, funnel_by_tld
+from analysis.metrics.policies import (
+    breaking_within,
+    dane_sts_overlap,
+    effective_policies,
+    mta_sts_adoption,
+    relaxed_dane,
+    sts_host_statuses,
+    tlsrpt_adoption,
+)
 from analysis.metrics.providers import operator, provider_concentration
 from analysis.metrics.records import RecordChecks, check_records, tlsa_records
 from analysis.metrics.rollover import UNMATCHED_ANCHOR, rollover_readiness, ta_anchors, ta_exposure
@@ -66,22 +78,29 @@ __all__ = [
     "FailureStatus",
     "RecordChecks",
     "Stage",
+    "breaking_within",
     "changed_domains",
     "check_records",
+    "dane_sts_overlap",
     "domain_verdicts",
+    "effective_policies",
     "failure_categories",
     "failure_taxonomy",
     "funnel",
     "funnel_by_tld",
     "host_verdicts",
+    "mta_sts_adoption",
     "operator",
     "provider_concentration",
+    "relaxed_dane",
     "rollover_readiness",
     "scan_diff",
+    "sts_host_statuses",
     "ta_anchors",
     "ta_exposure",
     "tls_ciphers",
     "tls_versions",
     "tlsa_records",
     "tlsa_triplets",
+    "tlsrpt_adoption",
 ]
