@@ -31,24 +31,28 @@ from scanner.status import DaneVerdict as V
 from scanner.status import DomainVerdict as D
 from testbed.builder import STS_BODY_LIMIT, Builder, sts_policy
 from testbed.model import StsServe
-from testbed.nginx import POLICY_PATH
+from testbed.nginx import POLICY_PATH, PORT
+from testbed.procs import TestbedError, ensure_free
 from testbed.scenarios import Laid, Scenario
 from testbed.scenarios.layout import shared_host_address
 from tests.integration.support import Testbed, own_testbed
 from tests.settings import polite_settings
 
 # A net of its own, beside the session's testbed (DANESCAN_TEST_NET) and the
-# other modules' fixed nets; DANESCAN_HTTPS_TEST_NET moves it.
+# other modules' fixed nets, and the next one for the IPv6 sites' testbed;
+# DANESCAN_HTTPS_TEST_NET moves both.
 NET = int(os.environ.get("DANESCAN_HTTPS_TEST_NET", "223"))
+NET6 = NET + 1
 LONG_TLSRPT = "v=TLSRPTv1; rua=" + ",".join(f"mailto:r{i}@reports.example.net" for i in range(20))
 RECORDS = ("v=STSv1; id=20261201", "v=STSv1; id=", "not a policy record")
+A, AAAA = dns.rdatatype.A, dns.rdatatype.AAAA
 
 
 def _policy(domain: str) -> str:
     return sts_policy("enforce", [f"mx.{domain.rstrip('.')}"])
 
 
-def _site(serve: StsServe, *, signed: bool = True) -> Callable[[Builder], Laid]:
+def _site(serve: StsServe, *, signed: bool, ipv6: bool) -> Callable[[Builder], Laid]:
     """A domain whose mta-sts site serves as ``serve``; its MX on a shared hoster."""
 
     def lay_out(b: Builder) -> Laid:
@@ -58,26 +62,30 @@ def _site(serve: StsServe, *, signed: bool = True) -> Callable[[Builder], Laid]:
         b.add(host, "A", shared_host_address(b, "sts-hosting"))
         b.mta_sts_record(domain, *RECORDS)
         b.tls_rpt(domain, LONG_TLSRPT, ("v=TLSRPTv1;", "rua=mailto:split@example.net"), "v=x")
-        b.mta_sts(domain, _policy(domain), serve)
+        b.mta_sts(domain, _policy(domain), serve, ipv6=ipv6)
         return Laid(domain, (host,))
 
     return lay_out
 
 
-def _scenario(serve: StsServe, *, signed: bool = True) -> Scenario:
+def _scenario(serve: StsServe, *, signed: bool = True, ipv6: bool = False) -> Scenario:
     verdict = (D.NO_DANE, V.NO_DANE_ABSENT) if signed else (D.NO_DANE, V.NO_DANE_INSECURE)
+    suffix = ("" if signed else "_unsigned") + ("_ipv6" if ipv6 else "")
     return Scenario(
-        name=f"test_sts_{serve.value}" + ("" if signed else "_unsigned"),
+        name=f"test_sts_{serve.value}{suffix}",
         weight=1.0 if serve is StsServe.POLICY and signed else 0.0,
-        lay_out=_site(serve, signed=signed),
+        lay_out=_site(serve, signed=signed, ipv6=ipv6),
         description=f"test only: mta-sts.<domain> {serve.value}",
         verdict=verdict[0],
         host_verdicts=verdict[1],
         bulk=serve is StsServe.POLICY and signed,
+        ipv6=ipv6,
     )
 
 
 SCENARIOS = [*(_scenario(s) for s in StsServe), _scenario(StsServe.POLICY, signed=False)]
+# Two sites on ::1 as well, told apart there by SNI as on their IPv4 address.
+SCENARIOS6 = [_scenario(s, ipv6=True) for s in (StsServe.POLICY, StsServe.WRONG_NAME)]
 
 
 @dataclass(frozen=True)
@@ -105,14 +113,38 @@ def bed() -> Iterator[Testbed]:
         yield tb
 
 
-def _site_of(tb: Testbed, scenario: str) -> Site:
+@pytest.fixture(scope="module")
+def bed6() -> Iterator[Testbed]:
+    """A testbed of IPv6 sites: nginx on [::1]:443, which is one port for the
+    whole machine, so the test waits for no other run to free it."""
+    try:
+        ensure_free("::1", PORT)
+    except TestbedError as exc:
+        pytest.skip(f"another testbed serves HTTPS on ::1: {exc}")
+    with own_testbed(
+        "https6",
+        net=NET6,
+        domains=len(SCENARIOS6),
+        seed=19,
+        with_postfix=False,
+        ipv6=True,
+        scenarios=SCENARIOS6,
+    ) as tb:
+        yield tb
+
+
+def _addresses(tb: Testbed, name: str, rdtype: dns.rdatatype.RdataType) -> list[str]:
+    answer = _query(tb, name, rdtype)
+    return [rr.address for rrset in answer.answer if rrset.rdtype == rdtype for rr in rrset]
+
+
+def _site_of(tb: Testbed, scenario: str, rdtype: dns.rdatatype.RdataType = A) -> Site:
     (row,) = tb.by_scenario(scenario)
     domain = str(row["domain"])
-    serve = StsServe(scenario.removeprefix("test_sts_").removesuffix("_unsigned"))
-    answer = _query(tb, f"mta-sts.{domain}", dns.rdatatype.A)
-    addresses = [
-        rr.address for rrset in answer.answer if rrset.rdtype == dns.rdatatype.A for rr in rrset
-    ]
+    serve = StsServe(
+        scenario.removeprefix("test_sts_").removesuffix("_ipv6").removesuffix("_unsigned")
+    )
+    addresses = _addresses(tb, f"mta-sts.{domain}", rdtype)
     return Site(domain, serve, addresses[0] if addresses else None)
 
 
@@ -135,9 +167,10 @@ class Fetched:
 def _curl(tb: Testbed, site: Site, tmp: Path) -> Fetched:
     assert site.address is not None
     body = tmp / f"{site.name}.body"
+    address = f"[{site.address}]" if ":" in site.address else site.address
     proc = subprocess.run(
         ["curl", "-sS", "--max-time", "10", "--cacert", str(_roots(tb)),
-         "--resolve", f"{site.name}:443:{site.address}", "-o", str(body),
+         "--resolve", f"{site.name}:443:{address}", "-o", str(body),
          "-w", "%{http_code}\\n%{content_type}\\n%{redirect_url}",
          f"https://{site.name}{POLICY_PATH}"],
         capture_output=True, text=True, timeout=30, check=False,
@@ -294,3 +327,30 @@ def test_the_scanners_fetcher_sees_each_mode_with_the_testbeds_roots(bed: Testbe
         return got
 
     assert asyncio.run(fetch_all()) == FETCHED
+
+
+def test_ipv6_sites_are_served_on_loopback_by_sni(bed6: Testbed, tmp_path: Path) -> None:
+    for rdtype in (A, AAAA):
+        site = _site_of(bed6, "test_sts_policy_ipv6", rdtype)
+        got = _curl(bed6, site, tmp_path)
+        assert (got.exit, got.status, got.content_type) == (0, 200, "text/plain"), got.error
+        assert got.body == _policy(site.domain).encode()
+        other = _site_of(bed6, "test_sts_wrong_name_ipv6", rdtype)
+        refused = _curl(bed6, other, tmp_path)
+        assert refused.exit == 60, refused.error
+        assert "subject name" in refused.error
+    assert _site_of(bed6, "test_sts_policy_ipv6", AAAA).address == "::1"
+    assert "::1/128" in bed6.allow_ranges
+
+
+def test_the_scanners_fetcher_reaches_an_ipv6_site(bed6: Testbed) -> None:
+    fetcher = Fetcher(
+        pkix_context(bed6.pkix_ca),
+        polite_settings(min_interval=0.0, attempts=1),
+        FetchSettings(timeout=5.0, connect_timeout=2.0),
+        policy=ContactPolicy.build(allow=bed6.allow_ranges),
+    )
+    site = _site_of(bed6, "test_sts_policy_ipv6", AAAA)
+    assert site.address == "::1"
+    result = asyncio.run(fetcher.fetch(site.domain, [site.address]))
+    assert result.status is FetchStatus.OK
