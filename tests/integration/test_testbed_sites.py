@@ -27,7 +27,10 @@ import pytest
 from scanner.handshake.contact import ContactPolicy
 from scanner.mtasts.fetch import Fetcher, FetchSettings, pkix_context
 from scanner.mtasts.response import FetchStatus
+from scanner.resolve.client import DnsClient, ResolverSettings
+from scanner.resolve.discover import Discoverer, DomainResolution, HostAddresses
 from scanner.status import DaneVerdict as V
+from scanner.status import DnssecStatus
 from scanner.status import DomainVerdict as D
 from testbed.builder import STS_BODY_LIMIT, Builder, sts_policy
 from testbed.model import StsServe
@@ -297,6 +300,32 @@ def test_txt_records_resolve_signed_where_the_zone_is(
     assert (ad, signed) == (secure, secure)
 
 
+async def _discover(tb: Testbed, domain: str) -> tuple[DomainResolution, HostAddresses]:
+    settings = ResolverSettings(servers=(str(tb.state["resolver"]),), timeout=2.0)
+    async with DnsClient(settings) as client:
+        discoverer = Discoverer(client)
+        return await discoverer.domain(domain), await discoverer.policy_host_addresses(domain)
+
+
+@pytest.mark.parametrize(
+    ("scenario", "secure"), [("test_sts_policy", True), ("test_sts_policy_unsigned", False)]
+)
+def test_the_scanners_resolver_reads_the_records_as_published(
+    bed: Testbed, scenario: str, secure: bool
+) -> None:
+    site = _site_of(bed, scenario)
+    found, policy_host = asyncio.run(_discover(bed, site.domain))
+    dnssec = DnssecStatus.SECURE if secure else DnssecStatus.INSECURE
+    assert found.mta_sts_txt is not None
+    assert found.tlsrpt_txt is not None
+    assert set(found.mta_sts_txt.records) == {(r.encode(),) for r in RECORDS}
+    assert (b"v=TLSRPTv1;", b"rua=mailto:split@example.net") in found.tlsrpt_txt.records
+    assert len(found.tlsrpt_txt.records) == 3
+    assert (found.mta_sts_txt.dnssec, found.tlsrpt_txt.dnssec) == (dnssec, dnssec)
+    assert policy_host.addresses.addresses == (site.address,)
+    assert policy_host.addresses.dnssec is dnssec
+
+
 # What the scanner's fetcher (RFC 8461 section 3.3) must make of each mode.
 FETCHED = {
     StsServe.POLICY: FetchStatus.OK,
@@ -339,7 +368,10 @@ def test_ipv6_sites_are_served_on_loopback_by_sni(bed6: Testbed, tmp_path: Path)
         refused = _curl(bed6, other, tmp_path)
         assert refused.exit == 60, refused.error
         assert "subject name" in refused.error
-    assert _site_of(bed6, "test_sts_policy_ipv6", AAAA).address == "::1"
+    site = _site_of(bed6, "test_sts_policy_ipv6")
+    _, policy_host = asyncio.run(_discover(bed6, site.domain))
+    assert set(policy_host.addresses.addresses) == {site.address, "::1"}
+    assert policy_host.addresses.dnssec is DnssecStatus.SECURE
     assert "::1/128" in bed6.allow_ranges
 
 
