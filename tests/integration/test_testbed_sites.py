@@ -102,18 +102,23 @@ class Site:
         return f"mta-sts.{self.domain}"
 
 
-@pytest.fixture(scope="module")
-def bed() -> Iterator[Testbed]:
+def _testbed(name: str, net: int, scenarios: list[Scenario]) -> Iterator[Testbed]:
+    """A testbed of one domain per scenario; with IPv6 when one asks for it."""
     with own_testbed(
-        "https",
-        net=NET,
-        domains=len(SCENARIOS),
+        name,
+        net=net,
+        domains=len(scenarios),
         seed=19,
         with_postfix=False,
-        ipv6=False,
-        scenarios=SCENARIOS,
+        ipv6=any(s.ipv6 for s in scenarios),
+        scenarios=scenarios,
     ) as tb:
         yield tb
+
+
+@pytest.fixture(scope="module")
+def bed() -> Iterator[Testbed]:
+    yield from _testbed("https", NET, SCENARIOS)
 
 
 @pytest.fixture(scope="module")
@@ -124,16 +129,7 @@ def bed6() -> Iterator[Testbed]:
         ensure_free("::1", PORT)
     except TestbedError as exc:
         pytest.skip(f"another testbed serves HTTPS on ::1: {exc}")
-    with own_testbed(
-        "https6",
-        net=NET6,
-        domains=len(SCENARIOS6),
-        seed=19,
-        with_postfix=False,
-        ipv6=True,
-        scenarios=SCENARIOS6,
-    ) as tb:
-        yield tb
+    yield from _testbed("https6", NET6, SCENARIOS6)
 
 
 def _addresses(tb: Testbed, name: str, rdtype: dns.rdatatype.RdataType) -> list[str]:
@@ -279,28 +275,8 @@ def _txt(tb: Testbed, name: str) -> tuple[set[tuple[bytes, ...]], bool, bool]:
     return records, bool(answer.flags & dns.flags.AD), signed
 
 
-@pytest.mark.parametrize(
-    ("scenario", "secure"), [("test_sts_policy", True), ("test_sts_policy_unsigned", False)]
-)
-def test_txt_records_resolve_signed_where_the_zone_is(
-    bed: Testbed, scenario: str, secure: bool
-) -> None:
-    site = _site_of(bed, scenario)
-    records, ad, signed = _txt(bed, f"_mta-sts.{site.domain}")
-    assert records == {(r.encode(),) for r in RECORDS}
-    assert (ad, signed) == (secure, secure)
-    records, ad, signed = _txt(bed, f"_smtp._tls.{site.domain}")
-    long = LONG_TLSRPT.encode()
-    assert records == {
-        tuple(long[i : i + 255] for i in range(0, len(long), 255)),
-        (b"v=TLSRPTv1;", b"rua=mailto:split@example.net"),
-        (b"v=x",),
-    }
-    assert len(long) > 255
-    assert (ad, signed) == (secure, secure)
-
-
 async def _discover(tb: Testbed, domain: str) -> tuple[DomainResolution, HostAddresses]:
+    """What the scanner's own resolve stage finds for ``domain`` and its policy host."""
     settings = ResolverSettings(servers=(str(tb.state["resolver"]),), timeout=2.0)
     async with DnsClient(settings) as client:
         discoverer = Discoverer(client)
@@ -310,20 +286,39 @@ async def _discover(tb: Testbed, domain: str) -> tuple[DomainResolution, HostAdd
 @pytest.mark.parametrize(
     ("scenario", "secure"), [("test_sts_policy", True), ("test_sts_policy_unsigned", False)]
 )
-def test_the_scanners_resolver_reads_the_records_as_published(
+def test_txt_records_resolve_signed_where_the_zone_is(
     bed: Testbed, scenario: str, secure: bool
 ) -> None:
     site = _site_of(bed, scenario)
+    long = LONG_TLSRPT.encode()
+    assert len(long) > 255
+    sts = {(r.encode(),) for r in RECORDS}
+    rpt = {
+        tuple(long[i : i + 255] for i in range(0, len(long), 255)),
+        (b"v=TLSRPTv1;", b"rua=mailto:split@example.net"),
+        (b"v=x",),
+    }
+    assert _txt(bed, f"_mta-sts.{site.domain}") == (sts, secure, secure)
+    assert _txt(bed, f"_smtp._tls.{site.domain}") == (rpt, secure, secure)
+    # The scanner's resolve stage reads the same, as secure as the zone.
     found, policy_host = asyncio.run(_discover(bed, site.domain))
-    dnssec = DnssecStatus.SECURE if secure else DnssecStatus.INSECURE
     assert found.mta_sts_txt is not None
     assert found.tlsrpt_txt is not None
-    assert set(found.mta_sts_txt.records) == {(r.encode(),) for r in RECORDS}
-    assert (b"v=TLSRPTv1;", b"rua=mailto:split@example.net") in found.tlsrpt_txt.records
-    assert len(found.tlsrpt_txt.records) == 3
-    assert (found.mta_sts_txt.dnssec, found.tlsrpt_txt.dnssec) == (dnssec, dnssec)
+    dnssec = DnssecStatus.SECURE if secure else DnssecStatus.INSECURE
+    assert (set(found.mta_sts_txt.records), found.mta_sts_txt.dnssec) == (sts, dnssec)
+    assert (set(found.tlsrpt_txt.records), found.tlsrpt_txt.dnssec) == (rpt, dnssec)
     assert policy_host.addresses.addresses == (site.address,)
     assert policy_host.addresses.dnssec is dnssec
+
+
+def _fetcher(tb: Testbed) -> Fetcher:
+    """The scanner's fetcher as a scan of ``tb`` sets it up (its --pkix-ca, its ranges)."""
+    return Fetcher(
+        pkix_context(tb.pkix_ca),
+        polite_settings(min_interval=0.0, attempts=1),
+        FetchSettings(timeout=5.0, connect_timeout=2.0),
+        policy=ContactPolicy.build(allow=tb.allow_ranges),
+    )
 
 
 # What the scanner's fetcher (RFC 8461 section 3.3) must make of each mode.
@@ -340,12 +335,7 @@ FETCHED = {
 
 
 def test_the_scanners_fetcher_sees_each_mode_with_the_testbeds_roots(bed: Testbed) -> None:
-    fetcher = Fetcher(
-        pkix_context(bed.pkix_ca),
-        polite_settings(min_interval=0.0, attempts=1),
-        FetchSettings(timeout=5.0, connect_timeout=2.0),
-        policy=ContactPolicy.build(allow=bed.allow_ranges),
-    )
+    fetcher = _fetcher(bed)
     sites = [_site_of(bed, f"test_sts_{serve.value}") for serve in FETCHED]
 
     async def fetch_all() -> dict[StsServe, FetchStatus]:
@@ -376,13 +366,7 @@ def test_ipv6_sites_are_served_on_loopback_by_sni(bed6: Testbed, tmp_path: Path)
 
 
 def test_the_scanners_fetcher_reaches_an_ipv6_site(bed6: Testbed) -> None:
-    fetcher = Fetcher(
-        pkix_context(bed6.pkix_ca),
-        polite_settings(min_interval=0.0, attempts=1),
-        FetchSettings(timeout=5.0, connect_timeout=2.0),
-        policy=ContactPolicy.build(allow=bed6.allow_ranges),
-    )
     site = _site_of(bed6, "test_sts_policy_ipv6", AAAA)
     assert site.address == "::1"
-    result = asyncio.run(fetcher.fetch(site.domain, [site.address]))
+    result = asyncio.run(_fetcher(bed6).fetch(site.domain, [site.address]))
     assert result.status is FetchStatus.OK
