@@ -323,14 +323,23 @@ class Builder:
         "v=TLSRPTv1; rua=mailto:tlsrpt@example.net"."""
         self.txt(f"_smtp._tls.{domain}", *records)
 
-    def mta_sts(self, domain: str, policy: str, serve: StsServe = StsServe.POLICY) -> HttpsSite:
+    def mta_sts(
+        self, domain: str, policy: str, serve: StsServe = StsServe.POLICY, *, ipv6: bool = False
+    ) -> HttpsSite:
         """``mta-sts.<domain>`` with an A record on a testbed address and, on
         its port 443 (nginx, testbed.nginx), ``/.well-known/mta-sts.txt`` as
         ``serve`` says: ``policy`` is the text served where a body is (see
         sts_policy for a well-formed one). The certificate comes from the
-        WebPKI roots (webpki_roots) unless ``serve`` says otherwise."""
+        WebPKI roots (webpki_roots) unless ``serve`` says otherwise.
+
+        ``ipv6`` adds an AAAA on ::1, where nginx serves the site too (the
+        scenario must be registered with ipv6=True: ::1 is one address for
+        every testbed on the machine, so port 443 there is nobody's to close,
+        and a site with nothing to serve cannot have it)."""
         bare = domain.rstrip(".")
         name = f"mta-sts.{bare}"
+        if ipv6 and serve in (StsServe.NO_HTTPS, StsServe.NO_ADDRESS):
+            raise ValueError(f"{name}: {serve} cannot have an address on the shared ::1")
         if serve is StsServe.NO_ADDRESS:
             return self._site(HttpsSite(name, serve))
         if serve is StsServe.NO_HTTPS:
@@ -339,6 +348,8 @@ class Builder:
             return self._site(HttpsSite(name, serve, address))
         address = self._site_address()
         self.add(f"{name}.", "A", address)
+        if ipv6:
+            self.add(f"{name}.", "AAAA", IPV6_ADDRESS)
         if serve is StsServe.WRONG_NAME:
             chain = list(self.leaf([f"www.{bare}"], key_label=f"https/{name}"))
         elif serve is StsServe.UNTRUSTED:
@@ -357,6 +368,7 @@ class Builder:
                 name,
                 serve,
                 address,
+                IPV6_ADDRESS if ipv6 else None,
                 chain_id=self.chain(chain),
                 body=body,
                 location=location if serve is StsServe.REDIRECT else None,

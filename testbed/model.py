@@ -156,6 +156,8 @@ class HttpsSite:
     name: str  # mta-sts.<domain>, no trailing dot, lower case
     serve: StsServe
     address: str | None = None
+    # The AAAA beside the A (::1, shared by every IPv6 site of the testbed).
+    address6: str | None = None
     # The chain pki/<chain id>.pem presented for the name; None when no HTTPS.
     chain_id: str | None = None
     # What the policy URL answers with (POLICY, WRONG_MEDIA_TYPE, TOO_LARGE,
@@ -168,3 +170,8 @@ class HttpsSite:
     def served(self) -> bool:
         """Whether nginx listens for it."""
         return self.serve not in (StsServe.NO_HTTPS, StsServe.NO_ADDRESS)
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """Its A and AAAA addresses, in that order."""
+        return tuple(a for a in (self.address, self.address6) if a is not None)

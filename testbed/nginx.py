@@ -6,8 +6,9 @@ scanner's policy fetch (RFC 8461 section 3.3) meets a real web server.
 Everything lives in ``D/https``: the configuration, the bodies (one file per
 distinct body), the pid file, the logs and nginx's temporary folders; nginx
 runs in the foreground under the testbed's ProcessTable, never as a system
-service. One server block per site, on port 443 of its loopback address,
-chosen by SNI; the first block of an address answers a client without SNI.
+service. One server block per site, on port 443 of its loopback address (and of
+::1 for a site with an AAAA), chosen by SNI; the first block of an address
+answers a client without SNI.
 """
 
 from __future__ import annotations
@@ -70,11 +71,12 @@ def render_config(sites: Sequence[HttpsSite], *, folder: Path, pki_dir: Path) ->
             continue
         if site.address is None or site.chain_id is None:
             raise TestbedError(f"{site.name}: served without an address or a certificate")
-        require_loopback(f"the HTTPS site {site.name}", site.address)
-        listen = f"[{site.address}]" if ":" in site.address else site.address
+        lines.append("    server {")
+        for address in site.addresses:
+            require_loopback(f"the HTTPS site {site.name}", address)
+            listen = f"[{address}]" if ":" in address else address
+            lines.append(f"        listen {listen}:{PORT} ssl;")
         lines += [
-            "    server {",
-            f"        listen {listen}:{PORT} ssl;",
             f"        server_name {site.name};",
             f"        ssl_certificate {pki_dir / f'{site.chain_id}.pem'};",
             f"        ssl_certificate_key {pki_dir / f'{site.chain_id}.key'};",
@@ -106,7 +108,7 @@ def write_config(folder: Path, sites: Sequence[HttpsSite], *, pki_dir: Path) -> 
 
 def addresses(sites: Sequence[HttpsSite]) -> list[str]:
     """The addresses nginx listens on, in the order laid out."""
-    return list(dict.fromkeys(s.address for s in sites if s.served and s.address is not None))
+    return list(dict.fromkeys(a for s in sites if s.served for a in s.addresses))
 
 
 def _listening(address: str) -> bool:

@@ -27,28 +27,35 @@ import pytest
 from scanner.handshake.contact import ContactPolicy
 from scanner.mtasts.fetch import Fetcher, FetchSettings, pkix_context
 from scanner.mtasts.response import FetchStatus
+from scanner.resolve.client import DnsClient, ResolverSettings
+from scanner.resolve.discover import Discoverer, DomainResolution, HostAddresses
 from scanner.status import DaneVerdict as V
+from scanner.status import DnssecStatus
 from scanner.status import DomainVerdict as D
 from testbed.builder import STS_BODY_LIMIT, Builder, sts_policy
 from testbed.model import StsServe
-from testbed.nginx import POLICY_PATH
+from testbed.nginx import POLICY_PATH, PORT
+from testbed.procs import TestbedError, ensure_free
 from testbed.scenarios import Laid, Scenario
 from testbed.scenarios.layout import shared_host_address
 from tests.integration.support import Testbed, own_testbed
 from tests.settings import polite_settings
 
 # A net of its own, beside the session's testbed (DANESCAN_TEST_NET) and the
-# other modules' fixed nets; DANESCAN_HTTPS_TEST_NET moves it.
+# other modules' fixed nets, and the next one for the IPv6 sites' testbed;
+# DANESCAN_HTTPS_TEST_NET moves both.
 NET = int(os.environ.get("DANESCAN_HTTPS_TEST_NET", "223"))
+NET6 = NET + 1
 LONG_TLSRPT = "v=TLSRPTv1; rua=" + ",".join(f"mailto:r{i}@reports.example.net" for i in range(20))
 RECORDS = ("v=STSv1; id=20261201", "v=STSv1; id=", "not a policy record")
+A, AAAA = dns.rdatatype.A, dns.rdatatype.AAAA
 
 
 def _policy(domain: str) -> str:
     return sts_policy("enforce", [f"mx.{domain.rstrip('.')}"])
 
 
-def _site(serve: StsServe, *, signed: bool = True) -> Callable[[Builder], Laid]:
+def _site(serve: StsServe, *, signed: bool, ipv6: bool) -> Callable[[Builder], Laid]:
     """A domain whose mta-sts site serves as ``serve``; its MX on a shared hoster."""
 
     def lay_out(b: Builder) -> Laid:
@@ -58,26 +65,30 @@ def _site(serve: StsServe, *, signed: bool = True) -> Callable[[Builder], Laid]:
         b.add(host, "A", shared_host_address(b, "sts-hosting"))
         b.mta_sts_record(domain, *RECORDS)
         b.tls_rpt(domain, LONG_TLSRPT, ("v=TLSRPTv1;", "rua=mailto:split@example.net"), "v=x")
-        b.mta_sts(domain, _policy(domain), serve)
+        b.mta_sts(domain, _policy(domain), serve, ipv6=ipv6)
         return Laid(domain, (host,))
 
     return lay_out
 
 
-def _scenario(serve: StsServe, *, signed: bool = True) -> Scenario:
+def _scenario(serve: StsServe, *, signed: bool = True, ipv6: bool = False) -> Scenario:
     verdict = (D.NO_DANE, V.NO_DANE_ABSENT) if signed else (D.NO_DANE, V.NO_DANE_INSECURE)
+    suffix = ("" if signed else "_unsigned") + ("_ipv6" if ipv6 else "")
     return Scenario(
-        name=f"test_sts_{serve.value}" + ("" if signed else "_unsigned"),
+        name=f"test_sts_{serve.value}{suffix}",
         weight=1.0 if serve is StsServe.POLICY and signed else 0.0,
-        lay_out=_site(serve, signed=signed),
+        lay_out=_site(serve, signed=signed, ipv6=ipv6),
         description=f"test only: mta-sts.<domain> {serve.value}",
         verdict=verdict[0],
         host_verdicts=verdict[1],
         bulk=serve is StsServe.POLICY and signed,
+        ipv6=ipv6,
     )
 
 
 SCENARIOS = [*(_scenario(s) for s in StsServe), _scenario(StsServe.POLICY, signed=False)]
+# Two sites on ::1 as well, told apart there by SNI as on their IPv4 address.
+SCENARIOS6 = [_scenario(s, ipv6=True) for s in (StsServe.POLICY, StsServe.WRONG_NAME)]
 
 
 @dataclass(frozen=True)
@@ -91,28 +102,48 @@ class Site:
         return f"mta-sts.{self.domain}"
 
 
-@pytest.fixture(scope="module")
-def bed() -> Iterator[Testbed]:
+def _testbed(name: str, net: int, scenarios: list[Scenario]) -> Iterator[Testbed]:
+    """A testbed of one domain per scenario; with IPv6 when one asks for it."""
     with own_testbed(
-        "https",
-        net=NET,
-        domains=len(SCENARIOS),
+        name,
+        net=net,
+        domains=len(scenarios),
         seed=19,
         with_postfix=False,
-        ipv6=False,
-        scenarios=SCENARIOS,
+        ipv6=any(s.ipv6 for s in scenarios),
+        scenarios=scenarios,
     ) as tb:
         yield tb
 
 
-def _site_of(tb: Testbed, scenario: str) -> Site:
+@pytest.fixture(scope="module")
+def bed() -> Iterator[Testbed]:
+    yield from _testbed("https", NET, SCENARIOS)
+
+
+@pytest.fixture(scope="module")
+def bed6() -> Iterator[Testbed]:
+    """A testbed of IPv6 sites: nginx on [::1]:443, which is one port for the
+    whole machine, so the test waits for no other run to free it."""
+    try:
+        ensure_free("::1", PORT)
+    except TestbedError as exc:
+        pytest.skip(f"another testbed serves HTTPS on ::1: {exc}")
+    yield from _testbed("https6", NET6, SCENARIOS6)
+
+
+def _addresses(tb: Testbed, name: str, rdtype: dns.rdatatype.RdataType) -> list[str]:
+    answer = _query(tb, name, rdtype)
+    return [rr.address for rrset in answer.answer if rrset.rdtype == rdtype for rr in rrset]
+
+
+def _site_of(tb: Testbed, scenario: str, rdtype: dns.rdatatype.RdataType = A) -> Site:
     (row,) = tb.by_scenario(scenario)
     domain = str(row["domain"])
-    serve = StsServe(scenario.removeprefix("test_sts_").removesuffix("_unsigned"))
-    answer = _query(tb, f"mta-sts.{domain}", dns.rdatatype.A)
-    addresses = [
-        rr.address for rrset in answer.answer if rrset.rdtype == dns.rdatatype.A for rr in rrset
-    ]
+    serve = StsServe(
+        scenario.removeprefix("test_sts_").removesuffix("_ipv6").removesuffix("_unsigned")
+    )
+    addresses = _addresses(tb, f"mta-sts.{domain}", rdtype)
     return Site(domain, serve, addresses[0] if addresses else None)
 
 
@@ -135,9 +166,10 @@ class Fetched:
 def _curl(tb: Testbed, site: Site, tmp: Path) -> Fetched:
     assert site.address is not None
     body = tmp / f"{site.name}.body"
+    address = f"[{site.address}]" if ":" in site.address else site.address
     proc = subprocess.run(
         ["curl", "-sS", "--max-time", "10", "--cacert", str(_roots(tb)),
-         "--resolve", f"{site.name}:443:{site.address}", "-o", str(body),
+         "--resolve", f"{site.name}:443:{address}", "-o", str(body),
          "-w", "%{http_code}\\n%{content_type}\\n%{redirect_url}",
          f"https://{site.name}{POLICY_PATH}"],
         capture_output=True, text=True, timeout=30, check=False,
@@ -243,6 +275,14 @@ def _txt(tb: Testbed, name: str) -> tuple[set[tuple[bytes, ...]], bool, bool]:
     return records, bool(answer.flags & dns.flags.AD), signed
 
 
+async def _discover(tb: Testbed, domain: str) -> tuple[DomainResolution, HostAddresses]:
+    """What the scanner's own resolve stage finds for ``domain`` and its policy host."""
+    settings = ResolverSettings(servers=(str(tb.state["resolver"]),), timeout=2.0)
+    async with DnsClient(settings) as client:
+        discoverer = Discoverer(client)
+        return await discoverer.domain(domain), await discoverer.policy_host_addresses(domain)
+
+
 @pytest.mark.parametrize(
     ("scenario", "secure"), [("test_sts_policy", True), ("test_sts_policy_unsigned", False)]
 )
@@ -250,18 +290,35 @@ def test_txt_records_resolve_signed_where_the_zone_is(
     bed: Testbed, scenario: str, secure: bool
 ) -> None:
     site = _site_of(bed, scenario)
-    records, ad, signed = _txt(bed, f"_mta-sts.{site.domain}")
-    assert records == {(r.encode(),) for r in RECORDS}
-    assert (ad, signed) == (secure, secure)
-    records, ad, signed = _txt(bed, f"_smtp._tls.{site.domain}")
     long = LONG_TLSRPT.encode()
-    assert records == {
+    assert len(long) > 255
+    sts = {(r.encode(),) for r in RECORDS}
+    rpt = {
         tuple(long[i : i + 255] for i in range(0, len(long), 255)),
         (b"v=TLSRPTv1;", b"rua=mailto:split@example.net"),
         (b"v=x",),
     }
-    assert len(long) > 255
-    assert (ad, signed) == (secure, secure)
+    assert _txt(bed, f"_mta-sts.{site.domain}") == (sts, secure, secure)
+    assert _txt(bed, f"_smtp._tls.{site.domain}") == (rpt, secure, secure)
+    # The scanner's resolve stage reads the same, as secure as the zone.
+    found, policy_host = asyncio.run(_discover(bed, site.domain))
+    assert found.mta_sts_txt is not None
+    assert found.tlsrpt_txt is not None
+    dnssec = DnssecStatus.SECURE if secure else DnssecStatus.INSECURE
+    assert (set(found.mta_sts_txt.records), found.mta_sts_txt.dnssec) == (sts, dnssec)
+    assert (set(found.tlsrpt_txt.records), found.tlsrpt_txt.dnssec) == (rpt, dnssec)
+    assert policy_host.addresses.addresses == (site.address,)
+    assert policy_host.addresses.dnssec is dnssec
+
+
+def _fetcher(tb: Testbed) -> Fetcher:
+    """The scanner's fetcher as a scan of ``tb`` sets it up (its --pkix-ca, its ranges)."""
+    return Fetcher(
+        pkix_context(tb.pkix_ca),
+        polite_settings(min_interval=0.0, attempts=1),
+        FetchSettings(timeout=5.0, connect_timeout=2.0),
+        policy=ContactPolicy.build(allow=tb.allow_ranges),
+    )
 
 
 # What the scanner's fetcher (RFC 8461 section 3.3) must make of each mode.
@@ -278,12 +335,7 @@ FETCHED = {
 
 
 def test_the_scanners_fetcher_sees_each_mode_with_the_testbeds_roots(bed: Testbed) -> None:
-    fetcher = Fetcher(
-        pkix_context(bed.pkix_ca),
-        polite_settings(min_interval=0.0, attempts=1),
-        FetchSettings(timeout=5.0, connect_timeout=2.0),
-        policy=ContactPolicy.build(allow=bed.allow_ranges),
-    )
+    fetcher = _fetcher(bed)
     sites = [_site_of(bed, f"test_sts_{serve.value}") for serve in FETCHED]
 
     async def fetch_all() -> dict[StsServe, FetchStatus]:
@@ -294,3 +346,27 @@ def test_the_scanners_fetcher_sees_each_mode_with_the_testbeds_roots(bed: Testbe
         return got
 
     assert asyncio.run(fetch_all()) == FETCHED
+
+
+def test_ipv6_sites_are_served_on_loopback_by_sni(bed6: Testbed, tmp_path: Path) -> None:
+    for rdtype in (A, AAAA):
+        site = _site_of(bed6, "test_sts_policy_ipv6", rdtype)
+        got = _curl(bed6, site, tmp_path)
+        assert (got.exit, got.status, got.content_type) == (0, 200, "text/plain"), got.error
+        assert got.body == _policy(site.domain).encode()
+        other = _site_of(bed6, "test_sts_wrong_name_ipv6", rdtype)
+        refused = _curl(bed6, other, tmp_path)
+        assert refused.exit == 60, refused.error
+        assert "subject name" in refused.error
+    site = _site_of(bed6, "test_sts_policy_ipv6")
+    _, policy_host = asyncio.run(_discover(bed6, site.domain))
+    assert set(policy_host.addresses.addresses) == {site.address, "::1"}
+    assert policy_host.addresses.dnssec is DnssecStatus.SECURE
+    assert "::1/128" in bed6.allow_ranges
+
+
+def test_the_scanners_fetcher_reaches_an_ipv6_site(bed6: Testbed) -> None:
+    site = _site_of(bed6, "test_sts_policy_ipv6", AAAA)
+    assert site.address == "::1"
+    result = asyncio.run(_fetcher(bed6).fetch(site.domain, [site.address]))
+    assert result.status is FetchStatus.OK

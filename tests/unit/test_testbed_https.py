@@ -168,6 +168,32 @@ def test_nginx_config_has_one_server_per_served_site(
     assert bodies == sorted({s.body.encode() for s in served if s.body})
 
 
+def test_an_ipv6_site_has_an_aaaa_on_loopback_and_listens_there(tmp_path: Path) -> None:
+    b = Builder(seed=3, net=152, now=NOW)
+    domain, zone = b.signed_domain()
+    site = b.mta_sts(domain, POLICY, ipv6=True)
+    other = b.mta_sts("b.example.", POLICY)
+    published = sorted((r.rtype, r.rdata) for r in zone.records if r.owner == f"{site.name}.")
+    assert published == [("A", site.address), ("AAAA", "::1")]
+    assert site.addresses == (site.address, "::1")
+    assert other.addresses == (other.address,) == (site.address,)
+    assert nginx.addresses(b.sites()) == [site.address, "::1"]
+    text = nginx.render_config(b.sites(), folder=tmp_path, pki_dir=tmp_path / "pki")
+    ours, theirs = text.split("server {")[1:]
+    assert f"listen {site.address}:443 ssl;" in ours
+    assert "listen [::1]:443 ssl;" in ours
+    assert "[::1]" not in theirs
+
+
+@pytest.mark.parametrize("serve", [StsServe.NO_HTTPS, StsServe.NO_ADDRESS], ids=str)
+def test_a_site_that_serves_nothing_gets_no_ipv6(serve: StsServe) -> None:
+    b = Builder(seed=3, net=152, now=NOW)
+    with pytest.raises(ValueError, match="::1"):
+        b.mta_sts("a.example.", POLICY, serve, ipv6=True)
+    assert b.sites() == []
+    assert not [r for r in b.zone_of("a.example.").records if r.owner.startswith("mta-sts.")]
+
+
 @pytest.mark.parametrize(
     ("args", "ranges", "roots"),
     [
