@@ -25,7 +25,7 @@ from scanner.match.batch import CertPool, match_batch
 from scanner.match.outcome import MatchResult
 from scanner.mtasts.fetch import fetcher_for
 from scanner.mtasts.pkix import load_trust_store
-from scanner.pipeline import fetch_policy
+from scanner.policyfetch import fetch_policy
 from scanner.resolve.client import DnsClient
 from scanner.resolve.discover import Discoverer
 from scanner.resolve.policy import MxKind

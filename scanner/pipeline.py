@@ -57,11 +57,10 @@ from scanner.match.batch import CertPool, MatchJob, match_batch
 from scanner.match.outcome import MatchResult
 from scanner.mtasts.fetch import Fetcher, fetcher_for
 from scanner.mtasts.pkix import load_trust_store
-from scanner.mtasts.policy import parse_policy
-from scanner.mtasts.response import FetchStatus
 from scanner.output.jsonlog import domain_json
 from scanner.output.rows import domain_row
 from scanner.output.writer import PartWriter, Resumed
+from scanner.policyfetch import fetch_policy
 from scanner.progress import Counters, Gauges, Snapshot
 from scanner.ratelimit import TokenBucket, Window
 from scanner.resolve.client import DnsClient
@@ -588,20 +587,3 @@ def _by_domain(
     for (index, key, _job), match in zip(keyed, matches, strict=True):
         per_domain[index][key] = match
     return per_domain
-
-
-async def fetch_policy(fetcher: Fetcher, discoverer: Discoverer, work: Observation) -> None:
-    """The MTA-STS policy of a domain with a valid record (RFC 8461 s3.3),
-    fetched from the addresses of ``mta-sts.<domain>`` and parsed (s3.2)
-    when it came whole; kept on ``work``."""
-    assert work.policies is not None
-    found = await discoverer.policy_host_addresses(work.domain)
-    fetched = await fetcher.fetch(work.domain, found.addresses.addresses)
-    if found.transient and fetched.status is FetchStatus.NO_ADDRESS:
-        # The lookup of mta-sts.<domain> failed, not the domain: no fact.
-        fetched = dataclasses.replace(fetched, transient=True)
-    parsed = None
-    if fetched.status is FetchStatus.OK and fetched.body is not None:
-        parsed = parse_policy(fetched.body.encode())
-    sts = dataclasses.replace(work.policies.sts, fetch=fetched, policy=parsed)
-    work.policies = dataclasses.replace(work.policies, sts=sts)
