@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_scan import PAGE, run_scan, tree
-from testbeds import internet_testbed
+from testbeds import add_testbed_options, internet_testbed
 
 from testbed.cli import restart_unbound
 
@@ -123,10 +123,7 @@ def scan(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dir", type=Path, default=Path("/tmp/bench-flow"))
-    parser.add_argument("--domains", type=int, default=100_000)
-    parser.add_argument("--rate", type=float, default=5000.0)
-    parser.add_argument("--down", action="store_true", help="take the testbed down at the end")
+    add_testbed_options(parser)
     parser.add_argument(
         "--cluster-first", action="store_true", help="scan with the cluster first (order effects)"
     )

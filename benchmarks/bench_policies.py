@@ -32,7 +32,7 @@ from typing import Any
 
 import duckdb
 from bench_scan import run_scan
-from testbeds import internet_testbed
+from testbeds import add_testbed_options, internet_testbed
 
 from testbed.cli import restart_unbound
 
@@ -69,13 +69,10 @@ def scan(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dir", type=Path, default=Path("/tmp/bench-flow"))
-    parser.add_argument("--domains", type=int, default=100_000)
-    parser.add_argument("--rate", type=float, default=5000.0)
+    add_testbed_options(parser)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--net", type=int, default=NET, help="the testbed's loopback net")
     parser.add_argument("--rounds", type=int, default=1, help="pairs, each in the other order")
-    parser.add_argument("--down", action="store_true", help="take the testbed down at the end")
     args = parser.parse_args()
     pairs = []
     with tempfile.TemporaryDirectory(prefix="bench-policies-") as tmp:

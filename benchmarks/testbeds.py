@@ -4,6 +4,7 @@ is up with the same settings, since building a million domains takes long."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -36,3 +37,11 @@ def internet_testbed(directory: Path, *, net: int, domains: int, **knobs: float)
     subprocess.run(up, check=True, stdout=subprocess.DEVNULL)
     loaded: dict[str, Any] = json.loads(state_file.read_text())
     return loaded
+
+
+def add_testbed_options(parser: argparse.ArgumentParser, *, domains: int = 100_000) -> None:
+    """The options of a benchmark that scans bench_flow's internet testbed."""
+    parser.add_argument("--dir", type=Path, default=Path("/tmp/bench-flow"))
+    parser.add_argument("--domains", type=int, default=domains)
+    parser.add_argument("--rate", type=float, default=5000.0)
+    parser.add_argument("--down", action="store_true", help="take the testbed down at the end")
