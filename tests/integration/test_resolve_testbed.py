@@ -51,6 +51,13 @@ from tests.integration.support import Testbed
 
 pytestmark = [pytest.mark.testbed, pytest.mark.slow]
 
+# The MTA-STS and TLS-RPT scenarios (testbed.scenarios.mtasts): each an
+# unsigned domain with its MX host under it, since MTA-STS is what protects a
+# domain that cannot sign (RFC 8461 section 1); the signed one, dane_and_sts,
+# is named otherwise.
+STS_UNSIGNED = tuple(
+    s.name for s in catalogue_for(Profile.LOOPBACK) if s.name.startswith(("sts_", "tlsrpt_"))
+)
 # Scenarios whose domain (so its MX RRset) is in an unsigned zone: the bulk in
 # the unsigned TLD, and a zone delegated without DS under a signed TLD.
 UNSIGNED = frozenset(
@@ -61,7 +68,7 @@ UNSIGNED = frozenset(
         "unsigned_no_mx",
         "insecure_delegation_tlsa",
     }
-)
+) | frozenset(STS_UNSIGNED)
 # Scenarios whose MX hosts are in an unsigned zone: the bulk provider in the
 # unsigned TLD (also behind signed_insecure_host's secure MX) and hosts named
 # under an unsigned domain.
@@ -73,7 +80,7 @@ UNSIGNED_HOSTS = frozenset(
         "insecure_delegation_tlsa",
         "signed_insecure_host",
     }
-)
+) | frozenset(STS_UNSIGNED)
 # What the domain verdict says about the MX lookup; any other verdict means
 # the MX RRset lists hosts.
 MX_KIND_OF = {
@@ -277,6 +284,8 @@ def test_dns_outcome_matches_truth(
 def test_unsigned_names_are_scenarios() -> None:
     """The hand-kept table above must follow renames in the catalogue."""
     assert BY_NAME.keys() >= UNSIGNED | UNSIGNED_HOSTS
+    # A rename of the MTA-STS scenarios would empty the prefix match above.
+    assert {"sts_enforce", "tlsrpt_malformed"} <= set(STS_UNSIGNED)
 
 
 def test_big_tlsa_rrset_comes_whole_over_tcp(testbed: Testbed, discovery: Discovery) -> None:
