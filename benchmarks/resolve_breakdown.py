@@ -90,7 +90,7 @@ async def replay(asked: Sequence[tuple[str, int]], settings: ResolverSettings) -
 
 
 async def discover_from(client: Asker, domains: Sequence[str], concurrency: int) -> None:
-    discoverer = Discoverer(client)
+    discoverer = Discoverer(client, policies=False)  # the DANE lookups, as resolve_pass
     names = iter(domains)
 
     async def worker() -> None:
@@ -125,7 +125,7 @@ def breakdown(args: argparse.Namespace, bed: Bed, domains: list[str]) -> None:
     async def record() -> tuple[tuple[str, int], ...]:
         tally = ScanTally()
         async with DnsClient(settings) as client:
-            discoverer = Discoverer(RecordingClient(client, answers))
+            discoverer = Discoverer(RecordingClient(client, answers), policies=False)
             for resolution in await asyncio.gather(*(discoverer.domain(d) for d in domains)):
                 tally.add(resolution)
         return tally.work(ClientStats()).asked

@@ -18,7 +18,7 @@ import pytest
 
 from scanner.mtasts.policy import parse_policy
 from tests.integration.support import Testbed
-from tests.integration.test_scan_testbed import mismatches, run_scan
+from tests.integration.test_scan_testbed import EHLO, cli, mismatches, resolver_args, run_scan
 
 pytestmark = pytest.mark.testbed
 
@@ -129,3 +129,32 @@ def test_the_policy_the_scan_read_is_what_curl_fetches(
         f"WHERE domain = '{domain}'"
     ).fetchall()
     assert scanned == [(str(policy.mode), list(policy.mx))]
+
+
+@pytest.mark.parametrize(
+    ("scenario", "extra", "phrases"),
+    [
+        ("sts_enforce", (), [
+            "MTA-STS record at _mta-sts.", "(id 20261204T000000)", "policy fetch from mta-sts.",
+            ": ok", "policy: mode enforce, max_age 86400", "under the MTA-STS policy: valid",
+            "TLS-RPT record at _smtp._tls.", "valid: mailto:tlsrpt@reports.example",
+            "A sender with DANE and MTA-STS: mta_sts_enforce, pass",
+        ]),
+        ("sts_wrong_name", (), ["policy fetch from mta-sts.", "cert_name_mismatch",
+                                "opportunistic, unauthenticated"]),
+        ("ta_expires_soon", ("--days-ahead", "30"), [
+            "Verdict: dane_valid", "In 30 days, same records and chains: dane_invalid",
+            "this host's verdict becomes fail_ta_expired",
+        ]),
+        ("requiretls_offered", (), ["REQUIRETLS offered after STARTTLS (RFC 8689)"]),
+        ("no_starttls", (), ["STARTTLS downgrade signs: tlsa_without_starttls"]),
+    ],
+)  # fmt: skip
+def test_check_explains_what_is_beside_dane(
+    testbed: Testbed, scenario: str, extra: tuple[str, ...], phrases: list[str]
+) -> None:
+    domain = str(testbed.by_scenario(scenario)[0]["domain"])
+    proc = cli("check", domain, *resolver_args(testbed), "--ehlo-name", EHLO,
+               "--min-interval", "0", *extra)  # fmt: skip
+    for phrase in phrases:
+        assert phrase in proc.stdout, proc.stdout + proc.stderr
