@@ -98,7 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         results = args.dir.resolve() / "results"
         shutil.rmtree(results, ignore_errors=True)
-        extra = " ".join(f"--allow-range {cidr}" for cidr in cli.allow_ranges(state))
+        scan_args = state["scan_args"]
+        extra = " ".join(map(str, scan_args)) if isinstance(scan_args, list) else ""
         console.print(
             f"[bold]2. scan {state['domains_file']} --rate {args.rate:g} -o {results} {extra}"
         )
@@ -112,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Its addresses are loopback ones, which a scan contacts only
             # where told to (testbed.json "scan_args").
             allow_ranges=cli.allow_ranges(state),
+            # Its MTA-STS policy hosts have certificates of its own WebPKI roots.
+            pkix_ca=cli.pkix_ca(state),
             # The testbed's hosts are ours: no need to pace them, nor to wait
             # long before trying one again.
             min_interval=0.0,
