@@ -98,7 +98,8 @@ def scan(
     args: argparse.Namespace, label: str, work: Path, domains: Path, extra: tuple[str, ...]
 ) -> dict[str, Any]:
     restart_unbound(args.dir)
-    output = work / label.replace(" ", "-")
+    # A folder per scan: with --rounds, each path scans more than once.
+    output = work / f"{label.replace(' ', '-')}-{len(list(work.iterdir()))}"
     peaks = RolePeaks()
     watcher = peaks.watch(str(output))
     try:
