@@ -121,6 +121,7 @@ class Pipeline:
         # bytes per domain: see scanner.seen for the false-duplicate odds).
         self._seen = KeySet()
         self._pool = CertPool(config.cert_pool_size)
+        self._fetcher: Fetcher | None = None  # the run's, once it starts
         self._now_override = (
             dt.datetime.fromisoformat(config.now_override) if config.now_override else None
         )
@@ -176,7 +177,7 @@ class Pipeline:
                 cache_size=config.host_cache_size,
                 policies=config.mta_sts,
             )
-            fetcher = fetcher_for(config, self.policy) if config.mta_sts else None
+            fetcher = self._fetcher = fetcher_for(config, self.policy) if config.mta_sts else None
             watchdog = Watchdog(
                 client,
                 client.settings.servers,
@@ -516,6 +517,8 @@ class Pipeline:
         self.counters.dns = Counter(dataclasses.asdict(client.stats))
         self.counters.handshakes = Counter(dataclasses.asdict(handshaker.stats))
         self.counters.matching = Counter(dataclasses.asdict(self._pool.stats))
+        if self._fetcher is not None:
+            self.counters.policy_fetches = Counter(dataclasses.asdict(self._fetcher.stats))
 
     # -- output ------------------------------------------------------------------
 

@@ -79,11 +79,12 @@ class Counters:
     outages: int = 0  # resolver outages seen
     # What the stages did, by their own counters (scanner.resolve.client's
     # ClientStats, scanner.handshake.handshaker's HandshakerStats,
-    # scanner.match.batch's PoolStats): the footprint of the scan on the
-    # wire, for the manifest.
+    # scanner.match.batch's PoolStats, scanner.mtasts.fetch's FetcherStats):
+    # the footprint of the scan on the wire, for the manifest.
     dns: Counter[str] = field(default_factory=Counter)
     handshakes: Counter[str] = field(default_factory=Counter)
     matching: Counter[str] = field(default_factory=Counter)
+    policy_fetches: Counter[str] = field(default_factory=Counter)
 
     def __add__(self, other: Counters) -> Counters:
         return Counters(*(getattr(self, n) + getattr(other, n) for n in _COUNTERS))

@@ -206,6 +206,7 @@ def _manifest(
                 "dns": dict(snap.counts.dns),
                 "handshakes": dict(snap.counts.handshakes),
                 "matching": dict(snap.counts.matching),
+                "policy_fetches": dict(snap.counts.policy_fetches),
             },
         ),
     )

@@ -61,7 +61,8 @@ class Counts:
     outages: int | None = None  # outages of the resolver the scan waited out
     # What the stages did, summed over workers: "dns" (datagrams sent,
     # timeouts, TCP retries...), "handshakes" (SMTP connections started,
-    # retries, blocked...), "matching" (certificates parsed, digests...).
+    # retries, blocked...), "matching" (certificates parsed, digests...),
+    # "policy_fetches" (MTA-STS policies asked, requests, retries, blocked).
     work: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

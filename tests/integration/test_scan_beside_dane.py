@@ -7,6 +7,7 @@ within those days."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -158,3 +159,13 @@ def test_check_explains_what_is_beside_dane(
                "--min-interval", "0", *extra)  # fmt: skip
     for phrase in phrases:
         assert phrase in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_the_manifest_counts_the_policy_fetches(ahead_scan: Path) -> None:
+    manifest = json.loads((ahead_scan / "manifest.json").read_text())
+    fetches = manifest["counts"]["work"]["policy_fetches"]
+    (fetched,) = duckdb.sql(
+        f"SELECT count(mta_sts_fetch) FROM '{ahead_scan}/part-*.parquet'"
+    ).fetchall()[0]
+    assert fetches["fetches"] >= fetched > 0  # a retried domain is fetched again
+    assert fetches["requests"] > 0  # connections made (a domain with no policy host makes none)
