@@ -55,7 +55,7 @@ from scanner.lost import ScanLost
 from scanner.mailpolicy import fetch_wanted
 from scanner.match.batch import CertPool, MatchJob, match_batch
 from scanner.match.outcome import MatchResult
-from scanner.mtasts.fetch import Fetcher, fetcher_for
+from scanner.mtasts.fetch import Fetcher, Requester, fetcher_for
 from scanner.mtasts.pkix import load_trust_store
 from scanner.output.jsonlog import domain_json
 from scanner.output.rows import domain_row
@@ -87,7 +87,8 @@ class Pipeline:
 
     ``worker`` numbers its part files; ``rate`` is its share of ``--rate``
     (the config's divided by its workers unless given). A cluster task
-    (scanner.cluster) passes its own ``names`` and ``handshakes``.
+    (scanner.cluster) passes its own ``names``, ``handshakes`` and
+    ``fetch_requester`` (where its MTA-STS policy requests go).
     """
 
     def __init__(
@@ -101,6 +102,7 @@ class Pipeline:
         rate: float | None = None,
         names: NameSource | None = None,
         handshakes: HandshakeStage | None = None,
+        fetch_requester: Requester | None = None,
     ) -> None:
         self.config = config
         self.worker = worker
@@ -122,6 +124,7 @@ class Pipeline:
         self._seen = KeySet()
         self._pool = CertPool(config.cert_pool_size)
         self._fetcher: Fetcher | None = None  # the run's, once it starts
+        self._fetch_requester = fetch_requester
         self._now_override = (
             dt.datetime.fromisoformat(config.now_override) if config.now_override else None
         )
@@ -177,7 +180,9 @@ class Pipeline:
                 cache_size=config.host_cache_size,
                 policies=config.mta_sts,
             )
-            fetcher = self._fetcher = fetcher_for(config, self.policy) if config.mta_sts else None
+            fetcher = self._fetcher = (
+                fetcher_for(config, self.policy, self._fetch_requester) if config.mta_sts else None
+            )
             watchdog = Watchdog(
                 client,
                 client.settings.servers,

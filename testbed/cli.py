@@ -326,9 +326,20 @@ def restart_unbound(directory: Path) -> None:
     )
 
 
-def connections(directory: Path) -> connlog.Summary:
+def connections(directory: Path, *, https: bool = False) -> connlog.Summary:
     """What the testbed's mail hosts saw of their clients (testbed.connlog):
-    counts, concurrency and gaps per client and address, refusals."""
+    counts, concurrency and gaps per client and address, refusals; with
+    ``https``, what its MTA-STS sites saw (testbed.nginx's request log)."""
+    if https:
+        requests = directory / nginx.FOLDER / nginx.REQUEST_LOG
+        try:
+            with requests.open(encoding="utf-8", newline="") as file:
+                records = nginx.request_records(file)
+        except FileNotFoundError:
+            records = []
+        except (OSError, ValueError) as exc:
+            raise TestbedError(f"cannot read the request log {requests}: {exc}") from None
+        return connlog.summarise(records, now=time.time())
     state, _ = status(directory)
     log = Path(str(state.get("connection_log") or directory / CONNECTION_LOG))
     if not log.exists():
@@ -420,6 +431,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p_conn.add_argument("--dir", type=Path, required=True)
     p_conn.add_argument("--json", action="store_true", help="one JSON object")
+    p_conn.add_argument(
+        "--https", action="store_true", help="what the MTA-STS sites (nginx) saw instead"
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
@@ -439,7 +453,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             print(json.dumps(state, indent=2))
         elif args.command == "connections":
-            summary = connections(args.dir)
+            summary = connections(args.dir, https=args.https)
             if args.json:
                 print(json.dumps(summary))
             else:

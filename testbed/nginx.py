@@ -9,15 +9,23 @@ runs in the foreground under the testbed's ProcessTable, never as a system
 service. One server block per site, on port 443 of its loopback address (and of
 ::1 for a site with an AAAA), chosen by SNI; the first block of an address
 answers a client without SNI.
+
+``logs/requests.log`` holds one JSON line per request, with the time nginx
+accepted its connection (``$msec - $connection_time``), so that
+``testbed connections --https`` shows how politely a scanner fetched, as
+the responder's connection log does for SMTP. A connection that ended before
+a request (a client that refused the certificate) leaves no line.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from testbed.connlog import ConnectionRecord, Outcome
 from testbed.dns.zones import require_loopback
 from testbed.model import HttpsSite, StsServe
 from testbed.procs import ProcessTable, TestbedError, ensure_free, require_binary
@@ -25,6 +33,14 @@ from testbed.procs import ProcessTable, TestbedError, ensure_free, require_binar
 POLICY_PATH = "/.well-known/mta-sts.txt"
 PORT = 443
 FOLDER = "https"
+REQUEST_LOG = "logs/requests.log"  # in FOLDER
+# One request a line; $connection_time is how long its connection has been open.
+_REQUEST_FORMAT = (
+    "log_format requests escape=json '{"
+    '"server":"$server_addr","client":"$remote_addr","end":$msec,'
+    '"open_s":$connection_time,"status":$status,"sni":"$ssl_server_name"'
+    "}';"
+)
 _TEMP_KINDS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 # The media type of each kind of site's body (RFC 8461 section 3.3: text/plain).
 _MEDIA_TYPE = {StsServe.WRONG_MEDIA_TYPE: "text/html"}
@@ -57,7 +73,8 @@ def render_config(sites: Sequence[HttpsSite], *, folder: Path, pki_dir: Path) ->
         f"error_log {folder / 'logs' / 'error.log'} notice;",
         "events { worker_connections 1024; }",
         "http {",
-        f"    access_log {folder / 'logs' / 'access.log'};",
+        f"    {_REQUEST_FORMAT}",
+        f"    access_log {folder / REQUEST_LOG} requests;",
         temp,
         # No extension decides a media type: each location names its own.
         "    types { }",
@@ -137,3 +154,31 @@ def start_nginx(directory: Path, sites: Sequence[HttpsSite], table: ProcessTable
         timeout=60.0,
     )
     return len(listen)
+
+
+def request_records(lines: Iterable[str]) -> list[ConnectionRecord]:
+    """The connections of the request log's lines, one per request (a
+    scanner's policy fetch makes one request per connection), as
+    testbed.connlog summarises them. A last line without its newline is one
+    nginx is still writing and is skipped; any other line that is not a
+    request line is an error (ValueError)."""
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.endswith("\n"):
+            break
+        try:
+            entry = json.loads(line)
+            end = float(entry["end"])
+            records.append(
+                ConnectionRecord(
+                    server=str(entry["server"]),
+                    client=str(entry["client"]),
+                    start=round(end - float(entry["open_s"]), 6),
+                    end=end,
+                    outcome=Outcome.TLS,
+                    sni=str(entry["sni"]),
+                )
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"line {number} is not a request log line: {exc!r}") from exc
+    return records

@@ -16,9 +16,10 @@ this package adds only what a cluster needs:
   it, from every task, go to that worker's Handshaker (scanner.handshake),
   which alone connects to it. One connection at a time per address and the
   minimum interval between connections therefore hold for the cluster, not
-  per process.
-- service: the worker plugin that owns the Handshaker and answers the
-  route's requests over Dask's own (TLS) connections.
+  per process. The requests of MTA-STS policy fetches (HTTPS, one address
+  at a time) go the same way, to the owner's Fetcher (scanner.mtasts.fetch).
+- service: the worker plugin that owns the Handshaker and the Fetcher and
+  answers the route's requests over Dask's own (TLS) connections.
 - driver: the client side: connect (TLS with the survey's certificates, or
   a local cluster with throwaway ones), split, submit the tasks a few at a
   time, aggregate their progress into the same display as a local scan, and

@@ -1,5 +1,8 @@
 """A cluster task's handshake stage: each session asked of the worker that
-owns its address (scanner.cluster.owners), which alone connects to it.
+owns its address (scanner.cluster.owners), which alone connects to it; and
+likewise each request of an MTA-STS policy fetch (``fetch_attempt``, the
+task's Fetcher's ``Requester``), so that HTTPS politeness holds for the
+cluster too.
 
 The route stands where a single-machine pipeline has its Handshaker
 (scanner.handshake.handshaker.Handshakes). It screens an address against
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Coroutine, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -32,6 +35,7 @@ from scanner.cluster.service import ScanService
 from scanner.handshake.handshaker import screen
 from scanner.handshake.session import SessionResult
 from scanner.lost import ScanLost
+from scanner.mtasts.fetch import Attempt
 from scanner.names import key as name_key
 from scanner.status import SmtpStatus
 
@@ -55,6 +59,8 @@ class RouteStats:
     joined: int = 0
     blocked: int = 0  # refused by the contact policy, before any request
     rerouted: int = 0  # requests sent again after an owner did not answer
+    policy_local: int = 0  # MTA-STS policy requests made by this worker's Fetcher
+    policy_remote: int = 0  # ... by another worker's
 
 
 class Route:
@@ -69,7 +75,9 @@ class Route:
         self._sessions: SingleFlightLru[tuple[str, str], SessionResult] = SingleFlightLru(
             cache_size
         )
-        self._counts = dict.fromkeys(("local", "remote", "blocked", "rerouted"), 0)
+        self._counts = dict.fromkeys(
+            ("local", "remote", "blocked", "rerouted", "policy_local", "policy_remote"), 0
+        )
         self._in_flight = 0
 
     @contextlib.asynccontextmanager
@@ -102,13 +110,36 @@ class Route:
     async def aclose(self) -> None:
         await self._sessions.aclose()
 
+    async def fetch_attempt(self, host: str, address: str) -> Attempt:
+        """One request of ``host``'s MTA-STS policy to ``address`` (which the
+        task's Fetcher has screened), made by the address's owner."""
+        return await self._routed(
+            address,
+            lambda owner: self._service.ask_owner_fetch(owner, host, address),
+            kind="policy_",
+        )
+
     async def _ask(self, address: str, sni: str, names: tuple[str, ...]) -> SessionResult:
+        return await self._routed(
+            address, lambda owner: self._service.ask_owner(owner, address, sni, names)
+        )
+
+    async def _routed(
+        self,
+        address: str,
+        ask: Callable[[str], Coroutine[Any, Any, T]],
+        *,
+        kind: str = "",
+    ) -> T:
+        """``ask(owner)`` of the owner of ``address``, and of its next owner
+        while the one asked does not answer."""
         pause = _PAUSE
         for _ in range(ATTEMPTS):
             owner = owners.owner(address, self._workers)
-            self._counts["local" if owner == self._service.worker.address else "remote"] += 1
+            where = "local" if owner == self._service.worker.address else "remote"
+            self._counts[kind + where] += 1
             try:
-                return await self._on_worker(self._service.ask_owner(owner, address, sni, names))
+                return await self._on_worker(ask(owner))
             except Exception as exc:
                 if self._service.closing:  # its loop and connections are going
                     raise OwnerLost(f"this worker is closing: {exc}") from None

@@ -1,7 +1,7 @@
 """One task of a cluster scan, as a Dask worker runs it: the pipeline over
-the task's share of the input (scanner.cluster.split), its handshakes routed
-to their owners (scanner.cluster.route), its rows in part files named by
-the task.
+the task's share of the input (scanner.cluster.split), its handshakes and
+policy requests routed to their owners (scanner.cluster.route), its rows in
+part files named by the task.
 
 A task is idempotent: its parts are ``part-<task>-<n>.parquet`` from
 ``first_part`` on, each written atomically, and a task run again (its worker
@@ -67,6 +67,12 @@ def run_task(config: ScanConfig, spec: TaskSpec) -> TaskReport:
     assert isinstance(service, ScanService)
     attempt = uuid.uuid4().hex[:12]
     store = open_store(config.output)
+    route = Route(
+        service,
+        spec.workers,
+        cache_size=config.session_cache_size,
+        port=config.session_settings.port,
+    )
     pipeline = Pipeline(
         config,
         worker=spec.index,
@@ -74,12 +80,8 @@ def run_task(config: ScanConfig, spec: TaskSpec) -> TaskReport:
         policy=service.policy,
         rate=spec.rate,
         names=lambda: task_names(store, spec.name),
-        handshakes=Route(
-            service,
-            spec.workers,
-            cache_size=config.session_cache_size,
-            port=config.session_settings.port,
-        ).stage,
+        handshakes=route.stage,
+        fetch_requester=route.fetch_attempt,
     )
 
     def report(snapshot: Snapshot, final: bool = False) -> None:

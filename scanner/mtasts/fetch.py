@@ -28,6 +28,10 @@ aiohttp, the meaning of each answer being scanner.mtasts.response's.
   ``polite.backoff``, at most ``polite.attempts`` rounds, like SMTP's
   ``--retries``.
 
+The requests, one address at a time, go to the Fetcher's own ``attempt``
+unless it is given others (a ``Requester``): a cluster's tasks send each to the
+worker that owns the address, whose Fetcher alone connects to it.
+
 Nothing a server or the network does raises out of ``fetch``: every
 exception becomes a status and an error string; cancellation passes.
 """
@@ -102,10 +106,19 @@ def pkix_context(extra: Iterable[Path] = ()) -> ssl.SSLContext:
     return context
 
 
-def fetcher_for(config: ScanConfig, policy: ContactPolicy) -> Fetcher:
-    """The fetcher of a scan: its politeness, its roots, its time bound."""
+def fetcher_for(
+    config: ScanConfig, policy: ContactPolicy, requester: Requester | None = None
+) -> Fetcher:
+    """The fetcher of a scan: its politeness, its roots, its time bound;
+    its requests sent to ``requester`` when given (see ``Requester``)."""
     settings = FetchSettings(timeout=config.timeout, connect_timeout=min(10.0, config.timeout))
-    return Fetcher(pkix_context(config.pkix_ca), config.polite_settings, settings, policy=policy)
+    return Fetcher(
+        pkix_context(config.pkix_ca),
+        config.polite_settings,
+        settings,
+        policy=policy,
+        requester=requester,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +126,7 @@ class FetcherStats:
     """Counters since the fetcher was made."""
 
     fetches: int = 0  # domains asked for
-    requests: int = 0  # connections started, retries included
+    requests: int = 0  # connections asked for (here or of an owner), retries included
     retries: int = 0  # rounds after the first
     blocked: int = 0  # addresses refused by the contact policy
 
@@ -148,9 +161,19 @@ class _PinnedResolver(AbstractResolver):
 
 
 @dataclass(frozen=True, slots=True)
-class _Outcome:
+class Attempt:
+    """One request to one address, as the round over a domain's addresses sees it."""
+
     result: FetchResult
     connect_failed: bool  # no TCP or TLS session came about: the next address may
+    spent: float = 0.0  # seconds from the connection's start to its end
+
+
+# Where a Fetcher sends its requests, one address at a time: its own
+# ``attempt`` by default; on a cluster, the worker that owns the address
+# (scanner.cluster.route), so that the pacing of an address holds across
+# the cluster, as the SMTP side's does.
+Requester = Callable[[str, str], Awaitable[Attempt]]
 
 
 class Fetcher:
@@ -165,8 +188,10 @@ class Fetcher:
         policy: ContactPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        requester: Requester | None = None,
     ) -> None:
         self._context = context
+        self._requester = requester if requester is not None else self.attempt
         self._polite = polite
         self._settings = settings if settings is not None else FetchSettings()
         # Like the Handshaker's: no special-purpose address unless said so.
@@ -235,16 +260,24 @@ class Fetcher:
     ) -> tuple[FetchResult, float]:
         """One try over the addresses: the next one only after a connect failure."""
         spent = 0.0
-        outcome: _Outcome | None = None
+        outcome: Attempt | None = None
         for ip in targets:
-            async with self._slot(str(ip)):
-                started = self._clock()
-                outcome = await self._request(host, ip)
-                spent += self._clock() - started
+            self._counts["requests"] += 1
+            outcome = await self._requester(host, str(ip))
+            spent += outcome.spent
             if not outcome.connect_failed:
                 break
         assert outcome is not None  # targets is never empty
         return outcome.result, spent
+
+    async def attempt(self, host: str, address: str) -> Attempt:
+        """One request for ``host``'s policy to ``address`` (screened by the
+        caller), when the address's politeness allows it."""
+        ip = ipaddress.ip_address(address)
+        async with self._slot(address):
+            started = self._clock()
+            outcome = await self._request(host, ip)
+            return replace(outcome, spent=self._clock() - started)
 
     @contextlib.asynccontextmanager
     async def _slot(self, address: str) -> AsyncIterator[None]:
@@ -265,7 +298,6 @@ class Fetcher:
                 if start > now:
                     await self._sleep(start - now)
                 async with self._global:
-                    self._counts["requests"] += 1
                     self._open += 1
                     try:
                         yield
@@ -278,7 +310,7 @@ class Fetcher:
 
     async def _request(
         self, host: str, ip: ipaddress.IPv4Address | ipaddress.IPv6Address
-    ) -> _Outcome:
+    ) -> Attempt:
         settings = self._settings
         port = None if settings.port == 443 else settings.port
         url = URL.build(scheme="https", host=host, port=port, path=POLICY_PATH)
@@ -300,7 +332,7 @@ class Fetcher:
             ) as session:
                 async with asyncio.timeout(settings.timeout):
                     result = await self._get(session, url)
-            return _Outcome(replace(result, address=str(ip)), False)
+            return Attempt(replace(result, address=str(ip)), False)
         except Exception as exc:  # every failure is data; CancelledError is no Exception
             return _failure(exc, str(ip))
 
@@ -334,12 +366,12 @@ def _header(values: list[str]) -> str | None:
     return ", ".join(values) if values else None
 
 
-def _failure(exc: Exception, address: str) -> _Outcome:
+def _failure(exc: Exception, address: str) -> Attempt:
     """What an exception from connecting, TLS or HTTP means."""
 
-    def outcome(status: FetchStatus, error: str, connect_failed: bool = False) -> _Outcome:
+    def outcome(status: FetchStatus, error: str, connect_failed: bool = False) -> Attempt:
         result = FetchResult(status, error, address=address, transient=status in TRANSIENT)
-        return _Outcome(result, connect_failed)
+        return Attempt(result, connect_failed)
 
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
         cert = exc.certificate_error

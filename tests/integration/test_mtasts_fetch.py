@@ -26,7 +26,14 @@ from aiohttp import web
 
 from scanner.handshake.contact import ContactPolicy
 from scanner.handshake.exclude import parse_exclusions
-from scanner.mtasts.fetch import POLICY_PATH, Fetcher, FetchSettings, pkix_context
+from scanner.mtasts.fetch import (
+    POLICY_PATH,
+    Attempt,
+    Fetcher,
+    FetchSettings,
+    Requester,
+    pkix_context,
+)
 from scanner.mtasts.response import MAX_POLICY_BYTES, FetchResult, FetchStatus
 from testbed.pki import Issued, KeyType, Pki, write_chain
 from tests.settings import polite_settings
@@ -208,11 +215,17 @@ async def respond(request: web.Request, answer: Answer) -> web.StreamResponse:
     return response
 
 
-def fetcher(pems: Pems, port: int, policy: ContactPolicy = LOOPBACK, **polite: Any) -> Fetcher:
+def fetcher(
+    pems: Pems,
+    port: int,
+    policy: ContactPolicy = LOOPBACK,
+    requester: Requester | None = None,
+    **polite: Any,
+) -> Fetcher:
     """A fetcher that trusts the test's root, with short bounds, no pause, no retry."""
     settings = FetchSettings(timeout=2.0, connect_timeout=1.0, port=port)
     limits = polite_settings(**{"min_interval": 0.0, "attempts": 1, **polite})
-    return Fetcher(pkix_context([pems.root]), limits, settings, policy=policy)
+    return Fetcher(pkix_context([pems.root]), limits, settings, policy=policy, requester=requester)
 
 
 def serve(port: int, test: Callable[[Servers], Awaitable[None]]) -> None:
@@ -451,5 +464,37 @@ def test_one_connection_at_a_time_per_address(pems: Pems, port: int) -> None:
         # One address's queue does not hold up another's.
         assert quick.starts[0] - started < 0.2
         assert fetch.open_connections == 0
+
+    serve(port, test)
+
+
+def test_requests_go_where_the_attempts_send_them(pems: Pems, port: int) -> None:
+    """Two fetchers (a cluster's tasks) that send their requests to a third
+    (the address's owner): its gate holds for both, and each counts its own."""
+
+    async def test(servers: Servers) -> None:
+        slow = {d: Answer(delay=0.2) for d in SHARED}
+        crowded = await servers.https("127.0.0.52", pems.context("good"), slow)
+        owner = fetcher(pems, port)
+        asked: list[tuple[str, str]] = []
+
+        async def to_owner(host: str, address: str) -> Attempt:
+            asked.append((host, address))
+            return await owner.attempt(host, address)
+
+        tasks = [fetcher(pems, port, requester=to_owner) for _ in range(2)]
+        jobs = [tasks[i % 2].fetch(d, ["127.0.0.45", "127.0.0.52"]) for i, d in enumerate(SHARED)]
+        results = await asyncio.gather(*jobs)
+        assert [r.status for r in results] == [S.OK] * len(SHARED)
+        assert [r.address for r in results] == ["127.0.0.52"] * len(SHARED)
+        # Each domain: the refused address first, then the next one.
+        assert sorted(asked) == sorted(
+            (f"mta-sts.{d}", a) for d in SHARED for a in ("127.0.0.45", "127.0.0.52")
+        )
+        assert (crowded.accepts, crowded.max_active) == (len(SHARED), 1)
+        assert [t.stats.requests for t in tasks] == [len(SHARED)] * 2
+        assert [t.stats.fetches for t in tasks] == [len(SHARED) // 2] * 2
+        assert owner.stats.fetches == 0
+        assert all(r.elapsed_ms >= 200 for r in results)  # the owner's time of each
 
     serve(port, test)

@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -181,10 +182,10 @@ def assert_each_domain_once(output: Path) -> None:
 @pytest.fixture(scope="module")
 def uninterrupted(
     bed: Testbed, tmp_path_factory: pytest.TempPathFactory, survey_certs: Path
-) -> tuple[Path, dict[str, object]]:
+) -> tuple[Path, dict[str, Any]]:
     """One scan of the testbed on the cluster, start to end, and what the
-    testbed's mail hosts saw of it (the first scan of the module's testbed,
-    so the connection log holds its connections only)."""
+    testbed's mail hosts and MTA-STS sites saw of it (the first scan of the
+    module's testbed, so the logs hold its connections only)."""
     folder = tmp_path_factory.mktemp("uninterrupted")
     dask = DaskCluster(folder, survey_certs)
     try:
@@ -197,11 +198,15 @@ def uninterrupted(
         assert done.returncode == 0, done.stderr
     finally:
         dask.stop()
-    seen = subprocess.run(
-        [sys.executable, "-m", "testbed.cli", "connections", "--dir", str(bed.directory), "--json"],
-        capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
-    return output, json.loads(seen.stdout)
+    seen = {}
+    for side, extra in (("smtp", []), ("https", ["--https"])):
+        done = subprocess.run(
+            [sys.executable, "-m", "testbed.cli", "connections", "--dir", str(bed.directory),
+             "--json", *extra],
+            capture_output=True, text=True, timeout=120, check=True,
+        )  # fmt: skip
+        seen[side] = json.loads(done.stdout)
+    return output, seen
 
 
 def test_every_verdict_equals_truth(bed: Testbed, uninterrupted: tuple[Path, object]) -> None:
@@ -217,9 +222,10 @@ def test_every_verdict_equals_truth(bed: Testbed, uninterrupted: tuple[Path, obj
 
 
 def test_each_address_is_contacted_by_one_worker_at_a_time(
-    uninterrupted: tuple[Path, dict[str, object]],
+    uninterrupted: tuple[Path, dict[str, Any]],
 ) -> None:
-    output, seen = uninterrupted
+    output, both = uninterrupted
+    seen = both["smtp"]
     assert seen["connections"], "the scan made no SMTP connections: nothing was checked"
     assert seen["max_concurrent"] == 1
     assert seen["over_limit"] == 0
@@ -230,6 +236,31 @@ def test_each_address_is_contacted_by_one_worker_at_a_time(
     # Sessions went both to the task's own worker and to others: the route ran.
     assert handshakes["local"] > 0
     assert handshakes["remote"] > 0
+
+
+def test_each_policy_site_is_fetched_from_one_worker_at_a_time(
+    bed: Testbed, uninterrupted: tuple[Path, dict[str, Any]]
+) -> None:
+    """The testbed's MTA-STS sites share an address, as at a web hoster, and
+    every task fetches from it: the owner of the address alone connects."""
+    output, both = uninterrupted
+    seen = both["https"]
+    hosted = (
+        duckdb.connect()
+        .execute(f"SELECT count(*) FROM read_parquet({parts(output)!r}) WHERE mta_sts_fetch = 'ok'")
+        .fetchone()
+    )
+    assert hosted is not None
+    assert hosted[0] >= 2, "fewer than two policies fetched: nothing was checked"
+    assert seen["connections"] >= hosted[0]
+    assert seen["max_concurrent"] == 1
+    # nginx's times are to the millisecond, the start derived from two of them.
+    assert seen["min_gap_s"] is not None
+    assert seen["min_gap_s"] >= MIN_INTERVAL - CLOCK_SLACK - 0.002
+    manifest = read_manifest(output)
+    assert manifest is not None
+    route = manifest.counts.work["handshakes"]
+    assert route["policy_local"] + route["policy_remote"] >= seen["connections"]
 
 
 def test_without_the_survey_certificate_nobody_gets_in(

@@ -32,7 +32,9 @@ from scanner.resolve.discover import Discoverer, DomainResolution, HostAddresses
 from scanner.status import DaneVerdict as V
 from scanner.status import DnssecStatus
 from scanner.status import DomainVerdict as D
+from testbed import nginx
 from testbed.builder import STS_BODY_LIMIT, Builder, sts_policy
+from testbed.cli import connections
 from testbed.model import StsServe
 from testbed.nginx import POLICY_PATH, PORT
 from testbed.procs import TestbedError, ensure_free
@@ -334,6 +336,10 @@ FETCHED = {
 }
 
 
+# Nothing listens, or the fetcher refuses the certificate: no request is made.
+REFUSED_BEFORE_A_REQUEST = (StsServe.NO_HTTPS, StsServe.WRONG_NAME, StsServe.UNTRUSTED)
+
+
 def test_the_scanners_fetcher_sees_each_mode_with_the_testbeds_roots(bed: Testbed) -> None:
     fetcher = _fetcher(bed)
     sites = [_site_of(bed, f"test_sts_{serve.value}") for serve in FETCHED]
@@ -346,6 +352,15 @@ def test_the_scanners_fetcher_sees_each_mode_with_the_testbeds_roots(bed: Testbe
         return got
 
     assert asyncio.run(fetch_all()) == FETCHED
+    # nginx's request log shows each fetch that got as far as a request.
+    answered = [s for s in sites if s.serve not in REFUSED_BEFORE_A_REQUEST]
+    log = bed.directory / nginx.FOLDER / nginx.REQUEST_LOG
+    with log.open() as lines:
+        logged = {r.sni for r in nginx.request_records(lines)}
+    assert {s.name for s in answered} <= logged
+    seen = connections(bed.directory, https=True)
+    assert {s.address for s in answered} <= {row["address"] for row in seen["per_address"]}
+    assert seen["connections"] >= len(answered)
 
 
 def test_ipv6_sites_are_served_on_loopback_by_sni(bed6: Testbed, tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 from testbed import nginx
 from testbed.builder import STS_BODY_LIMIT, Builder, sts_policy
 from testbed.cli import allow_ranges, pkix_ca
+from testbed.connlog import Outcome
 from testbed.dns.txt import txt_rdata
 from testbed.model import StsServe
 from testbed.pki import KeyType
@@ -166,6 +167,45 @@ def test_nginx_config_has_one_server_per_served_site(
     assert "default_type text/html;" in text
     bodies = sorted(p.read_bytes() for p in (tmp_path / "https" / "bodies").iterdir())
     assert bodies == sorted({s.body.encode() for s in served if s.body})
+
+
+def test_nginx_logs_each_request_with_its_connections_start(tmp_path: Path) -> None:
+    config = nginx.render_config([], folder=tmp_path, pki_dir=tmp_path)
+    assert f"access_log {tmp_path / nginx.REQUEST_LOG} requests;" in config
+    assert '"open_s":$connection_time' in config
+    assert "escape=json" in config
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        ([], []),
+        (
+            [
+                '{"server":"127.9.0.1","client":"127.0.0.1","end":100.250,"open_s":0.010,'
+                '"status":200,"sni":"mta-sts.a.test"}\n',
+                '{"server":"127.9.0.1","client":"127.0.0.1","end":101.5,"open_s":0.5,'
+                '"status":404,"sni":""}\n',
+                '{"server":"127.9.0.1","client":"127.0.0.1","end":10',  # being written
+            ],
+            [("127.9.0.1", 100.24, 100.25, "mta-sts.a.test"), ("127.9.0.1", 101.0, 101.5, "")],
+        ),
+    ],
+)
+def test_request_log_lines_are_connections(
+    lines: list[str], expected: list[tuple[str, float, float, str]]
+) -> None:
+    records = nginx.request_records(lines)
+    assert [(r.server, r.start, r.end, r.sni) for r in records] == expected
+    assert {r.outcome for r in records} <= {Outcome.TLS}
+
+
+@pytest.mark.parametrize(
+    "line", ["not json\n", '{"server":"127.9.0.1"}\n', '{"end":"x","open_s":1}\n']
+)
+def test_a_line_that_is_no_request_line_is_an_error(line: str) -> None:
+    with pytest.raises(ValueError, match="line 1 is not a request log line"):
+        nginx.request_records([line])
 
 
 def test_an_ipv6_site_has_an_aaaa_on_loopback_and_listens_there(tmp_path: Path) -> None:
