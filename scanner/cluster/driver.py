@@ -26,6 +26,7 @@ import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import dask
@@ -47,6 +48,9 @@ from scanner.progress import ProgressView, Snapshot
 from scanner.run import Ending, ScanError, failure_reason
 from scanner.seen import KeySet
 
+# Dask's settings for a survey's processes; remote ones take them from
+# the environment (DASK_CONFIG=this folder), as the README says.
+DASK_CONFIG = Path(__file__).parent / "dask-config"
 _POLL = 0.5  # seconds between looks at the tasks (and progress updates)
 _SCHEDULER_PATIENCE = 30.0  # seconds without the scheduler before the scan fails
 _RESENDS = 3  # times a task whose route lost every owner is sent again
@@ -97,20 +101,10 @@ def connect(config: ScanConfig) -> Iterator[tuple[Client, str]]:
         if name.split(".")[0] == "distributed":
             logging.getLogger(name).setLevel(logging.CRITICAL + 1)
     with contextlib.ExitStack() as stack:
+        # The survey's Dask settings (dask-config/danescan.yaml), here and in
+        # the processes of a local cluster, which take this process's.
+        stack.enter_context(dask.config.set(dask_settings()))
         if config.cluster.startswith("local:"):
-            # The owners' handshakes run on the workers' own loops: uvloop
-            # there, as in a scan's own processes (the README tells remote
-            # workers the same, by environment variables).
-            # Dask's statistical profiler samples every thread's stack a hundred
-            # times a second: CPU a scan needs, for a dashboard it does not show.
-            stack.enter_context(
-                dask.config.set(
-                    {
-                        "distributed.admin.event-loop": "uvloop",
-                        "distributed.worker.profile.enabled": False,
-                    }
-                )
-            )
             security = Security.temporary()
             cluster = stack.enter_context(
                 LocalCluster(
@@ -137,6 +131,20 @@ def connect(config: ScanConfig) -> Iterator[tuple[Client, str]]:
         except (OSError, TimeoutError) as exc:
             raise ScanError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
         yield client, address
+
+
+def dask_settings() -> dict[str, Any]:
+    """The settings of ``DASK_CONFIG``, as the dotted keys ``dask.config.set`` takes."""
+    collected = dask.config.collect(paths=[str(DASK_CONFIG)], env={})
+
+    def dotted(tree: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                yield from dotted(value, f"{prefix}{key}.")
+            else:
+                yield f"{prefix}{key}", value
+
+    return dict(dotted(collected))
 
 
 def run_cluster(

@@ -29,6 +29,7 @@ import pytest
 from distributed import Client
 
 from scanner.cluster import certs
+from scanner.cluster.driver import DASK_CONFIG
 from scanner.output.manifest import read_manifest
 from scanner.resolve.managed import free_port
 from tests.integration.support import Testbed, module_testbed
@@ -65,10 +66,12 @@ class DaskCluster:
         return ["--tls-ca-file", str(ca), "--tls-cert", str(cert), "--tls-key", str(key)]
 
     def _spawn(self, name: str, *argv: str) -> subprocess.Popen[bytes]:
+        # The survey's Dask settings, as the README has every host take them.
+        env = {**os.environ, "DASK_CONFIG": str(DASK_CONFIG)}
         with (self.folder / f"{name}.log").open("ab") as log:  # the child keeps its own
             proc = subprocess.Popen(
                 [sys.executable, "-m", "distributed.cli.dask_" + argv[0], *argv[1:]],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
             )  # fmt: skip
         self.procs.append(proc)
         return proc

@@ -5,15 +5,19 @@ options, and the driver's sum of its tasks' progress."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import ssl
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
+import dask
 import pytest
 from cryptography import x509
 
 from scanner.cluster import certs, owners
-from scanner.cluster.driver import _by_task, _Progress
+from scanner.cluster.driver import DASK_CONFIG, _by_task, _Progress, dask_settings
 from scanner.cluster.split import read_split, task_names, task_of, write_split
 from scanner.cluster.task import TaskReport
 from scanner.config import ScanConfig
@@ -233,3 +237,37 @@ def test_done_domains_go_to_the_task_that_owns_them() -> None:
     assert sum(len(k) for k in by_task.values()) == 100
     for task, subset in by_task.items():
         assert all(key % 6 == task for key in subset)
+
+
+# ---------------------------------------------------------------- Dask's settings
+
+
+SURVEY_SETTINGS = {
+    "distributed.admin.event-loop": "uvloop",
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "5s",
+    "distributed.worker.profile.enabled": False,
+    "distributed.worker.memory.monitor-interval": "1s",
+}
+
+
+def test_the_survey_settings_change_only_their_own_keys() -> None:
+    assert dask_settings() == SURVEY_SETTINGS
+    default_stealing = dask.config.get("distributed.scheduler.work-stealing")
+    with dask.config.set(dask_settings()):
+        for key, value in SURVEY_SETTINGS.items():
+            assert dask.config.get(key) == value
+        # Set key by key: the rest of each section keeps Dask's defaults.
+        assert dask.config.get("distributed.admin.tick.limit") == "3s"
+        assert dask.config.get("distributed.scheduler.work-stealing") == default_stealing
+
+
+def test_a_process_started_with_dask_config_has_them() -> None:
+    """As the README starts remote schedulers and workers."""
+    keys = list(SURVEY_SETTINGS)
+    code = f"import dask, distributed; print([dask.config.get(k) for k in {keys!r}])"
+    env = {**os.environ, "DASK_CONFIG": str(DASK_CONFIG)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == repr(list(SURVEY_SETTINGS.values()))
