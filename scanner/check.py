@@ -58,7 +58,12 @@ async def check(config: ScanConfig, domain: str) -> DomainResult:
         config.session_settings, config.polite_settings, client_context(), policy=policy
     )
     async with DnsClient(config.resolver_settings) as client:
-        discoverer = Discoverer(client, max_mx=config.max_mx, policies=config.mta_sts)
+        discoverer = Discoverer(
+            client,
+            max_mx=config.max_mx,
+            cache_size=config.host_cache_size,
+            policies=config.mta_sts,
+        )
         obs.resolved(await discoverer.domain(domain), config.max_addresses)
         targets = tls_targets(obs, config.starttls)
         try:

@@ -21,6 +21,7 @@ fault (scanner.handshake.session, scanner.resolve.client).
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import resource
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 __all__ = [
     "LOCAL_EXHAUSTION",
     "FileBudget",
+    "LocalWait",
     "connection_cap",
     "file_budget",
     "is_local_exhaustion",
@@ -77,6 +79,25 @@ def is_local_exhaustion(exc: BaseException) -> bool:
     """Whether ``exc`` says this machine ran out of descriptors or socket
     memory (LOCAL_EXHAUSTION): wait and try again, the peer is not at fault."""
     return isinstance(exc, OSError) and exc.errno in LOCAL_EXHAUSTION
+
+
+class LocalWait:
+    """The pause between connects while this machine is out of descriptors:
+    short at first, doubled each time up to a second, since a connection
+    frees its descriptor within its deadline and most within milliseconds.
+    One per connect that waits."""
+
+    __slots__ = ("_wait",)
+
+    FIRST = 0.01
+    MAX = 1.0
+
+    def __init__(self) -> None:
+        self._wait = self.FIRST
+
+    async def __call__(self) -> None:
+        await asyncio.sleep(self._wait)
+        self._wait = min(self._wait * 2, self.MAX)
 
 
 def raise_soft_limit() -> int:

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scanner import names
-from scanner.fdlimit import is_local_exhaustion
+from scanner.fdlimit import LocalWait, is_local_exhaustion
 from scanner.handshake.smtp import (
     Done,
     Event,
@@ -55,10 +55,6 @@ from scanner.status import SmtpStatus
 _READ_CHUNK = 16 * 1024
 # The stream pauses the socket once its buffer holds twice this much.
 _STREAM_LIMIT = 64 * 1024
-# Seconds to wait before connecting again when this machine had no
-# descriptor to spare, doubled up to the maximum: a session frees its
-# descriptor within its deadline, most within milliseconds.
-_LOCAL_WAIT, _LOCAL_WAIT_MAX = 0.01, 1.0
 # OpenSSL's SSL_OP_LEGACY_SERVER_CONNECT; the ssl module names it from 3.12 on.
 _OP_LEGACY_SERVER_CONNECT = ssl.Options(getattr(ssl, "OP_LEGACY_SERVER_CONNECT", 0x4))
 # "(_ssl.c:1006)" varies with the Python build and would split error counts.
@@ -320,7 +316,7 @@ class _Session:
                 return event.status, event.error
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        wait = _LOCAL_WAIT
+        wait = LocalWait()
         while True:
             limit, why = self._limit(self.settings.connect_timeout)
             try:
@@ -343,8 +339,7 @@ class _Session:
             # (scanner.fdlimit): nothing reached the server, which is not at
             # fault. Wait for other sessions to close theirs, and start this
             # session's clock again: the wait was ours, not the server's.
-            await asyncio.sleep(wait)
-            wait = min(wait * 2, _LOCAL_WAIT_MAX)
+            await wait()
             self.started = self.clock()
             self.deadline = self.started + self.settings.session_deadline
         self.reader, self.writer = reader, writer

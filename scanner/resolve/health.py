@@ -42,6 +42,9 @@ class Health(StrEnum):
 class HealthSettings:
     """Seconds, and the share of failures that makes a tick suspicious."""
 
+    # An outage longer than this: the resolver is lost (the scan's
+    # --resolver-patience, ScanConfig.resolver_patience).
+    patience: float
     # Probes while the resolver is up are at least this far apart: a dead
     # zone that keeps failing at a low rate costs one question per interval.
     probe_interval: float = 2.0
@@ -51,7 +54,6 @@ class HealthSettings:
     # happened failed (a resolver answering SERVFAIL to nearly everything).
     failure_share: float = 0.9
     min_failures: int = 20  # ...and at least this many failed
-    patience: float = 300.0  # an outage longer than this: the resolver is lost
 
     def __post_init__(self) -> None:
         if min(self.probe_interval, self.down_probe_interval, self.patience) <= 0:

@@ -14,14 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Final
 
-from scanner.fdlimit import is_local_exhaustion
-
-# Seconds between tries to open a TCP connection while this machine has no
-# descriptor to spare, doubled up to the maximum.
-_LOCAL_WAIT: Final = 0.01
-_LOCAL_WAIT_MAX: Final = 1.0
+from scanner.fdlimit import LocalWait, is_local_exhaustion
 
 
 async def exchange(host: str, port: int, message: bytes) -> bytes:
@@ -43,12 +37,11 @@ async def exchange(host: str, port: int, message: bytes) -> bytes:
 async def _open(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A TCP connection to the resolver, waiting while this machine is out
     of descriptors (EMFILE, ENFILE)."""
-    wait = _LOCAL_WAIT
+    wait = LocalWait()
     while True:
         try:
             return await asyncio.open_connection(host, port)
         except OSError as exc:
             if not is_local_exhaustion(exc):
                 raise
-        await asyncio.sleep(wait)
-        wait = min(wait * 2, _LOCAL_WAIT_MAX)
+        await wait()

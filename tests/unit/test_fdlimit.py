@@ -3,6 +3,7 @@ descriptors told apart from a server's refusal."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import resource
 import socket
@@ -12,6 +13,7 @@ import pytest
 from scanner.fdlimit import (
     RESERVE,
     FileBudget,
+    LocalWait,
     connection_cap,
     is_local_exhaustion,
     raise_soft_limit,
@@ -81,3 +83,20 @@ def test_soft_limit_is_raised_to_the_hard_one() -> None:
         assert resource.getrlimit(resource.RLIMIT_NOFILE) == (hard, hard)
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_the_local_wait_doubles_up_to_its_maximum(monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+
+    async def waits() -> None:
+        wait = LocalWait()
+        for _ in range(9):
+            await wait()
+
+    asyncio.run(waits())
+    assert slept == [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.0, 1.0]

@@ -110,4 +110,4 @@ def test_settings_are_validated() -> None:
     with pytest.raises(ValueError, match="positive"):
         HealthSettings(patience=0)
     with pytest.raises(ValueError, match="failure_share"):
-        HealthSettings(failure_share=1.5)
+        HealthSettings(patience=30.0, failure_share=1.5)
