@@ -168,9 +168,12 @@ def _explain_host(step: int, host: HostResult) -> Iterator[str]:
     where = f"_25._tcp.{names.relative(tlsa.base)}"
     if tlsa.state.value == "records":
         yield f"   TLSA at {where}: {len(tlsa.records)} record(s), secure"
-        for record in tlsa.records:
+        depths = host.depths or ()
+        for i, record in enumerate(tlsa.records):
             text = record.to_text()
             yield f"     {text[:80]}{'...' if len(text) > 80 else ''}"
+            if i < len(depths):
+                yield f"       {_depth_seen(depths[i])}"
     elif tlsa.state.value == "not_looked_up":
         yield "   TLSA not looked up: the address records are not secure"
     else:
@@ -195,6 +198,16 @@ def _explain_host(step: int, host: HostResult) -> Iterator[str]:
         yield f"   STARTTLS downgrade signs: {', '.join(s.value for s in host.downgrade)}"
     if host.verdict_ahead is not None and host.verdict_ahead is not host.verdict:
         yield f"   --days-ahead: this host's verdict becomes {host.verdict_ahead.value}"
+
+
+def _depth_seen(depth: int) -> str:
+    """Where a record matches the chains the host presented, whatever its
+    usage says: the record a rollover left behind matches nothing."""
+    if depth == 0:
+        return "matches the leaf certificate (depth 0)"
+    if depth > 0:
+        return f"matches the certificate at depth {depth} of the chain"
+    return "matches no certificate presented"
 
 
 def exit_status(result: DomainResult) -> int:

@@ -245,8 +245,23 @@ def test_managed_unbound_with_the_testbed_root(testbed: Testbed, tmp_path: Path)
 @pytest.mark.parametrize(
     ("scenario", "status", "phrases"),
     [
-        ("ee_311", 0, ["secure (DNSSEC validated)", "STARTTLS ok", "-> pass", "depth 0"]),
-        ("stale_after_rollover", 1, ["fail_no_match", "Verdict: dane_invalid"]),
+        (
+            "ee_311",
+            0,
+            [
+                "secure (DNSSEC validated)",
+                "STARTTLS ok",
+                "-> pass",
+                "depth 0",
+                "matches the leaf certificate (depth 0)",
+            ],
+        ),
+        ("ta_211_intermediate", 0, ["-> pass", "matches the certificate at depth 1 of the chain"]),
+        (
+            "stale_after_rollover",
+            1,
+            ["fail_no_match", "Verdict: dane_invalid", "matches no certificate presented"],
+        ),
         ("unsigned_provider", 3, ["not DNSSEC-secure", "Verdict: no_dane"]),
         ("bogus_tlsa", 1, ["TLSA at _25._tcp.", "bogus", "fail_dns"]),
         ("cname_tlsa_expanded", 0, ["alias of srv.", "-> pass"]),
