@@ -37,7 +37,14 @@ from scanner.handshake.contact import ContactPolicy, ContactPolicyError, contact
 from scanner.ingest.reader import InputError
 from scanner.output.manifest import Cluster, Counts, Manifest, ScanStatus, write_manifest
 from scanner.output.store import open_store
-from scanner.output.writer import Resumed, UnreadablePart, drop_transient, part_files, read_done
+from scanner.output.writer import (
+    Resumed,
+    UnreadablePart,
+    check_schema,
+    drop_transient,
+    part_files,
+    read_done,
+)
 from scanner.pipeline import Pipeline
 from scanner.progress import ProgressView, Snapshot
 from scanner.resolve.health import ResolverLost
@@ -107,10 +114,13 @@ def prepare_output(config: ScanConfig) -> Resumed:
             f"{config.output} already holds {len(existing)} part files: "
             "pass --resume to continue that scan, or choose another -o"
         )
+    if not config.resume:
+        return Resumed()
     try:
+        check_schema(store)  # before --retry-transient rewrites anything
         if config.retry_transient:
             drop_transient(store)
-        return read_done(store) if config.resume else Resumed()
+        return read_done(store)
     except UnreadablePart as exc:
         raise ScanError(str(exc)) from None
 

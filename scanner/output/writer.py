@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from scanner.output.rows import ROW_TYPE, Row
-from scanner.output.schema import SCHEMA
+from scanner.output.schema import SCHEMA, SCHEMA_VERSION, VERSION_KEY
 from scanner.output.store import DatasetStore, Where, as_store
 from scanner.seen import KeySet, name_key
 
@@ -32,6 +32,12 @@ _PART = re.compile(r"part-(\d+)-(\d+)\.parquet\Z")
 class UnreadablePart(Exception):
     """A part file of the dataset folder a scan resumes that cannot be read
     (analysis.load.DatasetError is the analysis's: no dataset to read)."""
+
+
+class OtherSchema(UnreadablePart):
+    """A part written with another schema version than this scanner's: a
+    resumed scan would write the dataset in two schemas, which DuckDB and
+    pandas read by the first file's columns and polars refuses."""
 
 
 def part_files(where: Where) -> list[str]:
@@ -68,6 +74,25 @@ def _read_part(store: DatasetStore, name: str, columns: list[str] | None = None)
             return pq.read_table(handle, columns=columns)
     except (OSError, pa.ArrowInvalid) as exc:
         raise UnreadablePart(f"{store.describe(name)} is not a readable part: {exc}") from None
+
+
+def check_schema(where: Where) -> None:
+    """Raise OtherSchema unless every part was written with SCHEMA_VERSION.
+    Reads the footers only; called before a resume changes anything."""
+    store = as_store(where)
+    for name in part_files(store):
+        try:
+            with store.open_read(name) as handle:
+                metadata = pq.read_schema(handle).metadata or {}
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise UnreadablePart(f"{store.describe(name)} is not a readable part: {exc}") from None
+        version = metadata.get(VERSION_KEY, b"").decode(errors="replace") or "unknown"
+        if version != SCHEMA_VERSION:
+            raise OtherSchema(
+                f"{store.describe(name)} was written with dataset schema {version}, and this "
+                f"danescan writes schema {SCHEMA_VERSION}: one dataset holds one schema, so "
+                "finish that scan with the danescan that began it, or scan into another -o"
+            )
 
 
 def read_done(where: Where, parts: Iterable[str] | None = None) -> Resumed:

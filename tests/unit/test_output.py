@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from scanner.config import ScanConfig
 from scanner.effective import Effective, EffectiveOutcome, EffectivePolicy
 from scanner.handshake.session import SessionResult
 from scanner.handshake.smtp import Reply, Transcript
@@ -26,7 +27,7 @@ from scanner.mtasts.record import StsRecord, TxtRecordStatus
 from scanner.mtasts.response import FetchResult, FetchStatus
 from scanner.output.rows import ROW_TYPE, domain_row
 from scanner.output.schema import SCHEMA, SCHEMA_VERSION, VERSION_KEY
-from scanner.output.writer import PartWriter, drop_transient, read_done
+from scanner.output.writer import OtherSchema, PartWriter, check_schema, drop_transient, read_done
 from scanner.ratelimit import TokenBucket
 from scanner.resolve.discover import HostResolution
 from scanner.resolve.policy import (
@@ -35,6 +36,7 @@ from scanner.resolve.policy import (
     TlsaState,
 )
 from scanner.results import AddressResult, DomainResult, HostResult
+from scanner.run import ScanError, prepare_output
 from scanner.seen import name_key
 from scanner.status import DaneVerdict, DnssecStatus, DomainVerdict, SmtpStatus
 from scanner.tlsa import TlsaRecord
@@ -254,6 +256,33 @@ def test_retry_transient_drops_transient_rows_and_resume_redoes_them(tmp_path: P
     assert {name_key("a.example"), name_key("c.example")} <= set(done.domains)
     assert done.next_part == {0: 2}  # the resumed scan writes new parts
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_resume_refuses_parts_of_another_schema_and_changes_nothing(tmp_path: Path) -> None:
+    writer = PartWriter(tmp_path, 0)
+    writer.add(domain_row(dane_result("a.example", 1)))
+    writer.flush()
+    writer.add(domain_row(replace(dane_result("b.example", 2), transient=True)))
+    older = writer.flush()
+    assert older is not None
+    check_schema(tmp_path)  # this scanner's own parts pass
+    # The second part as an older danescan would have labelled it.
+    table = pq.read_table(tmp_path / older)
+    pq.write_table(table.replace_schema_metadata({VERSION_KEY: b"4"}), tmp_path / older)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(OtherSchema, match="schema 4.*writes schema " + SCHEMA_VERSION):
+        check_schema(tmp_path)
+    config = ScanConfig(
+        input="-", output=str(tmp_path), ehlo_name="scanner.example.net",
+        resume=True, retry_transient=True,
+    )  # fmt: skip
+    with pytest.raises(ScanError, match="another -o"):
+        prepare_output(config)
+    # Refused before --retry-transient could rewrite the part.
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    pq.write_table(table.replace_schema_metadata(None), tmp_path / older)
+    with pytest.raises(OtherSchema, match="schema unknown"):
+        check_schema(tmp_path)
 
 
 def test_writer_converts_rows_to_arrow_in_batches(tmp_path: Path) -> None:
