@@ -99,9 +99,15 @@ def read_exclusions(path: Path | None) -> Exclusions | None:
     if path is None:
         return None
     try:
-        lines = path.read_text().splitlines()
+        lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise ContactPolicyError(f"cannot read --exclude {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        # Not replaced and parsed on: an entry with a bad byte could be an
+        # opt-out that would silently stop matching.
+        raise ContactPolicyError(
+            f"--exclude {path} is not UTF-8 text (byte {exc.start}: {exc.object[exc.start]:#04x})"
+        ) from None
     parsed = parse_exclusions(lines)
     if parsed.bad_lines:
         bad = parsed.bad_lines[0]

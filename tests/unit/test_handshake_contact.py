@@ -231,3 +231,7 @@ def test_contact_policy_refuses_a_bad_or_missing_exclusion_file(tmp_path: Path) 
         contact_policy(_config(tmp_path, exclude=bad))
     with pytest.raises(ContactPolicyError, match="cannot read --exclude"):
         contact_policy(_config(tmp_path, exclude=tmp_path / "missing.txt"))
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes(b"192.0.2.1\n# Opt-out f\xfcr example.org\n")
+    with pytest.raises(ContactPolicyError, match=r"latin1.txt is not UTF-8 text \(byte 21: 0xfc\)"):
+        contact_policy(_config(tmp_path, exclude=latin1))
