@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import IO, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -26,6 +27,7 @@ from scanner.output.schema import SCHEMA, SCHEMA_VERSION, VERSION_KEY
 from scanner.output.store import DatasetStore, Where, as_store
 from scanner.seen import KeySet, name_key
 
+_T = TypeVar("_T")
 _PART = re.compile(r"part-(\d+)-(\d+)\.parquet\Z")
 
 
@@ -69,9 +71,14 @@ def part_number(name: str) -> tuple[int, int]:
 
 
 def _read_part(store: DatasetStore, name: str, columns: list[str] | None = None) -> pa.Table:
+    return _read(store, name, lambda handle: pq.read_table(handle, columns=columns))
+
+
+def _read(store: DatasetStore, name: str, read: Callable[[IO[bytes]], _T]) -> _T:
+    """``read`` applied to part ``name``; UnreadablePart if it cannot be read."""
     try:
         with store.open_read(name) as handle:
-            return pq.read_table(handle, columns=columns)
+            return read(handle)
     except (OSError, pa.ArrowInvalid) as exc:
         raise UnreadablePart(f"{store.describe(name)} is not a readable part: {exc}") from None
 
@@ -81,11 +88,7 @@ def check_schema(where: Where) -> None:
     Reads the footers only; called before a resume changes anything."""
     store = as_store(where)
     for name in part_files(store):
-        try:
-            with store.open_read(name) as handle:
-                metadata = pq.read_schema(handle).metadata or {}
-        except (OSError, pa.ArrowInvalid) as exc:
-            raise UnreadablePart(f"{store.describe(name)} is not a readable part: {exc}") from None
+        metadata = _read(store, name, pq.read_schema).metadata or {}
         version = metadata.get(VERSION_KEY, b"").decode(errors="replace") or "unknown"
         if version != SCHEMA_VERSION:
             raise OtherSchema(
