@@ -168,12 +168,13 @@ def _explain_host(step: int, host: HostResult) -> Iterator[str]:
     where = f"_25._tcp.{names.relative(tlsa.base)}"
     if tlsa.state.value == "records":
         yield f"   TLSA at {where}: {len(tlsa.records)} record(s), secure"
-        depths = host.depths or ()
-        for i, record in enumerate(tlsa.records):
+        # One depth per record (scanner.match.depths); none without a chain.
+        depths = host.depths or (None,) * len(tlsa.records)
+        for record, depth in zip(tlsa.records, depths, strict=True):
             text = record.to_text()
             yield f"     {text[:80]}{'...' if len(text) > 80 else ''}"
-            if i < len(depths):
-                yield f"       {_depth_seen(depths[i])}"
+            if depth is not None:
+                yield f"       {_depth_seen(depth)}"
     elif tlsa.state.value == "not_looked_up":
         yield "   TLSA not looked up: the address records are not secure"
     else:
