@@ -11,8 +11,9 @@ around ``run_session`` so that, across a whole scan:
   identifies what the server shows): concurrent requests share one session,
   finished results stay in a bounded LRU;
 - the connections to one address, and in all, stay within the limits of
-  ``PoliteSettings``; a request waits for its address without holding a
-  connection slot;
+  ``PoliteSettings``, their starts paced from when each connect is sent
+  (scanner.handshake.pacing); a request waits for its address without
+  holding a connection slot;
 - a transient outcome is tried again as ``retry_plan`` says.
 
 Time is passed in (``clock``, ``sleep``) so the pacing can be tested exactly.
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from scanner.cache import SingleFlightLru
 from scanner.handshake.contact import ContactPolicy
+from scanner.handshake.pacing import StartPacer
 from scanner.handshake.polite import PoliteSettings, Retry, retry_plan
 from scanner.handshake.session import SessionResult, SessionSettings, run_session, unattempted
 from scanner.names import key as name_key
@@ -40,7 +42,19 @@ from scanner.status import SmtpStatus
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
-Session = Callable[[str, str, SessionSettings, ssl.SSLContext], Awaitable[SessionResult]]
+
+class Session(Protocol):
+    """What runs one probe: run_session, or a test's stand-in."""
+
+    def __call__(
+        self,
+        address: str,
+        sni: str,
+        settings: SessionSettings,
+        context: ssl.SSLContext,
+        *,
+        connecting: Callable[[], None],
+    ) -> Awaitable[SessionResult]: ...
 
 
 def screen(
@@ -108,8 +122,8 @@ class Handshaker:
         "_gates",
         "_global",
         "_intervals",
-        "_next_start",
         "_open",
+        "_pacer",
         "_policy",
         "_polite",
         "_session",
@@ -141,10 +155,8 @@ class Handshaker:
         self._sleep = sleep
         self._global = asyncio.Semaphore(polite.max_connections)
         self._gates: dict[str, _Gate] = {}
-        # When the next connection to an address may start at the earliest.
-        # Bounded like the results: an entry evicted after that many newer
-        # connection starts is long past its interval.
-        self._next_start: OrderedDict[str, float] = OrderedDict()
+        # Bounded like the results.
+        self._pacer = StartPacer(polite.cache_size, clock)
         # Addresses that said they had too many connections: their interval,
         # and the shortest one they may get again.
         self._intervals: OrderedDict[str, float] = OrderedDict()
@@ -204,12 +216,20 @@ class Handshaker:
         # back-off) holds its own slot only; a connection slot is taken when
         # the session is due to start.
         async with self._address_slot(address):
-            await self._pace(address)
+            await self._wait(self._pacer.reserve(address, self._interval(address)))
             async with self._global:
+                while wait := self._pacer.claim(address, self._interval(address)):
+                    await self._wait(wait)
                 self._count("sessions")
                 self._open += 1
                 try:
-                    result = await self._session(address, sni, self._settings, self._context)
+                    result = await self._session(
+                        address,
+                        sni,
+                        self._settings,
+                        self._context,
+                        connecting=lambda: self._pacer.began(address, self._interval(address)),
+                    )
                 finally:
                     self._open -= 1
         if result.status is SmtpStatus.TLS_OK:
@@ -230,19 +250,13 @@ class Handshaker:
             if gate.users == 0:
                 del self._gates[address]
 
-    async def _pace(self, address: str) -> None:
-        # The slot is reserved before sleeping, so that with per_address > 1
-        # two connections never both claim the same start time.
-        now = self._clock()
-        start = max(now, self._next_start.get(address, now))
-        self._remember(self._next_start, address, start + self._interval(address))
-        if start > now:
-            await self._sleep(start - now)
+    async def _wait(self, seconds: float) -> None:
+        if seconds > 0:
+            await self._sleep(seconds)
 
     def _hold(self, address: str, plan: Retry) -> None:
         """No connection to ``address`` starts before ``plan.wait`` from now."""
-        until = self._clock() + plan.wait
-        self._remember(self._next_start, address, max(until, self._next_start.get(address, 0.0)))
+        self._pacer.hold(address, self._clock() + plan.wait)
 
     def _interval(self, address: str) -> float:
         return self._intervals.get(address, self._polite.min_interval)

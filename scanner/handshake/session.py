@@ -181,15 +181,17 @@ async def run_session(
     settings: SessionSettings,
     context: ssl.SSLContext,
     *,
+    connecting: Callable[[], None] = lambda: None,
     clock: Callable[[], float] = time.perf_counter,
 ) -> SessionResult:
     """Probe ``address`` (an IPv4 or IPv6 literal) on ``settings.port``.
 
     ``sni`` is the TLSA base domain sent as SNI (none if empty); ``context``
-    comes from ``client_context()``; ``clock`` measures the timings and the
-    session deadline, in seconds.
+    comes from ``client_context()``; ``connecting`` is called just before
+    each connect is sent, with no await between (the pacing's ``began``);
+    ``clock`` measures the timings and the session deadline, in seconds.
     """
-    return await _Session(address, sni, settings, context, clock).run()
+    return await _Session(address, sni, settings, context, clock, connecting).run()
 
 
 class _Stop(Exception):
@@ -229,6 +231,7 @@ class _Session:
         "client",
         "clock",
         "connect_ms",
+        "connecting",
         "context",
         "deadline",
         "reader",
@@ -247,8 +250,10 @@ class _Session:
         settings: SessionSettings,
         context: ssl.SSLContext,
         clock: Callable[[], float],
+        connecting: Callable[[], None],
     ) -> None:
         self.address = address
+        self.connecting = connecting
         self.sni = sni
         self.settings = settings
         self.context = context
@@ -321,6 +326,9 @@ class _Session:
             limit, why = self._limit(self.settings.connect_timeout)
             try:
                 async with asyncio.timeout(limit):
+                    # For an IP literal, asyncio sends the connect before its
+                    # first await: the pacing's start is the connect's.
+                    self.connecting()
                     reader, writer = await asyncio.open_connection(
                         self.address, self.settings.port, limit=_STREAM_LIMIT
                     )

@@ -12,8 +12,9 @@ aiohttp, the meaning of each answer being scanner.mtasts.response's.
   (scanner.handshake.contact): an excluded one is ``blocked``, a
   special-purpose one not allowed ``reserved``, and no packet goes to it;
 - at most ``per_address`` connections to one address at a time, their
-  starts ``min_interval`` apart, at most ``max_connections`` in all
-  (the scan's PoliteSettings, the SMTP side's limits);
+  starts ``min_interval`` apart from when each connect is sent
+  (scanner.handshake.pacing), at most ``max_connections`` in all (the
+  scan's PoliteSettings, the SMTP side's limits);
 - TLS verified by OpenSSL against the system's CA store plus the scan's
   ``--pkix-ca`` roots, for the name ``mta-sts.<domain>`` (section 3.3: "a
   valid PKIX certificate chain", RFC 6125 name checks); redirects never
@@ -44,7 +45,6 @@ import ipaddress
 import socket
 import ssl
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -55,6 +55,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 from scanner.handshake.contact import ContactPolicy
+from scanner.handshake.pacing import StartPacer
 from scanner.handshake.polite import PoliteSettings, backoff
 from scanner.mtasts.response import (
     MAX_POLICY_BYTES,
@@ -67,6 +68,8 @@ from scanner.mtasts.response import (
 )
 
 if TYPE_CHECKING:  # scanner.config imports the stages this package may meet
+    from aiohappyeyeballs import AddrInfoType  # aiohttp's own dependency
+
     from scanner.config import ScanConfig
 
 POLICY_PATH = "/.well-known/mta-sts.txt"  # section 3.3
@@ -200,9 +203,8 @@ class Fetcher:
         self._sleep = sleep
         self._global = asyncio.Semaphore(polite.max_connections)
         self._gates: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}
-        # When the next connection to an address may start; bounded like the
-        # SMTP side's, an entry evicted that late is long past its interval.
-        self._next_start: OrderedDict[str, float] = OrderedDict()
+        # Bounded like the SMTP side's.
+        self._pacer = StartPacer(polite.cache_size, clock)
         self._open = 0
         self._counts = dict.fromkeys(("fetches", "requests", "retries", "blocked"), 0)
 
@@ -287,17 +289,13 @@ class Fetcher:
             address, (asyncio.Semaphore(self._polite.per_address), [0])
         )
         users[0] += 1
+        interval = self._polite.min_interval
         try:
             async with semaphore:
-                now = self._clock()
-                start = max(now, self._next_start.get(address, now))
-                self._next_start[address] = start + self._polite.min_interval
-                self._next_start.move_to_end(address)
-                if len(self._next_start) > self._polite.cache_size:
-                    self._next_start.popitem(last=False)
-                if start > now:
-                    await self._sleep(start - now)
+                await self._wait(self._pacer.reserve(address, interval))
                 async with self._global:
+                    while wait := self._pacer.claim(address, interval):
+                        await self._wait(wait)
                     self._open += 1
                     try:
                         yield
@@ -307,6 +305,10 @@ class Fetcher:
             users[0] -= 1
             if users[0] == 0:
                 del self._gates[address]
+
+    async def _wait(self, seconds: float) -> None:
+        if seconds > 0:
+            await self._sleep(seconds)
 
     async def _request(
         self, host: str, ip: ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -320,6 +322,7 @@ class Fetcher:
             force_close=True,
             limit=1,
             ssl=self._context,
+            socket_factory=self._socket_factory(str(ip)),
         )
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=settings.connect_timeout)
         try:
@@ -335,6 +338,19 @@ class Fetcher:
             return Attempt(replace(result, address=str(ip)), False)
         except Exception as exc:  # every failure is data; CancelledError is no Exception
             return _failure(exc, str(ip))
+
+    def _socket_factory(self, address: str) -> Callable[[AddrInfoType], socket.socket]:
+        """aiohttp's socket for ``address``: made when the connect is sent
+        (aiohappyeyeballs connects it with no await between), so the pacing's
+        start is the connect's, not the slot's."""
+
+        def make(info: AddrInfoType) -> socket.socket:
+            family, kind, proto, _, _ = info
+            made = socket.socket(family, kind, proto)
+            self._pacer.began(address, self._polite.min_interval)
+            return made
+
+        return make
 
     async def _get(self, session: aiohttp.ClientSession, url: URL) -> FetchResult:
         limit = self._settings.max_bytes

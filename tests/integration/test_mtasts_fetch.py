@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import itertools
 import socket
 import ssl
 import time
@@ -62,7 +63,8 @@ class Seen:
 
     accepts: int = 0
     hosts: list[str] = field(default_factory=list)
-    starts: list[float] = field(default_factory=list)
+    starts: list[float] = field(default_factory=list)  # of requests
+    accepted: list[float] = field(default_factory=list)  # of connections
     active: int = 0
     max_active: int = 0
 
@@ -150,6 +152,7 @@ class Servers:
 
         def counted() -> asyncio.BaseProtocol:
             seen.accepts += 1
+            seen.accepted.append(time.monotonic())
             assert factory is not None
             return factory()
 
@@ -464,6 +467,28 @@ def test_one_connection_at_a_time_per_address(pems: Pems, port: int) -> None:
         # One address's queue does not hold up another's.
         assert quick.starts[0] - started < 0.2
         assert fetch.open_connections == 0
+
+    serve(port, test)
+
+
+def test_the_interval_runs_from_when_each_connect_was_sent(pems: Pems, port: int) -> None:
+    """The first request to an address waits for the only connection slot,
+    held by a slow site; the next waits an interval from the first one's
+    connect, not from the time the first was due."""
+
+    async def test(servers: Servers) -> None:
+        slow = {d: Answer(delay=0.25) for d in SHARED[:1]}
+        await servers.https("127.0.0.52", pems.context("good"), slow)
+        quick = await servers.https("127.0.0.53", pems.context("good"), ANSWERS)
+        fetch = fetcher(pems, port, min_interval=0.3, max_connections=1)
+        jobs = [fetch.fetch(SHARED[0], ["127.0.0.52"])]
+        jobs += [fetch.fetch(d, ["127.0.0.53"]) for d in SHARED[1:4]]
+        await asyncio.gather(*jobs)
+        assert len(quick.accepted) == 3
+        assert quick.accepted[0] - servers.seen["127.0.0.52"].accepted[0] >= 0.25
+        gaps = [b - a for a, b in itertools.pairwise(quick.accepted)]
+        # Both ends stamp on this event loop: only its scheduling lies between.
+        assert min(gaps) >= 0.3 - 0.01
 
     serve(port, test)
 

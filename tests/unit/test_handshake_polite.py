@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import ssl
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -87,12 +87,26 @@ class FakeSession:
     open_now: dict[str, int] = field(default_factory=dict)
     most_open: dict[str, int] = field(default_factory=dict)
     most_open_total: int = 0
+    # How long each session takes to send its connect (the event loop busy
+    # elsewhere), in order; and when each connect was sent, by address.
+    lags: list[float] = field(default_factory=list)
+    connects: list[tuple[str, float]] = field(default_factory=list)
 
     async def __call__(
-        self, address: str, sni: str, settings: SessionSettings, context: ssl.SSLContext
+        self,
+        address: str,
+        sni: str,
+        settings: SessionSettings,
+        context: ssl.SSLContext,
+        *,
+        connecting: Callable[[], None],
     ) -> SessionResult:
         assert (settings, context) == (SETTINGS, CONTEXT)
         self.calls.append((address, sni, self.time.now))
+        if self.lags:
+            await self.time.sleep(self.lags.pop(0))
+        connecting()
+        self.connects.append((address, self.time.now))
         self.open_now[address] = self.open_now.get(address, 0) + 1
         self.most_open[address] = max(self.most_open.get(address, 0), self.open_now[address])
         self.most_open_total = max(self.most_open_total, sum(self.open_now.values()))
@@ -204,6 +218,21 @@ def test_connections_to_one_address_are_paced() -> None:
     assert starts[("192.0.2.2", SNI)] == 0.0
 
 
+def test_the_interval_runs_from_when_each_connect_was_sent() -> None:
+    """The first connection goes out late (its task waited for the event
+    loop), the second on time: the second still waits an interval from the
+    first's connect, not from the time the first was due."""
+
+    async def scenario() -> FakeSession:
+        shaker, session, _ = handshaker(polite_settings(min_interval=2.0), lags=[0.3, 0.0, 0.0])
+        await asyncio.gather(*(shaker.handshake("192.0.2.1", f"mx{i}.example") for i in range(3)))
+        return session
+
+    session = run(scenario())
+    starts = [at for _, at in session.connects]
+    assert starts == pytest.approx([0.3, 2.3, 4.3])
+
+
 def held_then_released(
     polite: PoliteSettings, requests: list[tuple[str, str]]
 ) -> tuple[FakeSession, int]:
@@ -313,7 +342,13 @@ class RateLimitedServer(FakeSession):
     refused: int = 0
 
     async def __call__(
-        self, address: str, sni: str, settings: SessionSettings, context: ssl.SSLContext
+        self,
+        address: str,
+        sni: str,
+        settings: SessionSettings,
+        context: ssl.SSLContext,
+        *,
+        connecting: Callable[[], None],
     ) -> SessionResult:
         now = self.time.now
         self.starts = [t for t in self.starts if t > now - 60]
@@ -323,7 +358,7 @@ class RateLimitedServer(FakeSession):
         else:
             self.starts.append(now)
             self.answers = []
-        return await super().__call__(address, sni, settings, context)
+        return await super().__call__(address, sni, settings, context, connecting=connecting)
 
 
 def test_an_address_that_limits_connections_a_minute_is_met_after_a_few_refusals() -> None:
@@ -352,6 +387,7 @@ def test_an_address_waiting_out_a_window_holds_no_connection_slot() -> None:
         async def sleep(seconds: float) -> None:  # a window that lasts until released
             waiting.append(seconds)
             await released.wait()
+            time.now += seconds
 
         shaker = Handshaker(
             SETTINGS,
