@@ -156,7 +156,7 @@ class Handshaker:
         self._global = asyncio.Semaphore(polite.max_connections)
         self._gates: dict[str, _Gate] = {}
         # Bounded like the results.
-        self._pacer = StartPacer(polite.cache_size, clock)
+        self._pacer = StartPacer(polite.cache_size, clock, sleep)
         # Addresses that said they had too many connections: their interval,
         # and the shortest one they may get again.
         self._intervals: OrderedDict[str, float] = OrderedDict()
@@ -216,10 +216,9 @@ class Handshaker:
         # back-off) holds its own slot only; a connection slot is taken when
         # the session is due to start.
         async with self._address_slot(address):
-            await self._wait(self._pacer.reserve(address, self._interval(address)))
+            await self._pacer.turn(address, self._interval(address))
             async with self._global:
-                while wait := self._pacer.claim(address, self._interval(address)):
-                    await self._wait(wait)
+                await self._pacer.due(address, self._interval(address))
                 self._count("sessions")
                 self._open += 1
                 try:
@@ -249,10 +248,6 @@ class Handshaker:
             gate.users -= 1
             if gate.users == 0:
                 del self._gates[address]
-
-    async def _wait(self, seconds: float) -> None:
-        if seconds > 0:
-            await self._sleep(seconds)
 
     def _hold(self, address: str, plan: Retry) -> None:
         """No connection to ``address`` starts before ``plan.wait`` from now."""

@@ -19,8 +19,9 @@ the MTA-STS policy fetches:
   on-time one), which the server sees as two connections too close.
 
 ``hold`` keeps an address closed until a time (a back-off after a refusal).
+``turn`` and ``due`` are ``reserve`` and ``claim`` with their waits slept.
 
-Time comes in through ``clock``. Both tables are bounded (``size``
+Time comes in through ``clock`` and ``sleep``. Both tables are bounded (``size``
 addresses, least recently used out first): an entry evicted after that many
 newer connection starts is long past its interval.
 """
@@ -28,19 +29,25 @@ newer connection starts is long past its interval.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 
 class StartPacer:
     """One per Handshaker or Fetcher: the starts of its connections, by address."""
 
-    __slots__ = ("_clock", "_earliest", "_queued", "_size")
+    __slots__ = ("_clock", "_earliest", "_queued", "_size", "_sleep")
 
-    def __init__(self, size: int, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        size: int,
+        clock: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]],
+    ) -> None:
         if size < 1:
             raise ValueError("size must be at least 1")
         self._size = size
         self._clock = clock
+        self._sleep = sleep
         # The earliest the next connection may begin: from real starts and holds.
         self._earliest: OrderedDict[str, float] = OrderedDict()
         # Where the queue of waiting connections ends: ordering only.
@@ -62,6 +69,17 @@ class StartPacer:
             return wait
         self._put(self._earliest, address, now + interval)
         return 0.0
+
+    async def turn(self, address: str, interval: float) -> None:
+        """Join ``address``'s queue and wait for this connection's turn."""
+        wait = self.reserve(address, interval)
+        if wait > 0:
+            await self._sleep(wait)
+
+    async def due(self, address: str, interval: float) -> None:
+        """Wait until a connection to ``address`` may start, and claim it."""
+        while wait := self.claim(address, interval):
+            await self._sleep(wait)
 
     def began(self, address: str, interval: float) -> None:
         """A connection to ``address`` is being made now."""

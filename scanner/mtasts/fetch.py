@@ -204,7 +204,7 @@ class Fetcher:
         self._global = asyncio.Semaphore(polite.max_connections)
         self._gates: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}
         # Bounded like the SMTP side's.
-        self._pacer = StartPacer(polite.cache_size, clock)
+        self._pacer = StartPacer(polite.cache_size, clock, sleep)
         self._open = 0
         self._counts = dict.fromkeys(("fetches", "requests", "retries", "blocked"), 0)
 
@@ -292,10 +292,9 @@ class Fetcher:
         interval = self._polite.min_interval
         try:
             async with semaphore:
-                await self._wait(self._pacer.reserve(address, interval))
+                await self._pacer.turn(address, interval)
                 async with self._global:
-                    while wait := self._pacer.claim(address, interval):
-                        await self._wait(wait)
+                    await self._pacer.due(address, interval)
                     self._open += 1
                     try:
                         yield
@@ -305,10 +304,6 @@ class Fetcher:
             users[0] -= 1
             if users[0] == 0:
                 del self._gates[address]
-
-    async def _wait(self, seconds: float) -> None:
-        if seconds > 0:
-            await self._sleep(seconds)
 
     async def _request(
         self, host: str, ip: ipaddress.IPv4Address | ipaddress.IPv6Address

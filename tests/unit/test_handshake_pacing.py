@@ -3,7 +3,8 @@ from when each connection really began."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 
 import pytest
 
@@ -14,15 +15,22 @@ A, B = "192.0.2.1", "192.0.2.2"
 
 @dataclass
 class Clock:
+    """Moves only when someone sleeps on it."""
+
     now: float = 0.0
+    slept: list[float] = field(default_factory=list)
 
     def __call__(self) -> float:
         return self.now
 
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
 
 def pacer(size: int = 16) -> tuple[StartPacer, Clock]:
     clock = Clock()
-    return StartPacer(size, clock), clock
+    return StartPacer(size, clock, clock.sleep), clock
 
 
 def test_waiting_connections_are_queued_an_interval_apart() -> None:
@@ -82,6 +90,26 @@ def test_the_tables_are_bounded() -> None:
     assert pace.claim("192.0.2.3", 10.0) == 10.0
 
 
+def test_turn_and_due_sleep_the_waits_they_are_told() -> None:
+    """``turn`` waits behind a late start, ``due`` behind the last claim."""
+
+    async def scenario() -> Clock:
+        pace, clock = pacer()
+        await pace.turn(A, 1.0)
+        await pace.due(A, 1.0)
+        clock.now = 0.3
+        pace.began(A, 1.0)
+        await pace.turn(A, 1.0)  # queued for 1.0, the late start says 1.3
+        await pace.due(A, 1.0)  # due at once, and claimed
+        await pace.due(A, 1.0)  # the claim's interval
+        return clock
+
+    clock = asyncio.run(scenario())
+    assert clock.slept == pytest.approx([1.0, 1.0])
+    assert clock.now == pytest.approx(2.3)
+
+
 def test_size_must_be_positive() -> None:
+    clock = Clock()
     with pytest.raises(ValueError, match="at least 1"):
-        StartPacer(0, Clock())
+        StartPacer(0, clock, clock.sleep)
